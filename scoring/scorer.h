@@ -1,0 +1,85 @@
+// The EmbSum relevance function of DESIGN.md section 2, batch-first:
+//
+//   K = A B^T, L = Q G^T (m x n), w = softmax over all m*n entries of L,
+//   score = sum_ij w_ij K_ij, top_user_code = argmax_i sum_j w_ij K_ij.
+//
+// Implementations: the CPU scorer (MakeCpuScorer, this folder) and the CUDA
+// scorer (scoring/cuda/cuda_scorer.h). Both accumulate in fp32 whatever the
+// arena's storage dtype.
+#ifndef EMBSUM_SCORING_SCORER_H_
+#define EMBSUM_SCORING_SCORER_H_
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "scoring/item_arena.h"
+#include "scoring/status.h"
+#include "scoring/user_view.h"
+
+namespace embsum::scoring {
+
+// One scored arena row.
+struct ScoredRow {
+  uint32_t row = 0;
+  float score = 0.0f;
+  int32_t top_user_code = -1;
+};
+
+// Thread-safety: every method of a Scorer is safe to call concurrently.
+class Scorer {
+ public:
+  virtual ~Scorer() = default;
+
+  // "cpu" or "cuda": the `backend` label of embsum_scoring_seconds.
+  virtual std::string_view backend() const = 0;
+
+  // Scores `rows` (each < arena.size()) for `user`.
+  // scores: size rows.size(). top_codes: size rows.size(), or empty to skip
+  // computing top_user_code. user.dim must equal arena.layout().dim.
+  // Errors: InvalidArgument on size mismatches; Internal/Unavailable on
+  // device failures (CUDA).
+  virtual Status Score(const UserView& user, const ItemArena& arena,
+                       std::span<const uint32_t> rows, std::span<float> scores,
+                       std::span<int32_t> top_codes) const = 0;
+
+  // Full-catalogue scan: the k best rows among [0, arena.size()) whose
+  // `live` flag is non-zero (live: size arena.size(), or empty = all live),
+  // sorted by score descending, ties by row ascending. Fills top_user_code.
+  virtual Status ScoreAllTopK(const UserView& user, const ItemArena& arena,
+                              std::span<const uint8_t> live, uint32_t k,
+                              std::vector<ScoredRow>* out) const = 0;
+
+  // Tells a scorer that keeps its own copy of the arena (CUDA) that `rows`
+  // of `arena` changed, or that the arena was replaced when `rows` is empty
+  // and arena is not the one it mirrors. The CPU scorer does nothing.
+  virtual Status SyncArena(const ItemArena& arena,
+                           std::span<const uint32_t> rows) {
+    (void)arena;
+    (void)rows;
+    return Status::Ok();
+  }
+};
+
+// Trade-offs of the CPU scorer.
+struct CpuScorerOptions {
+  // Worker threads for large candidate sets (0 = hardware concurrency).
+  // The pool lives as long as the scorer.
+  int threads = 0;
+  // Candidate sets smaller than this are scored on the calling thread:
+  // below it, handing work to the pool costs more than it saves.
+  size_t parallel_threshold = 2048;
+};
+
+std::unique_ptr<Scorer> MakeCpuScorer(const CpuScorerOptions& options = {});
+
+// Stable top-k by score descending; ties keep input order (index ascending).
+// Writes min(k, scores.size()) indices into `out` (k = 0 means all).
+void SelectTopK(std::span<const float> scores, uint32_t k,
+                std::vector<uint32_t>* out);
+
+}  // namespace embsum::scoring
+
+#endif  // EMBSUM_SCORING_SCORER_H_

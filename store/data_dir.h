@@ -1,0 +1,62 @@
+// A data directory: what embsum-ingest writes and embsum-server serves.
+//   DATA_DIR/manifest.json   the model manifest
+//   DATA_DIR/users/          RocksDB (users, summaries, meta)
+//   DATA_DIR/items/          FAISS snapshot files, id map, RocksDB item log
+#ifndef EMBSUM_STORE_DATA_DIR_H_
+#define EMBSUM_STORE_DATA_DIR_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "store/item_catalog.h"
+#include "store/manifest.h"
+#include "store/user_store.h"
+
+namespace embsum::store {
+
+struct DataDirOptions {
+  UserStoreOptions users;
+  ItemCatalogOptions items;
+};
+
+// Thread-safety: as UserStore and ItemCatalog.
+class DataDir {
+ public:
+  // Refuses (FailedPrecondition/DataLoss with the file named) a missing,
+  // partial or corrupt directory; never crashes on bad files.
+  static absl::StatusOr<std::unique_ptr<DataDir>> Open(
+      const std::string& path, const DataDirOptions& options);
+
+  const ModelManifest& manifest() const { return manifest_; }
+  UserStore& users() { return *users_; }
+  const UserStore& users() const { return *users_; }
+  ItemCatalog& items() { return *items_; }
+  const ItemCatalog& items() const { return *items_; }
+
+ private:
+  DataDir() = default;
+  ModelManifest manifest_;
+  std::unique_ptr<UserStore> users_;
+  std::unique_ptr<ItemCatalog> items_;
+};
+
+struct IngestOptions {
+  std::string model_dir;
+  std::string data_dir;
+  bool force = false;  // replace an existing data directory
+  // Progress lines (rows/s, ETA) for large artifacts; null = silent.
+  std::function<void(const std::string& line)> progress;
+};
+
+// DESIGN.md section 3 artifact -> data directory. Builds into a temporary
+// directory next to the target and renames atomically; on any error the
+// existing data directory is untouched and the message names the file, the
+// row and the problem.
+absl::Status Ingest(const IngestOptions& options);
+
+}  // namespace embsum::store
+
+#endif  // EMBSUM_STORE_DATA_DIR_H_

@@ -1,0 +1,99 @@
+// Items (DESIGN.md section 4): the exact-scoring arena, the id <-> row map,
+// and the FAISS ANN index for Retrieve, published together as immutable
+// snapshots. Upserts and deletes are durable when acknowledged (RocksDB log
+// plus FAISS snapshot files, replayed at open).
+#ifndef EMBSUM_STORE_ITEM_CATALOG_H_
+#define EMBSUM_STORE_ITEM_CATALOG_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "scoring/dtype.h"
+#include "scoring/item_arena.h"
+#include "scoring/user_view.h"
+#include "store/manifest.h"
+
+namespace embsum::store {
+
+// One item to write: cpe n*d; keys n*d (required iff the model has keys).
+struct ItemUpsert {
+  std::string item_id;
+  std::vector<float> cpe;
+  std::vector<float> keys;
+};
+
+// An immutable, consistent view of the catalogue. Thread-safe: const.
+// Keep the shared_ptr for the duration of a request; rows stay valid.
+class ItemSnapshot {
+ public:
+  virtual ~ItemSnapshot() = default;
+  virtual const scoring::ItemArena& arena() const = 0;
+  // Row of a live item, or nullopt for unknown/deleted ids.
+  virtual std::optional<uint32_t> FindRow(std::string_view item_id) const = 0;
+  // Id of row `row` (< arena().size()).
+  virtual const std::string& ItemId(uint32_t row) const = 0;
+  // Per-row liveness, size arena().size(): 0 for deleted/superseded rows.
+  virtual std::span<const uint8_t> live() const = 0;
+  // Number of live items.
+  virtual uint64_t size() const = 0;
+  // Monotonic snapshot number.
+  virtual uint64_t version() const = 0;
+  // ANN candidates for Retrieve: up to `k` live rows likely to score high
+  // for `user` (searches the FAISS index with the user's UPE rows).
+  virtual absl::Status AnnCandidates(const scoring::UserView& user, uint32_t k,
+                                     std::vector<uint32_t>* rows) const = 0;
+};
+
+struct AnnOptions {
+  // Catalogues up to this many items use an exact flat index; above it IVF.
+  size_t flat_max_items = 50000;
+  // IVF lists (0 = 4*sqrt(N)) and probes: more probes, better recall, slower.
+  size_t ivf_lists = 0;
+  size_t ivf_probes = 16;
+  // Items sampled to train IVF.
+  size_t train_sample = 100000;
+};
+
+struct ItemCatalogOptions {
+  // Storage dtype of the scoring arena: 16-bit halves memory and bandwidth.
+  scoring::DType dtype = scoring::DType::kFloat32;
+  AnnOptions ann;
+};
+
+// Thread-safety: Current() is safe to call concurrently with anything;
+// Upsert/Delete serialise among themselves and never block readers.
+class ItemCatalog {
+ public:
+  static absl::StatusOr<std::unique_ptr<ItemCatalog>> Open(
+      const std::string& dir, const ModelManifest& manifest,
+      const ItemCatalogOptions& options);
+  virtual ~ItemCatalog() = default;
+
+  virtual std::shared_ptr<const ItemSnapshot> Current() const = 0;
+
+  // All-or-nothing: validates every record (id, sizes, finite values) first.
+  // Durable before it returns; the next Current() sees the change.
+  virtual absl::Status Upsert(std::span<const ItemUpsert> items) = 0;
+  // Returns how many of the ids existed and were deleted.
+  virtual absl::StatusOr<uint64_t> Delete(
+      std::span<const std::string> item_ids) = 0;
+
+  // Called (under the writer's lock, after publication) with the new
+  // snapshot and the arena rows written; rows empty = whole new arena.
+  // For mirrors such as the CUDA scorer's device arena.
+  using Listener = std::function<void(const ItemSnapshot& snapshot,
+                                      std::span<const uint32_t> rows)>;
+  virtual void SetListener(Listener listener) = 0;
+};
+
+}  // namespace embsum::store
+
+#endif  // EMBSUM_STORE_ITEM_CATALOG_H_

@@ -1,0 +1,76 @@
+// Users in RocksDB (DESIGN.md section 4): key = user id, value = a versioned
+// binary record (m, d, dtype, A, optional Q); summaries in their own column
+// family; the manifest in a meta column family.
+//
+// Thread-safety: all methods are safe to call concurrently.
+#ifndef EMBSUM_STORE_USER_STORE_H_
+#define EMBSUM_STORE_USER_STORE_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "scoring/user_view.h"
+#include "store/manifest.h"
+
+namespace embsum::store {
+
+// A user's embedding, decoded to fp32 (owning).
+struct UserEmbedding {
+  uint32_t user_codes = 0;    // m
+  uint32_t dim = 0;           // d
+  std::vector<float> upe;     // m*d
+  std::vector<float> queries; // m*d or empty (Q = A)
+
+  scoring::UserView view() const {
+    return scoring::UserView{user_codes, dim, upe, queries};
+  }
+};
+
+// One user to write. upe: m*d; queries: m*d or empty; summary: set to
+// replace the stored summary.
+struct UserUpsert {
+  std::string user_id;
+  std::vector<float> upe;
+  std::vector<float> queries;
+  std::optional<std::string> summary;
+};
+
+struct UserStoreOptions {
+  // RocksDB block cache: larger keeps more users in RAM, costs memory.
+  size_t block_cache_bytes = size_t{256} << 20;
+  // Bloom filter bits per key: fewer disk reads for unknown users.
+  int bloom_bits_per_key = 10;
+};
+
+class UserStore {
+ public:
+  // Opens the RocksDB database at `path` (created by Ingest).
+  static absl::StatusOr<std::unique_ptr<UserStore>> Open(
+      const std::string& path, const ModelManifest& manifest,
+      const UserStoreOptions& options);
+  virtual ~UserStore() = default;
+
+  // NotFound when the user is unknown.
+  virtual absl::Status Get(std::string_view user_id,
+                           UserEmbedding* out) const = 0;
+  // Empty string when the user has no summary; NotFound for unknown user.
+  virtual absl::StatusOr<std::string> GetSummary(
+      std::string_view user_id) const = 0;
+  // Validates every record first (id, sizes m*d, finite values): if any is
+  // invalid nothing is written and the error names the record. Otherwise
+  // one atomic WriteBatch through the WAL, synced before returning.
+  virtual absl::Status Upsert(std::span<const UserUpsert> users) = 0;
+  // Number of users (exact, maintained across upserts).
+  virtual uint64_t size() const = 0;
+};
+
+}  // namespace embsum::store
+
+#endif  // EMBSUM_STORE_USER_STORE_H_
