@@ -1,0 +1,38 @@
+// Host-only interface of the CUDA scorer: callers see plain C++ (no CUDA
+// headers). Implemented in scoring/cuda/*.cu; built when a CUDA compiler is
+// found (target embsum::scoring_cuda, macro EMBSUM_HAVE_CUDA=1 for users).
+#ifndef EMBSUM_SCORING_CUDA_CUDA_SCORER_H_
+#define EMBSUM_SCORING_CUDA_CUDA_SCORER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "scoring/scorer.h"
+#include "scoring/status.h"
+
+namespace embsum::scoring {
+
+struct CudaScorerOptions {
+  int device = 0;
+  // CUDA streams (one per concurrent in-flight batch) with pinned buffers.
+  int streams = 4;
+  // Dynamic batching: concurrent Score calls arriving within this window are
+  // scored in one launch. 0 disables batching (lowest latency at low load).
+  uint32_t batch_window_us = 100;
+  // Largest number of requests fused into one launch.
+  uint32_t max_batch = 256;
+};
+
+// True when a CUDA device can be used; otherwise *why (if non-null) says
+// why not ("no CUDA device", driver error text).
+bool CudaDeviceAvailable(std::string* why = nullptr);
+
+// Creates a CUDA scorer; Unavailable when no device. The scorer mirrors the
+// arena it is given on the device (uploaded on first use or by SyncArena).
+Status MakeCudaScorer(const CudaScorerOptions& options,
+                      std::unique_ptr<Scorer>* out);
+
+}  // namespace embsum::scoring
+
+#endif  // EMBSUM_SCORING_CUDA_CUDA_SCORER_H_
