@@ -49,6 +49,9 @@ struct IngestOptions {
   bool force = false;  // replace an existing data directory
   // Progress lines (rows/s, ETA) for large artifacts; null = silent.
   std::function<void(const std::string& line)> progress;
+  // At most one progress line per this many seconds per phase (0 = a line
+  // per row, for tests).
+  double progress_interval_s = 1.0;
 };
 
 // DESIGN.md section 3 artifact -> data directory. Builds into a temporary

@@ -38,9 +38,11 @@ class ItemSnapshot {
   virtual const scoring::ItemArena& arena() const = 0;
   // Row of a live item, or nullopt for unknown/deleted ids.
   virtual std::optional<uint32_t> FindRow(std::string_view item_id) const = 0;
-  // Id of row `row` (< arena().size()).
+  // Id of row `row`: any row this snapshot covers (every row with a live()
+  // bit set qualifies; rows appended after the snapshot do not).
   virtual const std::string& ItemId(uint32_t row) const = 0;
-  // Per-row liveness, size arena().size(): 0 for deleted/superseded rows.
+  // Per-row liveness, size arena().capacity() (>= arena().size()): 0 for
+  // deleted/superseded rows and rows not part of this snapshot.
   virtual std::span<const uint8_t> live() const = 0;
   // Number of live items.
   virtual uint64_t size() const = 0;
@@ -53,6 +55,9 @@ class ItemSnapshot {
 };
 
 struct AnnOptions {
+  // false: no ANN index (saves its build time and memory); AnnCandidates
+  // then returns FailedPrecondition. For deployments without Retrieve.
+  bool enabled = true;
   // Catalogues up to this many items use an exact flat index; above it IVF.
   size_t flat_max_items = 50000;
   // IVF lists (0 = 4*sqrt(N)) and probes: more probes, better recall, slower.
@@ -60,12 +65,29 @@ struct AnnOptions {
   size_t ivf_probes = 16;
   // Items sampled to train IVF.
   size_t train_sample = 100000;
+  // Upserted rows not yet in the main index are searched exactly in a small
+  // side index; above this many (or 5% of the items) the main index is
+  // rebuilt. Larger: cheaper upserts, slower Retrieve.
+  size_t tail_max_rows = 2048;
+  // OpenMP threads per search (0 = OpenMP's default). 1 suits a server that
+  // runs many requests in parallel.
+  int search_threads = 1;
 };
 
 struct ItemCatalogOptions {
   // Storage dtype of the scoring arena: 16-bit halves memory and bandwidth.
   scoring::DType dtype = scoring::DType::kFloat32;
   AnnOptions ann;
+  // Arena capacity = live rows * growth + min_headroom_rows; unused rows
+  // cost address space only. When full, a bigger arena is built (live rows
+  // copied) and swapped in.
+  double growth = 1.5;
+  size_t min_headroom_rows = 1024;
+  // The upsert log is folded into a new FAISS snapshot once it holds more
+  // than max(checkpoint_min_entries, checkpoint_fraction * items) entries:
+  // smaller = faster start-up, more rewriting.
+  size_t checkpoint_min_entries = 4096;
+  double checkpoint_fraction = 0.1;
 };
 
 // Thread-safety: Current() is safe to call concurrently with anything;
@@ -89,9 +111,16 @@ class ItemCatalog {
   // Called (under the writer's lock, after publication) with the new
   // snapshot and the arena rows written; rows empty = whole new arena.
   // For mirrors such as the CUDA scorer's device arena.
+  // SetListener calls the new listener once at once with the current
+  // snapshot and empty rows, so a mirror starts from a consistent state.
+  // Deletes change only liveness (snapshot.live()) and do not call it.
   using Listener = std::function<void(const ItemSnapshot& snapshot,
                                       std::span<const uint32_t> rows)>;
   virtual void SetListener(Listener listener) = 0;
+
+  // Folds the upsert log into a new FAISS snapshot now (also done
+  // automatically, see ItemCatalogOptions). Blocks writers, not readers.
+  virtual absl::Status Checkpoint() = 0;
 };
 
 }  // namespace embsum::store

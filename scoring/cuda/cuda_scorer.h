@@ -22,6 +22,10 @@ struct CudaScorerOptions {
   uint32_t batch_window_us = 100;
   // Largest number of requests fused into one launch.
   uint32_t max_batch = 256;
+  // Checking aid: fill device outputs with NaN / -1 before every launch so
+  // that an output the kernel failed to write cannot pass as a result.
+  // Costs one memset per launch.
+  bool poison_outputs = false;
 };
 
 // True when a CUDA device can be used; otherwise *why (if non-null) says

@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# Measures the service Performance table (DESIGN.md section 8) in one go, at
+# shape S1 (m=32, n=8, d=512) with 500 candidates per Rank:
+#
+#   1. embsum-datagen + embsum-ingest: a synthetic S1 model and data dir
+#   2. gRPC floor: embsum-echo-server driven by embsum-loadgen
+#      --target_kind=echo with Rank-sized payloads (concurrency 1, and
+#      closed-loop capacity)
+#   3. embsum-server: unloaded Rank latency (concurrency 1), closed-loop
+#      capacity (best of CONCURRENCIES), open loop at 50% and 80% of it
+#   4. scoring alone: embsum-bench-scoring on the same shapes, and the
+#      server's own embsum_scoring_seconds from /metrics
+#   5. summary.md (the table) and summary.json under OUT
+#
+# Usage: benchmarks/service/run_s1.sh   (after building the tools:
+#   cmake --build build --target embsum-server embsum-loadgen
+#     embsum-echo-server embsum-datagen embsum-ingest embsum-bench-scoring)
+# Environment overrides (defaults in brackets): BUILD_DIR [build], OUT
+# [benchmarks/service/results/<UTC time>], USERS [1000], ITEMS [10000],
+# DIM [512], USER_CODES [32], ITEM_CODES [8], CANDIDATES [500],
+# DURATION [10] and WARMUP [2] seconds per run, CONCURRENCIES [1 2 4 8 16],
+# CHANNELS [4], LOADGEN_THREADS [1], and the binaries LOADGEN, ECHO_SERVER,
+# SERVER, DATAGEN, INGEST, BENCH_SCORING (BENCH_SCORING= skips step 4a).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+BUILD_DIR=${BUILD_DIR:-build}
+OUT=${OUT:-benchmarks/service/results/$(date -u +%Y%m%dT%H%M%SZ)}
+USERS=${USERS:-1000}
+ITEMS=${ITEMS:-10000}
+DIM=${DIM:-512}
+USER_CODES=${USER_CODES:-32}
+ITEM_CODES=${ITEM_CODES:-8}
+CANDIDATES=${CANDIDATES:-500}
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+CONCURRENCIES=${CONCURRENCIES:-1 2 4 8 16}
+CHANNELS=${CHANNELS:-4}
+LOADGEN_THREADS=${LOADGEN_THREADS:-1}
+LOADGEN=${LOADGEN:-$BUILD_DIR/tools/loadgen/embsum-loadgen}
+ECHO_SERVER=${ECHO_SERVER:-$BUILD_DIR/tools/echo_server/embsum-echo-server}
+SERVER=${SERVER:-$BUILD_DIR/tools/server/embsum-server}
+DATAGEN=${DATAGEN:-$BUILD_DIR/tools/datagen/embsum-datagen}
+INGEST=${INGEST:-$BUILD_DIR/tools/ingest/embsum-ingest}
+BENCH_SCORING=${BENCH_SCORING-$BUILD_DIR/benchmarks/embsum-bench-scoring}
+PY=/usr/bin/python3
+HERE=benchmarks/service
+
+for bin in "$LOADGEN" "$ECHO_SERVER" "$SERVER" "$DATAGEN" "$INGEST"; do
+  [[ -x $bin ]] || { echo "run_s1: $bin is missing; build it first" >&2; exit 2; }
+done
+
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/embsum-s1.XXXXXX")
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do
+    kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+  done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() {
+  $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+log() { echo "run_s1: $*" >&2; }
+# Appends a command line to commands.txt.
+note() {
+  printf '%q ' "$@" >>"$OUT/commands.txt"
+  echo >>"$OUT/commands.txt"
+}
+# Records a command in commands.txt, then runs it.
+record() {
+  note "$@"
+  "$@"
+}
+
+{
+  echo "# embsum service benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "# host: $(hostname), $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
+  echo "# load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+} >"$OUT/commands.txt"
+
+log "1/5 generating an S1 model (users=$USERS items=$ITEMS d=$DIM m=$USER_CODES n=$ITEM_CODES)"
+record "$DATAGEN" --out="$WORK/model" --users="$USERS" --items="$ITEMS" --dim="$DIM" \
+  --user_codes="$USER_CODES" --item_codes="$ITEM_CODES" --seed=1 --impressions=100 >/dev/null
+record "$INGEST" --model_dir="$WORK/model" --data_dir="$WORK/data" >/dev/null
+
+LG=("$LOADGEN" --model_dir="$WORK/model" --candidates="$CANDIDATES" --duration="$DURATION"
+    --warmup="$WARMUP" --channels="$CHANNELS" --threads="$LOADGEN_THREADS" --progress=false
+    --connect_timeout=120)
+
+log "2/5 gRPC floor: embsum-echo-server"
+ECHO_PORT=$(free_port)
+note "$ECHO_SERVER" --listen="127.0.0.1:$ECHO_PORT" \&
+"$ECHO_SERVER" --listen="127.0.0.1:$ECHO_PORT" >"$WORK/echo.log" 2>&1 &
+PIDS+=($!)
+record "${LG[@]}" --target="127.0.0.1:$ECHO_PORT" --target_kind=echo --concurrency=1 \
+  --json="$OUT/echo_c1.json" --svg="$OUT/echo_c1.svg" >"$OUT/echo_c1.txt"
+CAP_C=${CONCURRENCIES##* }
+record "${LG[@]}" --target="127.0.0.1:$ECHO_PORT" --target_kind=echo --concurrency="$CAP_C" \
+  --json="$OUT/echo_capacity.json" >"$OUT/echo_capacity.txt"
+kill -TERM "${PIDS[-1]}" && wait "${PIDS[-1]}" || true
+unset 'PIDS[-1]'
+
+log "3/5 embsum-server"
+PORT=$(free_port)
+METRICS_PORT=$(free_port)
+SERVER_ARGS=(--data_dir="$WORK/data" --listen="127.0.0.1:$PORT"
+  --admin_listen="127.0.0.1:$(free_port)" --metrics_listen="127.0.0.1:$METRICS_PORT")
+note "$SERVER" "${SERVER_ARGS[@]}" \&
+"$SERVER" "${SERVER_ARGS[@]}" >"$OUT/server.log" 2>&1 &
+PIDS+=($!)
+SERVER_PID=${PIDS[-1]}
+scrape() {
+  $PY -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())' \
+    "http://127.0.0.1:$METRICS_PORT/metrics" >"$1" || : >"$1"
+}
+# Unloaded Rank latency, with the server's own timings around it.
+record "${LG[@]}" --target="127.0.0.1:$PORT" --concurrency=1 --duration=1 --warmup=0 \
+  >/dev/null  # connects and warms caches before the scrape
+scrape "$OUT/metrics_before_c1.txt"
+record "${LG[@]}" --target="127.0.0.1:$PORT" --concurrency=1 \
+  --json="$OUT/rank_c1.json" --svg="$OUT/rank_c1.svg" >"$OUT/rank_c1.txt"
+scrape "$OUT/metrics_after_c1.txt"
+for c in $CONCURRENCIES; do
+  [[ $c == 1 ]] && continue
+  record "${LG[@]}" --target="127.0.0.1:$PORT" --concurrency="$c" \
+    --json="$OUT/rank_closed_c$c.json" >"$OUT/rank_closed_c$c.txt"
+done
+CAPACITY=$($PY "$HERE/summarize.py" capacity "$OUT")
+log "closed-loop capacity: $CAPACITY Rank/s"
+for pct in 50 80; do
+  RATE=$($PY -c "print(round($CAPACITY * $pct / 100, 1))")
+  record "${LG[@]}" --target="127.0.0.1:$PORT" --rate="$RATE" \
+    --json="$OUT/rank_open_$pct.json" --csv="$OUT/rank_open_$pct.csv" \
+    --svg="$OUT/rank_open_$pct.svg" >"$OUT/rank_open_$pct.txt"
+done
+kill -TERM "$SERVER_PID" && wait "$SERVER_PID" || true
+unset 'PIDS[-1]'
+
+log "4/5 scoring alone"
+if [[ -n $BENCH_SCORING && -x $BENCH_SCORING ]]; then
+  record "$BENCH_SCORING" --user_codes="$USER_CODES" --item_codes="$ITEM_CODES" --dim="$DIM" \
+    --candidates="$CANDIDATES" --arena_rows="$ITEMS" --dtype=fp32 --backend=cpu --json \
+    >"$OUT/bench_scoring.json"
+else
+  log "embsum-bench-scoring not found: scoring time from the server's metrics only"
+fi
+
+log "5/5 summary"
+echo "# load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/commands.txt"
+$PY "$HERE/summarize.py" table "$OUT" | tee "$OUT/summary.md"
+log "results in $OUT"

@@ -1,0 +1,387 @@
+// The production CPU scorer: validates requests, prepares the user panels
+// once per request, and runs the kernel family picked at run time
+// (scoring/internal/kernels_*.cc) on the calling thread or, for large
+// candidate sets, on a pool owned by the scorer.
+#include "scoring/cpu_scorer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <new>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "scoring/internal/cpu_kernels.h"
+#include "scoring/internal/thread_pool.h"
+#include "scoring/scorer.h"
+
+namespace embsum::scoring {
+namespace {
+
+using internal::KernelArgs;
+using internal::KernelTable;
+
+// Rows per task of the full-catalogue scan.
+constexpr size_t kScanBlockRows = 4096;
+// Fewest candidates per task of a parallel Score call.
+constexpr size_t kMinRowsPerTask = 16;
+
+// A grow-only, 64-byte aligned buffer of floats.
+class AlignedBuffer {
+ public:
+  AlignedBuffer() = default;
+  ~AlignedBuffer() { Release(); }
+  AlignedBuffer(const AlignedBuffer&) = delete;
+  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
+
+  float* Get(size_t floats) {
+    if (floats > capacity_) {
+      Release();
+      capacity_ = std::max<size_t>(floats, 64);
+      data_ = static_cast<float*>(
+          ::operator new (capacity_ * sizeof(float), std::align_val_t{64}));
+    }
+    return data_;
+  }
+
+ private:
+  void Release() {
+    if (data_ != nullptr) ::operator delete (data_, std::align_val_t{64});
+    data_ = nullptr;
+    capacity_ = 0;
+  }
+
+  float* data_ = nullptr;
+  size_t capacity_ = 0;
+};
+
+// Per-thread buffers, reused across requests: no allocation per request in
+// steady state.
+struct ThreadBuffers {
+  AlignedBuffer a_panels;
+  AlignedBuffer q_panels;
+  AlignedBuffer scratch;
+  std::vector<uint32_t> rows;
+  std::vector<float> scores;
+  std::vector<int32_t> codes;
+};
+
+ThreadBuffers& LocalBuffers() {
+  thread_local ThreadBuffers buffers;
+  return buffers;
+}
+
+// Score descending (NaN last), then row ascending: a strict total order.
+bool RanksBefore(const ScoredRow& x, const ScoredRow& y) {
+  const bool nan_x = std::isnan(x.score);
+  const bool nan_y = std::isnan(y.score);
+  if (nan_x != nan_y) return nan_y;
+  if (!nan_x && x.score != y.score) return x.score > y.score;
+  return x.row < y.row;
+}
+
+// Keeps the `k` first of `rows` under RanksBefore (k = 0 keeps all), in any
+// order.
+void KeepBest(std::vector<ScoredRow>* rows, size_t k) {
+  if (k == 0 || rows->size() <= k) return;
+  std::nth_element(rows->begin(), rows->begin() + static_cast<ptrdiff_t>(k),
+                   rows->end(), RanksBefore);
+  rows->resize(k);
+}
+
+std::string Count(size_t n) { return std::to_string(n); }
+
+bool IsaSupportedByCpu(CpuIsa isa) {
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+  const bool avx2 = __builtin_cpu_supports("avx2") &&
+                    __builtin_cpu_supports("fma") &&
+                    __builtin_cpu_supports("f16c");
+  const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") &&
+                      __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512dq") &&
+                      __builtin_cpu_supports("avx512vl");
+  switch (isa) {
+    case CpuIsa::kScalar:
+      return true;
+    case CpuIsa::kAvx2:
+      return avx2;
+    case CpuIsa::kAvx512:
+      return avx512;
+    case CpuIsa::kAvx512Bf16:
+      return avx512 && __builtin_cpu_supports("avx512bf16");
+  }
+  return false;
+#else
+  return isa == CpuIsa::kScalar;
+#endif
+}
+
+const KernelTable* TableFor(CpuIsa isa) {
+  switch (isa) {
+    case CpuIsa::kScalar:
+      return internal::ScalarKernelTable();
+    case CpuIsa::kAvx2:
+      return internal::Avx2KernelTable();
+    case CpuIsa::kAvx512:
+      return internal::Avx512KernelTable();
+    case CpuIsa::kAvx512Bf16:
+      return internal::Avx512Bf16KernelTable();
+  }
+  return nullptr;
+}
+
+class CpuScorer final : public Scorer {
+ public:
+  CpuScorer(const CpuScorerOptions& options, const KernelTable* table)
+      : table_(table), options_(options) {
+    int threads = options.threads;
+    if (threads <= 0) {
+      threads = static_cast<int>(std::thread::hardware_concurrency());
+    }
+    if (threads > 1) {
+      pool_ = std::make_unique<internal::ThreadPool>(threads - 1);
+    }
+  }
+
+  std::string_view backend() const override { return "cpu"; }
+
+  Status Score(const UserView& user, const ItemArena& arena,
+               std::span<const uint32_t> rows, std::span<float> scores,
+               std::span<int32_t> top_codes) const override {
+    Status status = CheckUser(user, arena);
+    if (!status.ok()) return status;
+    if (scores.size() != rows.size()) {
+      return Status::InvalidArgument("cpu scorer: scores has " +
+                                     Count(scores.size()) + " entries for " +
+                                     Count(rows.size()) + " rows");
+    }
+    if (!top_codes.empty() && top_codes.size() != rows.size()) {
+      return Status::InvalidArgument(
+          "cpu scorer: top_codes has " + Count(top_codes.size()) +
+          " entries for " + Count(rows.size()) + " rows (want equal or 0)");
+    }
+    const size_t size = arena.size();
+    for (size_t c = 0; c < rows.size(); ++c) {
+      if (rows[c] >= size) {
+        return Status::InvalidArgument(
+            "cpu scorer: candidate " + Count(c) + ": row " + Count(rows[c]) +
+            " out of range (arena has " + Count(size) + " rows)");
+      }
+    }
+    if (rows.empty()) return Status::Ok();
+    int32_t* codes = top_codes.empty() ? nullptr : top_codes.data();
+    if (user.user_codes == 0 || arena.layout().item_codes == 0) {
+      std::fill(scores.begin(), scores.end(), 0.0f);
+      if (codes != nullptr) std::fill(top_codes.begin(), top_codes.end(), -1);
+      return Status::Ok();
+    }
+
+    const KernelArgs args = PrepareUser(user, arena);
+    if (!GoesParallel(rows.size(), args)) {
+      RunKernel(args, rows.data(), rows.size(), scores.data(), codes);
+      return Status::Ok();
+    }
+    const size_t threads = static_cast<size_t>(pool_->workers()) + 1;
+    const size_t per_task = std::max(
+        kMinRowsPerTask, (rows.size() + 4 * threads - 1) / (4 * threads));
+    const size_t tasks = (rows.size() + per_task - 1) / per_task;
+    pool_->ParallelFor(tasks, [&](size_t task) {
+      const size_t begin = task * per_task;
+      const size_t count = std::min(per_task, rows.size() - begin);
+      RunKernel(args, rows.data() + begin, count, scores.data() + begin,
+                codes == nullptr ? nullptr : codes + begin);
+    });
+    return Status::Ok();
+  }
+
+  Status ScoreAllTopK(const UserView& user, const ItemArena& arena,
+                      std::span<const uint8_t> live, uint32_t k,
+                      std::vector<ScoredRow>* out) const override {
+    Status status = CheckUser(user, arena);
+    if (!status.ok()) return status;
+    const size_t size = arena.size();
+    if (!live.empty() && live.size() != size) {
+      return Status::InvalidArgument("cpu scorer: live has " +
+                                     Count(live.size()) + " flags, arena has " +
+                                     Count(size) + " rows (want equal or 0)");
+    }
+    out->clear();
+    if (size == 0) return Status::Ok();
+    const bool degenerate =
+        user.user_codes == 0 || arena.layout().item_codes == 0;
+    const KernelArgs args =
+        degenerate ? KernelArgs{} : PrepareUser(user, arena);
+
+    const size_t tasks = (size + kScanBlockRows - 1) / kScanBlockRows;
+    std::vector<std::vector<ScoredRow>> best(tasks);
+    auto scan = [&](size_t task) {
+      const size_t begin = task * kScanBlockRows;
+      const size_t end = std::min(size, begin + kScanBlockRows);
+      ThreadBuffers& local = LocalBuffers();
+      local.rows.clear();
+      for (size_t r = begin; r < end; ++r) {
+        if (live.empty() || live[r] != 0) {
+          local.rows.push_back(static_cast<uint32_t>(r));
+        }
+      }
+      const size_t count = local.rows.size();
+      local.scores.resize(count);
+      local.codes.resize(count);
+      if (degenerate) {
+        std::fill(local.scores.begin(), local.scores.end(), 0.0f);
+        std::fill(local.codes.begin(), local.codes.end(), -1);
+      } else {
+        RunKernel(args, local.rows.data(), count, local.scores.data(),
+                  local.codes.data());
+      }
+      std::vector<ScoredRow>& mine = best[task];
+      mine.resize(count);
+      for (size_t c = 0; c < count; ++c) {
+        mine[c] = {local.rows[c], local.scores[c], local.codes[c]};
+      }
+      KeepBest(&mine, k);
+    };
+    if (!degenerate && GoesParallel(size, args)) {
+      pool_->ParallelFor(tasks, scan);
+    } else {
+      for (size_t task = 0; task < tasks; ++task) scan(task);
+    }
+    size_t total = 0;
+    for (const auto& part : best) total += part.size();
+    out->reserve(total);
+    for (const auto& part : best)
+      out->insert(out->end(), part.begin(), part.end());
+    KeepBest(out, k);
+    std::sort(out->begin(), out->end(), RanksBefore);
+    return Status::Ok();
+  }
+
+ private:
+  static Status CheckUser(const UserView& user, const ItemArena& arena) {
+    const ArenaLayout& layout = arena.layout();
+    if (user.dim != layout.dim) {
+      return Status::InvalidArgument("cpu scorer: user dim " + Count(user.dim) +
+                                     " != arena dim " + Count(layout.dim));
+    }
+    const size_t expected = size_t{user.user_codes} * user.dim;
+    if (user.upe.size() != expected) {
+      return Status::InvalidArgument(
+          "cpu scorer: user upe has " + Count(user.upe.size()) +
+          " floats, expected user_codes*dim = " + Count(expected));
+    }
+    if (!user.queries.empty() && user.queries.size() != expected) {
+      return Status::InvalidArgument(
+          "cpu scorer: user queries has " + Count(user.queries.size()) +
+          " floats, expected user_codes*dim = " + Count(expected) + " (or 0)");
+    }
+    return Status::Ok();
+  }
+
+  // Builds the user panels in this thread's buffers; the returned args
+  // point into them and stay valid until this thread's next request.
+  KernelArgs PrepareUser(const UserView& user, const ItemArena& arena) const {
+    const ArenaLayout& layout = arena.layout();
+    ThreadBuffers& local = LocalBuffers();
+    KernelArgs args;
+    args.m = user.user_codes;
+    args.n = layout.item_codes;
+    args.d = layout.dim;
+    args.dtype = layout.dtype;
+    args.has_keys = layout.has_keys;
+    args.row_bytes = layout.row_bytes();
+    args.arena = arena.data();
+    const size_t panel_floats =
+        (table_->panel_bytes(args.m, args.d, args.dtype) + 3) / 4;
+    float* a_panels = local.a_panels.Get(panel_floats);
+    table_->build_panels(user.upe.data(), args.m, args.d, args.dtype, a_panels);
+    args.a_panels = a_panels;
+    args.q_panels = a_panels;
+    if (!user.queries.empty()) {
+      float* q_panels = local.q_panels.Get(panel_floats);
+      table_->build_panels(user.queries.data(), args.m, args.d, args.dtype,
+                           q_panels);
+      args.q_panels = q_panels;
+    }
+    args.logits_equal_matches = user.queries.empty() && !layout.has_keys;
+    return args;
+  }
+
+  // Whether `count` candidates are worth handing to the pool.
+  bool GoesParallel(size_t count, const KernelArgs& args) const {
+    const double work = 2.0 * static_cast<double>(count) * args.m * args.n *
+                        (args.d == 0 ? 1 : args.d);
+    return pool_ != nullptr && count >= options_.parallel_threshold &&
+           work >= static_cast<double>(options_.parallel_min_work);
+  }
+
+  void RunKernel(const KernelArgs& args, const uint32_t* rows, size_t count,
+                 float* scores, int32_t* codes) const {
+    float* scratch = LocalBuffers().scratch.Get(
+        table_->scratch_floats(args.m, args.n, args.d, args.dtype));
+    table_->score_rows(args, rows, count, scores, codes, scratch);
+  }
+
+  const KernelTable* table_;
+  CpuScorerOptions options_;
+  std::unique_ptr<internal::ThreadPool> pool_;
+};
+
+}  // namespace
+
+std::string_view CpuIsaName(CpuIsa isa) {
+  switch (isa) {
+    case CpuIsa::kScalar:
+      return "scalar";
+    case CpuIsa::kAvx2:
+      return "avx2";
+    case CpuIsa::kAvx512:
+      return "avx512";
+    case CpuIsa::kAvx512Bf16:
+      return "avx512bf16";
+  }
+  return "unknown";
+}
+
+std::optional<CpuIsa> ParseCpuIsa(std::string_view name) {
+  for (CpuIsa isa :
+       {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Bf16}) {
+    if (name == CpuIsaName(isa)) return isa;
+  }
+  return std::nullopt;
+}
+
+bool CpuIsaSupported(CpuIsa isa) {
+  return TableFor(isa) != nullptr && IsaSupportedByCpu(isa);
+}
+
+std::vector<CpuIsa> SupportedCpuIsas() {
+  std::vector<CpuIsa> out;
+  for (CpuIsa isa :
+       {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Bf16}) {
+    if (CpuIsaSupported(isa)) out.push_back(isa);
+  }
+  return out;
+}
+
+CpuIsa BestCpuIsa() { return SupportedCpuIsas().back(); }
+
+Status MakeCpuScorerWithIsa(const CpuScorerOptions& options, CpuIsa isa,
+                            std::unique_ptr<Scorer>* out) {
+  if (!CpuIsaSupported(isa)) {
+    return Status::FailedPrecondition("cpu scorer: instruction set " +
+                                      std::string(CpuIsaName(isa)) +
+                                      " is not supported by this CPU or build");
+  }
+  *out = std::make_unique<CpuScorer>(options, TableFor(isa));
+  return Status::Ok();
+}
+
+std::unique_ptr<Scorer> MakeCpuScorer(const CpuScorerOptions& options) {
+  std::unique_ptr<Scorer> scorer;
+  // The best supported family always exists (scalar at worst).
+  (void)MakeCpuScorerWithIsa(options, BestCpuIsa(), &scorer);
+  return scorer;
+}
+
+}  // namespace embsum::scoring

@@ -1,0 +1,126 @@
+#include "scoring/cuda/cuda_util.h"
+
+#include <string>
+
+namespace embsum::scoring::cuda_internal {
+
+Status CudaStatus(cudaError_t error, std::string_view what,
+                  std::string_view file, int line) {
+  std::string message = "CUDA error in ";
+  message += what;
+  message += " at ";
+  const size_t slash = file.rfind('/');
+  message += slash == std::string_view::npos ? file : file.substr(slash + 1);
+  message += ":" + std::to_string(line) + ": ";
+  message += cudaGetErrorString(error);
+  message += " (";
+  message += cudaGetErrorName(error);
+  message += ")";
+  switch (error) {
+    case cudaErrorMemoryAllocation:
+      return Status::ResourceExhausted(std::move(message));
+    case cudaErrorNoDevice:
+    case cudaErrorInsufficientDriver:
+    case cudaErrorInvalidDevice:
+    case cudaErrorDevicesUnavailable:
+    case cudaErrorSystemDriverMismatch:
+    case cudaErrorCompatNotSupportedOnDevice:
+    case cudaErrorNotPermitted:
+    case cudaErrorNotSupported:
+      return Status::Unavailable(std::move(message));
+    default:
+      return Status::Internal(std::move(message));
+  }
+}
+
+Status DeviceBuffer::Reserve(size_t bytes) {
+  if (bytes <= bytes_) return Status::Ok();
+  Reset();
+  void* ptr = nullptr;
+  EMBSUM_CUDA_RETURN_IF_ERROR(cudaMalloc(&ptr, bytes));
+  ptr_ = ptr;
+  bytes_ = bytes;
+  return Status::Ok();
+}
+
+void DeviceBuffer::Reset() {
+  if (ptr_ != nullptr) cudaFree(ptr_);
+  ptr_ = nullptr;
+  bytes_ = 0;
+}
+
+Status PinnedBuffer::Reserve(size_t bytes) {
+  if (bytes <= bytes_) return Status::Ok();
+  Reset();
+  void* ptr = nullptr;
+  EMBSUM_CUDA_RETURN_IF_ERROR(cudaMallocHost(&ptr, bytes));
+  ptr_ = ptr;
+  bytes_ = bytes;
+  return Status::Ok();
+}
+
+void PinnedBuffer::Reset() {
+  if (ptr_ != nullptr) cudaFreeHost(ptr_);
+  ptr_ = nullptr;
+  bytes_ = 0;
+}
+
+Stream::~Stream() {
+  if (stream_ != nullptr) cudaStreamDestroy(stream_);
+}
+
+Stream& Stream::operator=(Stream&& other) noexcept {
+  if (this != &other) {
+    if (stream_ != nullptr) cudaStreamDestroy(stream_);
+    stream_ = std::exchange(other.stream_, nullptr);
+  }
+  return *this;
+}
+
+Status Stream::Create() {
+  cudaStream_t stream = nullptr;
+  EMBSUM_CUDA_RETURN_IF_ERROR(
+      cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  if (stream_ != nullptr) cudaStreamDestroy(stream_);
+  stream_ = stream;
+  return Status::Ok();
+}
+
+Event::~Event() {
+  if (event_ != nullptr) cudaEventDestroy(event_);
+}
+
+Event& Event::operator=(Event&& other) noexcept {
+  if (this != &other) {
+    if (event_ != nullptr) cudaEventDestroy(event_);
+    event_ = std::exchange(other.event_, nullptr);
+  }
+  return *this;
+}
+
+Status Event::Create() {
+  cudaEvent_t event = nullptr;
+  EMBSUM_CUDA_RETURN_IF_ERROR(cudaEventCreate(&event));
+  if (event_ != nullptr) cudaEventDestroy(event_);
+  event_ = event;
+  return Status::Ok();
+}
+
+Status ElapsedMs(const Event& start, const Event& stop, float* ms) {
+  EMBSUM_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(stop.get()));
+  EMBSUM_CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(ms, start.get(), stop.get()));
+  return Status::Ok();
+}
+
+Status QueryDeviceLimits(int device, DeviceLimits* limits) {
+  int sms = 0, smem = 0;
+  EMBSUM_CUDA_RETURN_IF_ERROR(
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  EMBSUM_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(
+      &smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  limits->sm_count = static_cast<uint32_t>(sms);
+  limits->max_smem_per_block = static_cast<size_t>(smem);
+  return Status::Ok();
+}
+
+}  // namespace embsum::scoring::cuda_internal

@@ -1,0 +1,594 @@
+// The fused EmbSum kernel (DESIGN.md section 2) and its user-preparation
+// pass. See fragment_layout.h for the data layout and launch_plan.h for how
+// a launch is shaped.
+//
+// Fast kernel, per block: stage the prepared user (A, Q in MMA fragment
+// order) in shared memory, then loop over tasks of 16 item-row slots
+// (floor(16/n) candidates). A warp (or `ksplit` warps splitting the d axis)
+// streams the 16 gathered rows of CPE and keys through registers with 16-byte
+// loads one chunk ahead, forms K = A·Bᵀ and L = Q·Gᵀ on the tensor cores
+// with fp32 accumulation, parks the 32x16 K and L tiles in shared memory, and
+// finishes each candidate with a warp-wide softmax (max subtracted) over its
+// m*n logits, the weighted sum and the arg-max user code.
+//
+// Generic kernel: any shape and alignment; one warp per candidate, fp32
+// FMAs, online softmax. Used when the fast kernel's limits are not met.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "scoring/cuda/cuda_util.h"
+#include "scoring/cuda/fragment_layout.h"
+#include "scoring/cuda/fused_score.h"
+
+namespace embsum::scoring::cuda_internal {
+namespace {
+
+constexpr uint32_t kTf32Mask = 0xffffe000u;
+constexpr uint32_t kTileStride = 33;  // padded user rows per slot column
+constexpr uint32_t kTileFloats = kSlotsPerTask * kTileStride;  // K or L
+
+// Kernel arguments (by value).
+struct Args {
+  const unsigned char* arena;
+  uint64_t row_bytes;
+  uint32_t m, n, d;
+  uint32_t has_queries, has_keys;
+  const float* users;
+  uint64_t user_stride;
+  unsigned char* prepared;
+  uint64_t prepared_bytes;
+  uint32_t matrix_bytes;  // one prepared matrix (A or Q)
+  const uint32_t* rows;
+  const uint32_t* offsets;
+  uint32_t count;
+  float* scores;
+  int32_t* codes;
+  uint32_t chunks, cpt, ksplit;
+};
+
+template <typename T>
+struct Storage;
+template <>
+struct Storage<float> {
+  static constexpr uint32_t kBytes = 4;
+  __device__ static float ToFloat(float v) { return v; }
+};
+template <>
+struct Storage<__half> {
+  static constexpr uint32_t kBytes = 2;
+  __device__ static float ToFloat(__half v) { return __half2float(v); }
+  __device__ static __half FromFloat(float v) { return __float2half_rn(v); }
+  __device__ static uint16_t Bits(__half v) { return __half_as_ushort(v); }
+};
+template <>
+struct Storage<__nv_bfloat16> {
+  static constexpr uint32_t kBytes = 2;
+  __device__ static float ToFloat(__nv_bfloat16 v) {
+    return __bfloat162float(v);
+  }
+  __device__ static __nv_bfloat16 FromFloat(float v) {
+    return __float2bfloat16_rn(v);
+  }
+  __device__ static uint16_t Bits(__nv_bfloat16 v) {
+    return __bfloat16_as_ushort(v);
+  }
+};
+
+__device__ __forceinline__ uint32_t Word(const uint4& v, int i) {
+  return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
+}
+
+__device__ __forceinline__ void MmaTf32(float (&c)[4], const uint32_t (&a)[4],
+                                        uint32_t b0, uint32_t b1) {
+  asm("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 "
+      "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+template <typename T>
+__device__ __forceinline__ void Mma16(float (&c)[4], const uint4& a,
+                                      uint32_t b0, uint32_t b1);
+template <>
+__device__ __forceinline__ void Mma16<__half>(float (&c)[4], const uint4& a,
+                                              uint32_t b0, uint32_t b1) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+      "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a.x), "r"(a.y), "r"(a.z), "r"(a.w), "r"(b0), "r"(b1));
+}
+template <>
+__device__ __forceinline__ void Mma16<__nv_bfloat16>(float (&c)[4],
+                                                     const uint4& a,
+                                                     uint32_t b0,
+                                                     uint32_t b1) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+      "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a.x), "r"(a.y), "r"(a.z), "r"(a.w), "r"(b0), "r"(b1));
+}
+
+// Splits an fp32 word into tf32 hi and lo words (hi + lo == x to ~2^-21).
+__device__ __forceinline__ void SplitTf32(uint32_t x, uint32_t& hi,
+                                          uint32_t& lo) {
+  hi = x & kTf32Mask;
+  lo = __float_as_uint(__uint_as_float(x) - __uint_as_float(hi)) & kTf32Mask;
+}
+
+__device__ __forceinline__ float WarpMax(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(~0u, v, o));
+  return v;
+}
+
+__device__ __forceinline__ float WarpSum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(~0u, v, o);
+  return v;
+}
+
+// Arg-max over lanes; ties pick the lowest index.
+__device__ __forceinline__ void WarpArgMax(float& v, int& i) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ov = __shfl_xor_sync(~0u, v, o);
+    const int oi = __shfl_xor_sync(~0u, i, o);
+    if (ov > v || (ov == v && oi < i)) {
+      v = ov;
+      i = oi;
+    }
+  }
+}
+
+__device__ __forceinline__ void UserRange(const Args& a, uint32_t u,
+                                          uint32_t& begin, uint32_t& count) {
+  if (a.offsets != nullptr) {
+    begin = a.offsets[u];
+    count = a.offsets[u + 1] - begin;
+  } else {
+    begin = 0;
+    count = a.count;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// User preparation: fp32 A and Q -> fragment order (fp32, or 16-bit hi/lo).
+
+template <typename T>
+__global__ void PrepareUsersKernel(Args a) {
+  constexpr uint32_t kBytes = Storage<T>::kBytes;
+  const uint32_t u = blockIdx.y;
+  const uint32_t matrices = a.has_queries ? 2 : 1;
+  const uint32_t words = a.matrix_bytes / 4 * matrices;
+  const float* user = a.users + u * a.user_stride;
+  uint32_t* out =
+      reinterpret_cast<uint32_t*>(a.prepared + u * a.prepared_bytes);
+  for (uint32_t w = blockIdx.x * blockDim.x + threadIdx.x; w < words;
+       w += gridDim.x * blockDim.x) {
+    const uint32_t mat = w / (a.matrix_bytes / 4);
+    const uint32_t byte = (w % (a.matrix_bytes / 4)) * 4;
+    const float* src = user + size_t{mat} * a.m * a.d;
+    const uint32_t frag_bytes = FragmentBytes(kBytes);
+    const uint32_t frag = byte / frag_bytes;
+    const uint32_t mtile = frag % kMTiles;
+    const uint32_t step = (frag / kMTiles) % kStepsPerChunk;
+    const uint32_t chunk = frag / (kMTiles * kStepsPerChunk);
+    const uint32_t part = (byte % frag_bytes) / 512;
+    const uint32_t lane = (byte % 512) / 16;
+    const uint32_t reg = (byte % 16) / 4;
+    const uint32_t row = FragmentRow(mtile, lane, reg);
+    auto value = [&](uint32_t half) {
+      const uint32_t col = FragmentColumn(kBytes, chunk, step, lane, reg, half);
+      return row < a.m && col < a.d ? src[size_t{row} * a.d + col] : 0.0f;
+    };
+    uint32_t word;
+    if constexpr (kBytes == 4) {
+      word = __float_as_uint(value(0));
+    } else {
+      uint32_t halves[2];
+      for (uint32_t h = 0; h < 2; ++h) {
+        const float v = value(h);
+        const T hi = Storage<T>::FromFloat(v);
+        const T lo = Storage<T>::FromFloat(v - Storage<T>::ToFloat(hi));
+        halves[h] = Storage<T>::Bits(part == 0 ? hi : lo);
+      }
+      word = halves[0] | (halves[1] << 16);
+    }
+    out[w] = word;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Fast kernel.
+
+template <typename T>
+__device__ __forceinline__ void LoadChunk(const unsigned char* const (&pb)[2],
+                                          const unsigned char* const (&pg)[2],
+                                          const bool (&valid)[2],
+                                          uint32_t chunk, uint32_t lane_col,
+                                          const Args& a, uint4 (&b)[2],
+                                          uint4 (&g)[2]) {
+  constexpr uint32_t kChunkElems = ChunkElements(Storage<T>::kBytes);
+  const bool in_range =
+      chunk < a.chunks && chunk * kChunkElems + lane_col < a.d;
+#pragma unroll
+  for (int nt = 0; nt < 2; ++nt) {
+    b[nt] = make_uint4(0, 0, 0, 0);
+    g[nt] = make_uint4(0, 0, 0, 0);
+    if (in_range && valid[nt]) {
+      b[nt] = __ldg(reinterpret_cast<const uint4*>(pb[nt] + chunk * kChunkBytes));
+      g[nt] = a.has_keys ? __ldg(reinterpret_cast<const uint4*>(
+                               pg[nt] + chunk * kChunkBytes))
+                         : b[nt];
+    }
+  }
+}
+
+// K += A·Bᵀ and L += Q·Gᵀ for one chunk.
+template <typename T>
+__device__ __forceinline__ void ChunkMma(const unsigned char* s_a,
+                                         const unsigned char* s_q,
+                                         uint32_t chunk, uint32_t lane,
+                                         const uint4 (&b)[2],
+                                         const uint4 (&g)[2], bool l_is_k,
+                                         float (&acc_k)[2][2][4],
+                                         float (&acc_l)[2][2][4]) {
+  constexpr uint32_t kBytes = Storage<T>::kBytes;
+#pragma unroll
+  for (uint32_t s = 0; s < kStepsPerChunk; ++s) {
+    if constexpr (kBytes == 4) {
+      uint32_t bh[2][2], bl[2][2], gh[2][2], gl[2][2];
+#pragma unroll
+      for (int nt = 0; nt < 2; ++nt) {
+#pragma unroll
+        for (int q = 0; q < 2; ++q) {
+          SplitTf32(Word(b[nt], 2 * s + q), bh[nt][q], bl[nt][q]);
+          SplitTf32(Word(g[nt], 2 * s + q), gh[nt][q], gl[nt][q]);
+        }
+      }
+#pragma unroll
+      for (uint32_t mt = 0; mt < kMTiles; ++mt) {
+        const uint32_t off = FragmentOffset(4, chunk, s, mt, 0) + lane * 16;
+        {
+          const uint4 av = *reinterpret_cast<const uint4*>(s_a + off);
+          uint32_t ah[4], al[4];
+          SplitTf32(av.x, ah[0], al[0]);
+          SplitTf32(av.y, ah[1], al[1]);
+          SplitTf32(av.z, ah[2], al[2]);
+          SplitTf32(av.w, ah[3], al[3]);
+#pragma unroll
+          for (int nt = 0; nt < 2; ++nt) {
+            MmaTf32(acc_k[mt][nt], al, bh[nt][0], bh[nt][1]);
+            MmaTf32(acc_k[mt][nt], ah, bl[nt][0], bl[nt][1]);
+            MmaTf32(acc_k[mt][nt], ah, bh[nt][0], bh[nt][1]);
+          }
+        }
+        if (!l_is_k) {
+          const uint4 qv = *reinterpret_cast<const uint4*>(s_q + off);
+          uint32_t qh[4], ql[4];
+          SplitTf32(qv.x, qh[0], ql[0]);
+          SplitTf32(qv.y, qh[1], ql[1]);
+          SplitTf32(qv.z, qh[2], ql[2]);
+          SplitTf32(qv.w, qh[3], ql[3]);
+#pragma unroll
+          for (int nt = 0; nt < 2; ++nt) {
+            MmaTf32(acc_l[mt][nt], ql, gh[nt][0], gh[nt][1]);
+            MmaTf32(acc_l[mt][nt], qh, gl[nt][0], gl[nt][1]);
+            MmaTf32(acc_l[mt][nt], qh, gh[nt][0], gh[nt][1]);
+          }
+        }
+      }
+    } else {
+#pragma unroll
+      for (uint32_t mt = 0; mt < kMTiles; ++mt) {
+        const uint32_t off = FragmentOffset(2, chunk, s, mt, 0) + lane * 16;
+        {
+          const uint4 ah = *reinterpret_cast<const uint4*>(s_a + off);
+          const uint4 al = *reinterpret_cast<const uint4*>(s_a + off + 512);
+#pragma unroll
+          for (int nt = 0; nt < 2; ++nt) {
+            Mma16<T>(acc_k[mt][nt], al, Word(b[nt], 2 * s),
+                     Word(b[nt], 2 * s + 1));
+            Mma16<T>(acc_k[mt][nt], ah, Word(b[nt], 2 * s),
+                     Word(b[nt], 2 * s + 1));
+          }
+        }
+        if (!l_is_k) {
+          const uint4 qh = *reinterpret_cast<const uint4*>(s_q + off);
+          const uint4 ql = *reinterpret_cast<const uint4*>(s_q + off + 512);
+#pragma unroll
+          for (int nt = 0; nt < 2; ++nt) {
+            Mma16<T>(acc_l[mt][nt], ql, Word(g[nt], 2 * s),
+                     Word(g[nt], 2 * s + 1));
+            Mma16<T>(acc_l[mt][nt], qh, Word(g[nt], 2 * s),
+                     Word(g[nt], 2 * s + 1));
+          }
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kMaxWarpsPerBlock * 32, 1)
+    FusedScoreKernel(Args a) {
+  constexpr uint32_t kBytes = Storage<T>::kBytes;
+  extern __shared__ uint4 smem_words[];
+  unsigned char* smem = reinterpret_cast<unsigned char*>(smem_words);
+  const uint32_t u = blockIdx.y;
+  {
+    const uint4* src =
+        reinterpret_cast<const uint4*>(a.prepared + u * a.prepared_bytes);
+    const uint32_t words = static_cast<uint32_t>(a.prepared_bytes / 16);
+    for (uint32_t i = threadIdx.x; i < words; i += blockDim.x) {
+      smem_words[i] = src[i];
+    }
+  }
+  const unsigned char* s_a = smem;
+  const unsigned char* s_q = smem + (a.has_queries ? a.matrix_bytes : 0);
+  float* tiles = reinterpret_cast<float*>(smem + a.prepared_bytes);
+  __syncthreads();
+
+  uint32_t begin, count;
+  UserRange(a, u, begin, count);
+  const uint32_t ntasks = (count + a.cpt - 1) / a.cpt;
+  const uint32_t warp = threadIdx.x / 32;
+  const uint32_t lane = threadIdx.x % 32;
+  const uint32_t groups = blockDim.x / 32 / a.ksplit;
+  const uint32_t group = warp / a.ksplit;
+  const uint32_t kidx = warp % a.ksplit;
+  const uint32_t quad_row = lane >> 2;
+  const uint32_t quad_col = lane & 3;
+  const uint32_t lane_col = quad_col * (kLaneBytes / kBytes);
+  const bool l_is_k = !a.has_queries && !a.has_keys;
+  float* my_k = tiles + warp * 2 * kTileFloats;
+  float* my_l = my_k + kTileFloats;
+  const float* group_tiles = tiles + group * a.ksplit * 2 * kTileFloats;
+  const uint64_t code_bytes = uint64_t{a.d} * kBytes;
+
+  for (uint32_t tile = blockIdx.x; tile * groups < ntasks; tile += gridDim.x) {
+    const uint32_t task = tile * groups + group;
+    const unsigned char* pb[2];
+    const unsigned char* pg[2];
+    bool valid[2];
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt) {
+      const uint32_t slot = nt * 8 + quad_row;
+      const uint32_t cl = slot / a.n;
+      const uint32_t j = slot - cl * a.n;
+      const uint32_t cand = task * a.cpt + cl;
+      valid[nt] = task < ntasks && cl < a.cpt && cand < count;
+      pb[nt] = a.arena;
+      pg[nt] = a.arena;
+      if (valid[nt]) {
+        const uint64_t row =
+            a.rows != nullptr ? a.rows[begin + cand] : begin + cand;
+        pb[nt] = a.arena + row * a.row_bytes + j * code_bytes +
+                 quad_col * kLaneBytes;
+        pg[nt] = pb[nt] + (a.has_keys ? a.n * code_bytes : 0);
+      }
+    }
+    float acc_k[2][2][4] = {};
+    float acc_l[2][2][4] = {};
+    uint4 cur_b[2], cur_g[2];
+    LoadChunk<T>(pb, pg, valid, kidx, lane_col, a, cur_b, cur_g);
+    for (uint32_t chunk = kidx; chunk < a.chunks; chunk += a.ksplit) {
+      uint4 next_b[2], next_g[2];
+      LoadChunk<T>(pb, pg, valid, chunk + a.ksplit, lane_col, a, next_b,
+                   next_g);
+      ChunkMma<T>(s_a, s_q, chunk, lane, cur_b, cur_g, l_is_k, acc_k,
+                  acc_l);
+#pragma unroll
+      for (int nt = 0; nt < 2; ++nt) {
+        cur_b[nt] = next_b[nt];
+        cur_g[nt] = next_g[nt];
+      }
+    }
+    // Park this warp's partial tiles: column = slot, row = user code.
+#pragma unroll
+    for (int mt = 0; mt < 2; ++mt) {
+#pragma unroll
+      for (int nt = 0; nt < 2; ++nt) {
+        const uint32_t r0 = mt * 16 + quad_row;
+        const uint32_t c0 = nt * 8 + 2 * quad_col;
+        float lk[4];
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          lk[e] = l_is_k ? acc_k[mt][nt][e] : acc_l[mt][nt][e];
+        }
+        my_k[c0 * kTileStride + r0] = acc_k[mt][nt][0];
+        my_k[(c0 + 1) * kTileStride + r0] = acc_k[mt][nt][1];
+        my_k[c0 * kTileStride + r0 + 8] = acc_k[mt][nt][2];
+        my_k[(c0 + 1) * kTileStride + r0 + 8] = acc_k[mt][nt][3];
+        my_l[c0 * kTileStride + r0] = lk[0];
+        my_l[(c0 + 1) * kTileStride + r0] = lk[1];
+        my_l[c0 * kTileStride + r0 + 8] = lk[2];
+        my_l[(c0 + 1) * kTileStride + r0 + 8] = lk[3];
+      }
+    }
+    __syncthreads();
+    // Softmax epilogue: lane i owns user code i; candidates of the task are
+    // shared round-robin among the warps of the group.
+    if (task < ntasks) {
+      for (uint32_t cl = kidx; cl < a.cpt; cl += a.ksplit) {
+        const uint32_t cand = task * a.cpt + cl;
+        if (cand >= count) break;
+        const bool live = lane < a.m;
+        float lmax = -INFINITY;
+        for (uint32_t j = 0; j < a.n; ++j) {
+          const uint32_t idx = (cl * a.n + j) * kTileStride + lane;
+          float l = 0.0f;
+          for (uint32_t w = 0; w < a.ksplit; ++w) {
+            l += group_tiles[w * 2 * kTileFloats + kTileFloats + idx];
+          }
+          lmax = fmaxf(lmax, l);
+        }
+        const float max_logit = WarpMax(live ? lmax : -INFINITY);
+        float z = 0.0f, r = 0.0f;
+        if (live) {
+          for (uint32_t j = 0; j < a.n; ++j) {
+            const uint32_t idx = (cl * a.n + j) * kTileStride + lane;
+            float k = 0.0f, l = 0.0f;
+            for (uint32_t w = 0; w < a.ksplit; ++w) {
+              k += group_tiles[w * 2 * kTileFloats + idx];
+              l += group_tiles[w * 2 * kTileFloats + kTileFloats + idx];
+            }
+            const float e = expf(l - max_logit);
+            z += e;
+            r += e * k;
+          }
+        }
+        const float total_z = WarpSum(z);
+        const float total_r = WarpSum(r);
+        float best = live ? r : -INFINITY;
+        int best_code = static_cast<int>(lane);
+        WarpArgMax(best, best_code);
+        if (lane == 0) {
+          a.scores[begin + cand] = total_r / total_z;
+          if (a.codes != nullptr) a.codes[begin + cand] = best_code;
+        }
+      }
+    }
+    __syncthreads();
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Generic kernel: any shape; one warp per candidate.
+
+template <typename T>
+__global__ void GenericScoreKernel(Args a) {
+  const uint32_t u = blockIdx.y;
+  uint32_t begin, count;
+  UserRange(a, u, begin, count);
+  const uint32_t lane = threadIdx.x % 32;
+  const uint32_t warps = blockDim.x / 32;
+  const float* upe = a.users + u * a.user_stride;
+  const float* queries = a.has_queries ? upe + size_t{a.m} * a.d : upe;
+  for (uint32_t cand = blockIdx.x * warps + threadIdx.x / 32; cand < count;
+       cand += gridDim.x * warps) {
+    const uint64_t row = a.rows != nullptr ? a.rows[begin + cand] : begin + cand;
+    const T* cpe = reinterpret_cast<const T*>(a.arena + row * a.row_bytes);
+    const T* keys = a.has_keys ? cpe + size_t{a.n} * a.d : cpe;
+    // Online softmax; every lane holds the same running values.
+    float max_logit = -INFINITY, z = 0.0f, s = 0.0f, best = 0.0f;
+    int best_code = 0;
+    for (uint32_t i = 0; i < a.m; ++i) {
+      float row_sum = 0.0f;
+      for (uint32_t j = 0; j < a.n; ++j) {
+        float k = 0.0f, l = 0.0f;
+        for (uint32_t x = lane; x < a.d; x += 32) {
+          k = fmaf(upe[size_t{i} * a.d + x],
+                   Storage<T>::ToFloat(cpe[size_t{j} * a.d + x]), k);
+          l = fmaf(queries[size_t{i} * a.d + x],
+                   Storage<T>::ToFloat(keys[size_t{j} * a.d + x]), l);
+        }
+        k = WarpSum(k);
+        l = WarpSum(l);
+        if (l > max_logit) {
+          const float scale = expf(max_logit - l);
+          z *= scale;
+          s *= scale;
+          row_sum *= scale;
+          if (i > 0) best *= scale;
+          max_logit = l;
+        }
+        const float e = expf(l - max_logit);
+        z += e;
+        s = fmaf(e, k, s);
+        row_sum = fmaf(e, k, row_sum);
+      }
+      if (i == 0 || row_sum > best) {
+        best = row_sum;
+        best_code = static_cast<int>(i);
+      }
+    }
+    if (lane == 0) {
+      a.scores[begin + cand] = s / z;
+      if (a.codes != nullptr) a.codes[begin + cand] = best_code;
+    }
+  }
+}
+
+template <typename T>
+Status Launch(const Args& args, const LaunchPlan& plan, uint32_t users,
+              cudaStream_t stream) {
+  const dim3 grid(plan.blocks_x, users);
+  if (!plan.fast) {
+    GenericScoreKernel<T><<<grid, plan.warps * 32, 0, stream>>>(args);
+    EMBSUM_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+    return Status::Ok();
+  }
+  const uint32_t words =
+      args.matrix_bytes / 4 * (args.has_queries ? 2 : 1);
+  const dim3 prep_grid((words + 255) / 256, users);
+  PrepareUsersKernel<T><<<prep_grid, 256, 0, stream>>>(args);
+  EMBSUM_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  FusedScoreKernel<T><<<grid, plan.warps * 32, plan.smem_bytes, stream>>>(
+      args);
+  EMBSUM_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status ConfigureKernels(const DeviceLimits& limits) {
+  const int smem = static_cast<int>(limits.max_smem_per_block);
+  EMBSUM_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
+      FusedScoreKernel<float>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+      smem));
+  EMBSUM_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
+      FusedScoreKernel<__half>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+      smem));
+  EMBSUM_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
+      FusedScoreKernel<__nv_bfloat16>,
+      cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  return Status::Ok();
+}
+
+Status LaunchFusedScore(const FusedBatch& batch, const LaunchPlan& plan,
+                        cudaStream_t stream) {
+  if (batch.num_users == 0) return Status::Ok();
+  if (batch.num_users > 65535) {
+    return Status::InvalidArgument("fused score: " +
+                                   std::to_string(batch.num_users) +
+                                   " users in one launch (at most 65535)");
+  }
+  Args args{};
+  args.arena = reinterpret_cast<const unsigned char*>(batch.arena);
+  args.row_bytes = batch.row_bytes;
+  args.m = batch.shape.user_codes;
+  args.n = batch.shape.item_codes;
+  args.d = batch.shape.dim;
+  args.has_queries = batch.shape.has_queries ? 1 : 0;
+  args.has_keys = batch.shape.has_keys ? 1 : 0;
+  args.users = batch.users;
+  args.user_stride = batch.user_stride;
+  args.prepared = reinterpret_cast<unsigned char*>(batch.prepared);
+  args.prepared_bytes = plan.prepared_bytes;
+  args.matrix_bytes =
+      plan.fast ? PreparedMatrixBytes(plan.elem_bytes, batch.shape.dim) : 0;
+  args.rows = batch.rows;
+  args.offsets = batch.offsets;
+  args.count = batch.count;
+  args.scores = batch.scores;
+  args.codes = batch.codes;
+  args.chunks = plan.chunks;
+  args.cpt = plan.candidates_per_task;
+  args.ksplit = plan.ksplit;
+  switch (batch.shape.dtype) {
+    case DType::kFloat32:
+      return Launch<float>(args, plan, batch.num_users, stream);
+    case DType::kFloat16:
+      return Launch<__half>(args, plan, batch.num_users, stream);
+    case DType::kBFloat16:
+      return Launch<__nv_bfloat16>(args, plan, batch.num_users, stream);
+  }
+  return Status::InvalidArgument("fused score: unknown dtype");
+}
+
+}  // namespace embsum::scoring::cuda_internal

@@ -1,0 +1,64 @@
+// How the CUDA scorer launches one batch: fast tensor-core kernel or the
+// generic fallback, warps per block, d-axis split and grid size. Plain C++
+// so the choice is tested without a device. Thread-safe: stateless.
+#ifndef EMBSUM_SCORING_CUDA_LAUNCH_PLAN_H_
+#define EMBSUM_SCORING_CUDA_LAUNCH_PLAN_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "scoring/dtype.h"
+
+namespace embsum::scoring::cuda_internal {
+
+// What the plan needs to know about the device.
+struct DeviceLimits {
+  uint32_t sm_count = 0;
+  // Largest dynamic shared memory one block may opt in to, in bytes.
+  size_t max_smem_per_block = 0;
+};
+
+struct ScoreShape {
+  uint32_t user_codes = 0;  // m
+  uint32_t item_codes = 0;  // n
+  uint32_t dim = 0;         // d
+  DType dtype = DType::kFloat32;
+  bool has_queries = false;  // false: Q = A
+  bool has_keys = false;     // false: G = B
+};
+
+// Per-warp shared memory of the fast kernel: the K and L tiles of one task
+// (16 slots x 33 padded rows, fp32).
+inline constexpr size_t kWarpTileBytes = 2 * 16 * 33 * sizeof(float);
+inline constexpr uint32_t kMaxWarpsPerBlock = 16;
+inline constexpr uint32_t kFallbackWarpsPerBlock = 8;
+
+struct LaunchPlan {
+  bool fast = false;
+  // Fast kernel only.
+  uint32_t elem_bytes = 0;
+  uint32_t chunks = 0;               // 64-byte chunks per item row of d
+  uint32_t candidates_per_task = 0;  // floor(16 / n)
+  uint32_t ksplit = 1;               // warps sharing one task's d axis
+  size_t prepared_bytes = 0;         // per user, A then Q (when present)
+  size_t smem_bytes = 0;
+  // Both kernels.
+  uint32_t warps = 0;     // per block
+  uint32_t blocks_x = 0;  // per user (grid.y = users)
+};
+
+// Empty when the fast kernel handles `shape` on a device with `limits`,
+// otherwise why not (for logs and tests).
+std::string FastPathRejection(const ScoreShape& shape,
+                              const DeviceLimits& limits);
+
+// Plans a launch for `num_users` users with at most `max_count` and in total
+// `total_count` candidates.
+LaunchPlan PlanLaunch(const ScoreShape& shape, uint32_t num_users,
+                      uint64_t max_count, uint64_t total_count,
+                      const DeviceLimits& limits);
+
+}  // namespace embsum::scoring::cuda_internal
+
+#endif  // EMBSUM_SCORING_CUDA_LAUNCH_PLAN_H_

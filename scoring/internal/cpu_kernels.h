@@ -1,0 +1,60 @@
+// Internal interface between the CPU scorer (scoring/cpu_scorer.cc) and its
+// per-instruction-set kernels (scoring/internal/kernels_*.cc). Each kernel
+// file is compiled for its own instruction set (#pragma GCC target, never
+// global -m flags) and exports one KernelTable; the scorer picks a table at
+// run time. Thread-safety: tables are immutable; kernels are reentrant and
+// write only to caller-provided buffers.
+#ifndef EMBSUM_SCORING_INTERNAL_CPU_KERNELS_H_
+#define EMBSUM_SCORING_INTERNAL_CPU_KERNELS_H_
+
+#include <cstddef>
+#include <cstdint>
+
+#include "scoring/cpu_scorer.h"
+#include "scoring/dtype.h"
+
+namespace embsum::scoring::internal {
+
+// Everything a kernel needs to score candidate rows for one user.
+struct KernelArgs {
+  uint32_t m = 0;  // user codes
+  uint32_t n = 0;  // item codes
+  uint32_t d = 0;  // dimension
+  DType dtype = DType::kFloat32;
+  bool has_keys = false;
+  size_t row_bytes = 0;
+  const std::byte* arena = nullptr;  // ItemArena::data()
+  // User matrices in the kernel's panel layout (KernelTable::build_panels).
+  const void* a_panels = nullptr;
+  const void* q_panels = nullptr;
+  // Q = A and G = B: L = K, computed once.
+  bool logits_equal_matches = false;
+};
+
+struct KernelTable {
+  CpuIsa isa;
+  // Bytes of the panel form of one m x d user matrix for `dtype` storage.
+  size_t (*panel_bytes)(uint32_t m, uint32_t d, DType dtype);
+  // Writes the panel form of x (m x d, row-major fp32) into `out`
+  // (panel_bytes(m, d, dtype) bytes, 64-byte aligned).
+  void (*build_panels)(const float* x, uint32_t m, uint32_t d, DType dtype,
+                       void* out);
+  // Floats of per-thread scratch that score_rows needs.
+  size_t (*scratch_floats)(uint32_t m, uint32_t n, uint32_t d, DType dtype);
+  // Scores rows[0..count): scores[c], and codes[c] when codes != nullptr.
+  // scratch: scratch_floats(...) floats, 64-byte aligned. Rows must be
+  // valid arena rows (the caller checks).
+  void (*score_rows)(const KernelArgs& args, const uint32_t* rows, size_t count,
+                     float* scores, int32_t* codes, float* scratch);
+};
+
+// The table of each family; null when this binary lacks the kernel (e.g.
+// non-x86 builds). Support by the running CPU is checked by the caller.
+const KernelTable* ScalarKernelTable();
+const KernelTable* Avx2KernelTable();
+const KernelTable* Avx512KernelTable();
+const KernelTable* Avx512Bf16KernelTable();
+
+}  // namespace embsum::scoring::internal
+
+#endif  // EMBSUM_SCORING_INTERNAL_CPU_KERNELS_H_

@@ -1,0 +1,332 @@
+// The SIMD scoring engine, written once against an `Ops` policy (vector
+// type, lane count, arithmetic) and instantiated by each kernel file
+// (kernels_avx2.cc, kernels_avx512.cc, ...) AFTER its `#pragma GCC target`,
+// so that every template here is compiled for that file's instruction set.
+// Each file's Ops type lives in an anonymous namespace, so instantiations
+// never collide across files. Include only standard headers before the
+// pragma (and scoring/internal/cpu_kernels.h and half.h, whose inline
+// functions must keep the default target); nothing from the standard library
+// is instantiated here. Everything is in an anonymous namespace: each file
+// gets its own copies, compiled for its own target.
+//
+// Algorithm, per candidate row (see DESIGN.md section 2):
+//  1. The user matrices A and Q are rearranged once per request into
+//     "panels" of P = NV * kLanes user rows: panel[k][lane] = x[row][k], so
+//     one vector load gives one k for P user rows.
+//  2. K = A B^T and L = Q G^T are computed as outer products: for each k,
+//     NV panel vectors times a broadcast of b[j][k] for J item rows, into
+//     NV * J accumulators that stay in registers for the whole k loop. The
+//     m x n result lands vectorised over user rows, in L1 scratch.
+//  3. Softmax over all m*n logits (max subtracted first), the weighted sum
+//     and the per-row sums for top_user_code, vectorised over user rows.
+// 16-bit storage is widened to fp32 per candidate block (L1-resident), or,
+// for bf16 storage with Ops::kBf16Dot, multiplied directly with vdpbf16ps.
+#ifndef EMBSUM_SCORING_INTERNAL_CPU_KERNELS_INL_H_
+#define EMBSUM_SCORING_INTERNAL_CPU_KERNELS_INL_H_
+
+#include "scoring/internal/cpu_kernels.h"
+#include "scoring/internal/half.h"
+
+namespace embsum::scoring::internal {
+namespace {
+
+constexpr size_t RoundUp(size_t x, size_t to) { return (x + to - 1) / to * to; }
+
+// User rows per panel: one vector when m fits in it, else two.
+template <class O>
+inline uint32_t PanelWidth(uint32_t m) {
+  return m <= static_cast<uint32_t>(O::kLanes) ? O::kLanes : 2 * O::kLanes;
+}
+
+template <class O>
+inline uint32_t PanelCount(uint32_t m) {
+  const uint32_t width = PanelWidth<O>(m);
+  return (m + width - 1) / width;
+}
+
+// bf16 storage multiplied with bf16 dot products (pair-interleaved panels).
+template <class O>
+inline bool UsesBf16Dot(DType dtype) {
+  return O::kBf16Dot && dtype == DType::kBFloat16;
+}
+
+template <class O>
+size_t PanelBytes(uint32_t m, uint32_t d, DType dtype) {
+  const size_t rows = size_t{PanelCount<O>(m)} * PanelWidth<O>(m);
+  if (UsesBf16Dot<O>(dtype)) {
+    return rows * RoundUp(d, 2) * sizeof(uint16_t);
+  }
+  return rows * d * sizeof(float);
+}
+
+// fp32 panels: out[(p * d + k) * P + lane] = x[(p * P + lane) * d + k], zero
+// for rows >= m. bf16 pair panels: out[((p * d2 + kp) * P + lane) * 2 + h] =
+// bf16(x[p * P + lane][2 * kp + h]), zero past d or m (d2 = ceil(d / 2)).
+template <class O>
+void BuildPanels(const float* x, uint32_t m, uint32_t d, DType dtype,
+                 void* out) {
+  // Transposed in blocks of kBlock k: each user row's block is one cache
+  // line read in full, and the block's output is a few contiguous lines.
+  // (Row-by-row strided reads would alias in L1: rows are d * 4 bytes
+  // apart, often a multiple of 4 KiB.)
+  constexpr size_t kBlock = 16;
+  const uint32_t width = PanelWidth<O>(m);
+  const uint32_t panels = PanelCount<O>(m);
+  if constexpr (O::kBf16Dot) {
+    if (dtype == DType::kBFloat16) {
+      // Transpose a block of 2 * kBlock k into fp32 first, then pack each
+      // pair of k rows into bf16 pairs with the vector converter.
+      const size_t pairs = (d + 1) / 2;
+      auto* panel = static_cast<uint16_t*>(out);
+      alignas(64) float block[2 * kBlock][2 * O::kLanes];
+      for (uint32_t p = 0; p < panels; ++p) {
+        const uint32_t rows = m - p * width < width ? m - p * width : width;
+        const float* src = x + size_t{p} * width * d;
+        uint16_t* dst = panel + size_t{p} * pairs * width * 2;
+        for (size_t k0 = 0; k0 < 2 * pairs; k0 += 2 * kBlock) {
+          const size_t k_count =
+              k0 + 2 * kBlock < 2 * pairs ? 2 * kBlock : 2 * pairs - k0;
+          for (uint32_t lane = 0; lane < width; ++lane) {
+            const float* row = src + size_t{lane} * d;
+            for (size_t k = 0; k < k_count; ++k) {
+              block[k][lane] = lane < rows && k0 + k < d ? row[k0 + k] : 0.0f;
+            }
+          }
+          for (size_t k = 0; k < k_count; k += 2) {
+            O::PackBf16Pairs(block[k], block[k + 1], width,
+                             dst + ((k0 + k) / 2) * width * 2);
+          }
+        }
+      }
+      return;
+    }
+  }
+  auto* panel = static_cast<float*>(out);
+  for (uint32_t p = 0; p < panels; ++p) {
+    const uint32_t rows = m - p * width < width ? m - p * width : width;
+    const float* src = x + size_t{p} * width * d;
+    float* dst = panel + size_t{p} * d * width;
+    for (size_t k0 = 0; k0 < d; k0 += kBlock) {
+      const size_t k_end = k0 + kBlock < d ? k0 + kBlock : d;
+      for (uint32_t lane = 0; lane < width; ++lane) {
+        const float* row = src + size_t{lane} * d;
+        for (size_t k = k0; k < k_end; ++k) {
+          dst[k * width + lane] = lane < rows ? row[k] : 0.0f;
+        }
+      }
+    }
+  }
+}
+
+// Scratch (floats, each part 16-float aligned): K tile, L tile (n x i_pad
+// each, [j][i] layout), row bias (i_pad: 0, or -inf for padding rows), row
+// sums (i_pad), and one widened n*d block for 16-bit storage.
+template <class O>
+size_t ScratchFloats(uint32_t m, uint32_t n, uint32_t d, DType dtype) {
+  const size_t i_pad = size_t{PanelCount<O>(m)} * PanelWidth<O>(m);
+  size_t total = 2 * RoundUp(size_t{n} * i_pad, 16) + 2 * RoundUp(i_pad, 16);
+  if (dtype != DType::kFloat32 && !UsesBf16Dot<O>(dtype)) {
+    total += RoundUp(size_t{n} * d, 16);
+  }
+  return total;
+}
+
+// acc[v][j] = sum_k panel[k][v * kLanes + lane] * items[j * d + k]; stored
+// at out[j * ld + v * kLanes + lane].
+template <class O, int NV, int J>
+inline void TileF32(const float* panel, const float* items, size_t d,
+                    float* out, size_t ld) {
+  using V = typename O::V;
+  constexpr int kWidth = NV * O::kLanes;
+  V acc[NV][J];
+#pragma GCC unroll 16
+  for (int v = 0; v < NV; ++v) {
+#pragma GCC unroll 16
+    for (int j = 0; j < J; ++j) acc[v][j] = O::Zero();
+  }
+  const float* item_rows[J];
+#pragma GCC unroll 16
+  for (int j = 0; j < J; ++j) item_rows[j] = items + j * d;
+  for (size_t k = 0; k < d; ++k) {
+    V a[NV];
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v)
+      a[v] = O::Load(panel + k * kWidth + v * O::kLanes);
+#pragma GCC unroll 16
+    for (int j = 0; j < J; ++j) {
+      const V b = O::Set1(item_rows[j][k]);
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) acc[v][j] = O::Fma(a[v], b, acc[v][j]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int v = 0; v < NV; ++v) {
+#pragma GCC unroll 16
+    for (int j = 0; j < J; ++j)
+      O::Store(out + j * ld + v * O::kLanes, acc[v][j]);
+  }
+}
+
+// Calls the tile for a run-time J in [1, O::kMaxJ].
+template <class O, int NV, int J = 1>
+inline void DispatchTile(int j_count, bool bf16_dot, const void* panel,
+                         const void* items, size_t d, float* out, size_t ld) {
+  if constexpr (J <= O::kMaxJ) {
+    if (j_count == J) {
+      if constexpr (O::kBf16Dot) {
+        if (bf16_dot) {
+          O::template TileBf16<NV, J>(static_cast<const uint16_t*>(panel),
+                                      static_cast<const uint16_t*>(items), d,
+                                      out, ld);
+          return;
+        }
+      }
+      TileF32<O, NV, J>(static_cast<const float*>(panel),
+                        static_cast<const float*>(items), d, out, ld);
+      return;
+    }
+    DispatchTile<O, NV, J + 1>(j_count, bf16_dot, panel, items, d, out, ld);
+  }
+}
+
+// out[j * i_pad + i] = dot(x_i, y_j) for all panel rows i and item rows j.
+// Items are fp32 (or bf16 when bf16_dot), n rows of d.
+template <class O>
+void Product(const void* panels, const void* items, bool bf16_dot, uint32_t m,
+             uint32_t n, uint32_t d, float* out) {
+  const uint32_t width = PanelWidth<O>(m);
+  const uint32_t panel_count = PanelCount<O>(m);
+  const size_t i_pad = size_t{panel_count} * width;
+  const size_t elem = bf16_dot ? sizeof(uint16_t) : sizeof(float);
+  const size_t panel_bytes =
+      (bf16_dot ? RoundUp(d, 2) : size_t{d}) * width * elem;
+  const uint32_t blocks = (n + O::kMaxJ - 1) / O::kMaxJ;
+  const uint32_t base = n / blocks, extra = n % blocks;
+  for (uint32_t p = 0; p < panel_count; ++p) {
+    const auto* panel = static_cast<const std::byte*>(panels) + p * panel_bytes;
+    uint32_t j0 = 0;
+    for (uint32_t blk = 0; blk < blocks; ++blk) {
+      const uint32_t j_count = base + (blk < extra ? 1 : 0);
+      const auto* item_rows =
+          static_cast<const std::byte*>(items) + size_t{j0} * d * elem;
+      float* tile = out + size_t{j0} * i_pad + size_t{p} * width;
+      if (width == static_cast<uint32_t>(O::kLanes)) {
+        DispatchTile<O, 1>(static_cast<int>(j_count), bf16_dot, panel,
+                           item_rows, d, tile, i_pad);
+      } else {
+        DispatchTile<O, 2>(static_cast<int>(j_count), bf16_dot, panel,
+                           item_rows, d, tile, i_pad);
+      }
+      j0 += j_count;
+    }
+  }
+}
+
+// Widens `count` 16-bit elements to fp32.
+template <class O>
+inline void WidenBlock(const std::byte* src, DType dtype, size_t count,
+                       float* dst) {
+  const auto* in = reinterpret_cast<const uint16_t*>(src);
+  if (dtype == DType::kFloat16) {
+    O::WidenHalf(in, count, dst);
+  } else {
+    O::WidenBf16(in, count, dst);
+  }
+}
+
+template <class O>
+void ScoreRows(const KernelArgs& args, const uint32_t* rows, size_t count,
+               float* scores, int32_t* codes, float* scratch) {
+  using V = typename O::V;
+  constexpr int kLanes = O::kLanes;
+  const uint32_t m = args.m, n = args.n, d = args.d;
+  const size_t i_pad = size_t{PanelCount<O>(m)} * PanelWidth<O>(m);
+  const size_t vectors = i_pad / kLanes;
+  const size_t block = size_t{n} * d;
+  const size_t block_bytes = block * DTypeSize(args.dtype);
+  const bool bf16_dot = UsesBf16Dot<O>(args.dtype);
+  const bool widen = args.dtype != DType::kFloat32 && !bf16_dot;
+
+  float* k_tile = scratch;
+  float* l_tile = k_tile + RoundUp(size_t{n} * i_pad, 16);
+  float* bias = l_tile + RoundUp(size_t{n} * i_pad, 16);
+  float* row_sums = bias + RoundUp(i_pad, 16);
+  float* widened = row_sums + RoundUp(i_pad, 16);
+  for (size_t i = 0; i < i_pad; ++i) {
+    bias[i] = i < m ? 0.0f : -__builtin_inff();
+  }
+
+  for (size_t c = 0; c < count; ++c) {
+    const std::byte* row = args.arena + size_t{rows[c]} * args.row_bytes;
+    if (c + 1 < count) {
+      // The next candidate's first lines; the hardware prefetcher follows.
+      const std::byte* next = args.arena + size_t{rows[c + 1]} * args.row_bytes;
+      for (uint32_t j = 0; j < n; ++j) {
+        __builtin_prefetch(next + size_t{j} * d * DTypeSize(args.dtype));
+      }
+    }
+    const void* b = row;
+    if (widen) {
+      WidenBlock<O>(row, args.dtype, block, widened);
+      b = widened;
+    }
+    Product<O>(args.a_panels, b, bf16_dot, m, n, d, k_tile);
+    const float* logits = k_tile;
+    if (!args.logits_equal_matches) {
+      const void* g = b;
+      if (args.has_keys) {
+        g = row + block_bytes;
+        if (widen) {
+          WidenBlock<O>(row + block_bytes, args.dtype, block, widened);
+          g = widened;
+        }
+      }
+      Product<O>(args.q_panels, g, bf16_dot, m, n, d, l_tile);
+      logits = l_tile;
+    }
+
+    // Softmax over all m*n logits (padding rows biased to -inf), weighted
+    // sum of K, per-row sums.
+    V max_v = O::Set1(-__builtin_inff());
+    for (uint32_t j = 0; j < n; ++j) {
+      for (size_t v = 0; v < vectors; ++v) {
+        max_v = O::Max(max_v, O::Add(O::Load(logits + j * i_pad + v * kLanes),
+                                     O::Load(bias + v * kLanes)));
+      }
+    }
+    const V max_logit = O::Set1(O::ReduceMax(max_v));
+    V weight_sum = O::Zero();
+    V total = O::Zero();
+    for (size_t v = 0; v < vectors; ++v) {
+      const V row_bias = O::Sub(O::Load(bias + v * kLanes), max_logit);
+      V row_sum = O::Zero();
+      for (uint32_t j = 0; j < n; ++j) {
+        const size_t at = j * i_pad + v * kLanes;
+        const V w = O::Exp(O::Add(O::Load(logits + at), row_bias));
+        weight_sum = O::Add(weight_sum, w);
+        row_sum = O::Fma(w, O::Load(k_tile + at), row_sum);
+      }
+      total = O::Add(total, row_sum);
+      O::Store(row_sums + v * kLanes, row_sum);
+    }
+    scores[c] = O::ReduceAdd(total) / O::ReduceAdd(weight_sum);
+    if (codes != nullptr) {
+      int32_t best = 0;
+      for (uint32_t i = 1; i < m; ++i) {
+        if (row_sums[i] > row_sums[best]) best = static_cast<int32_t>(i);
+      }
+      codes[c] = best;
+    }
+  }
+}
+
+template <class O>
+constexpr KernelTable MakeTable(CpuIsa isa) {
+  return KernelTable{isa, &PanelBytes<O>, &BuildPanels<O>, &ScratchFloats<O>,
+                     &ScoreRows<O>};
+}
+
+}  // namespace
+}  // namespace embsum::scoring::internal
+
+#endif  // EMBSUM_SCORING_INTERNAL_CPU_KERNELS_INL_H_

@@ -1,0 +1,38 @@
+// AVX-512 kernel family (CpuIsa::kAvx512): the engine of cpu_kernels_inl.h
+// compiled for AVX-512 F/BW/DQ/VL. Used only when the CPU reports them.
+#include "scoring/internal/cpu_kernels.h"
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+// GCC 12's AVX-512 intrinsics build "undefined" vectors as `__m512 y = y;`,
+// which -Wmaybe-uninitialized reports falsely (GCC bug 105593).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "scoring/internal/half.h"
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")
+#include "scoring/internal/cpu_kernels_inl.h"
+#include "scoring/internal/ops_avx512_inl.h"
+
+namespace embsum::scoring::internal {
+namespace {
+constexpr KernelTable kAvx512Table = MakeTable<Avx512Ops>(CpuIsa::kAvx512);
+}  // namespace
+}  // namespace embsum::scoring::internal
+#pragma GCC pop_options
+
+namespace embsum::scoring::internal {
+const KernelTable* Avx512KernelTable() { return &kAvx512Table; }
+}  // namespace embsum::scoring::internal
+
+#else  // not x86-64 GCC/Clang
+
+namespace embsum::scoring::internal {
+const KernelTable* Avx512KernelTable() { return nullptr; }
+}  // namespace embsum::scoring::internal
+
+#endif

@@ -1,0 +1,89 @@
+#include "scoring/item_arena.h"
+
+#include <algorithm>
+#include <new>
+#include <string>
+
+namespace embsum::scoring {
+namespace {
+
+constexpr std::align_val_t kArenaAlignment{64};
+
+}  // namespace
+
+ItemArena::ItemArena(const ArenaLayout& layout, size_t capacity)
+    : layout_(layout),
+      capacity_(capacity),
+      row_bytes_(layout.row_bytes()),
+      // At least one cache line, so data() is never null; the extra 64 bytes
+      // let vector kernels over-read the last row's tail safely.
+      data_(static_cast<std::byte*>(::operator new(
+          capacity* layout.row_bytes() + 64, kArenaAlignment))) {}
+
+ItemArena::~ItemArena() { ::operator delete(data_, kArenaAlignment); }
+
+Status ItemArena::SetRow(size_t row, std::span<const float> cpe,
+                         std::span<const float> keys) {
+  const size_t block = size_t{layout_.item_codes} * layout_.dim;
+  if (row >= capacity_) {
+    return Status::InvalidArgument("item arena: row " + std::to_string(row) +
+                                   " out of range (capacity " +
+                                   std::to_string(capacity_) + ")");
+  }
+  if (cpe.size() != block) {
+    return Status::InvalidArgument(
+        "item arena: row " + std::to_string(row) + ": cpe has " +
+        std::to_string(cpe.size()) +
+        " floats, expected item_codes*dim = " + std::to_string(block));
+  }
+  if (layout_.has_keys && keys.size() != block) {
+    return Status::InvalidArgument(
+        "item arena: row " + std::to_string(row) + ": keys has " +
+        std::to_string(keys.size()) +
+        " floats, expected item_codes*dim = " + std::to_string(block));
+  }
+  if (!layout_.has_keys && !keys.empty()) {
+    return Status::InvalidArgument(
+        "item arena: row " + std::to_string(row) + ": keys given (" +
+        std::to_string(keys.size()) + " floats) but the arena has no keys");
+  }
+  std::byte* out = mutable_row_data(row);
+  ConvertFromFloat(cpe, layout_.dtype, out);
+  if (layout_.has_keys) {
+    ConvertFromFloat(keys, layout_.dtype,
+                     out + block * DTypeSize(layout_.dtype));
+  }
+  return Status::Ok();
+}
+
+Status ItemArena::AppendRow(std::span<const float> cpe,
+                            std::span<const float> keys, size_t* row_out) {
+  const size_t row = size_.load(std::memory_order_relaxed);
+  if (row >= capacity_) {
+    return Status::ResourceExhausted("item arena: full (capacity " +
+                                     std::to_string(capacity_) + " rows)");
+  }
+  Status status = SetRow(row, cpe, keys);
+  if (!status.ok()) return status;
+  size_.store(row + 1, std::memory_order_release);
+  if (row_out != nullptr) *row_out = row;
+  return Status::Ok();
+}
+
+void ItemArena::Publish(size_t n) {
+  size_.store(std::min(n, capacity_), std::memory_order_release);
+}
+
+void ItemArena::ReadRow(size_t row, std::span<float> cpe,
+                        std::span<float> keys) const {
+  if (row >= capacity_) return;
+  const size_t block = size_t{layout_.item_codes} * layout_.dim;
+  const std::byte* in = row_data(row);
+  ConvertToFloat(in, layout_.dtype, cpe.first(std::min(cpe.size(), block)));
+  if (layout_.has_keys) {
+    ConvertToFloat(in + block * DTypeSize(layout_.dtype), layout_.dtype,
+                   keys.first(std::min(keys.size(), block)));
+  }
+}
+
+}  // namespace embsum::scoring

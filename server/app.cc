@@ -1,0 +1,224 @@
+#include "server/app.h"
+
+#include <signal.h>
+#include <stdlib.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "metrics/http_server.h"
+#include "metrics/metrics.h"
+#include "metrics/process_metrics.h"
+#include "server/backend.h"
+#include "server/log.h"
+#include "store/data_dir.h"
+#include "store/synthetic_model.h"
+
+namespace embsum::server {
+namespace {
+
+// Removes a directory tree when destroyed.
+class TempDir {
+ public:
+  static absl::StatusOr<TempDir> Make() {
+    const char* base = std::getenv("TMPDIR");
+    std::string pattern =
+        absl::StrCat(base != nullptr && *base ? base : "/tmp",
+                     "/embsum-demo-XXXXXX");
+    if (mkdtemp(pattern.data()) == nullptr) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot create a temporary directory ", pattern));
+    }
+    return TempDir(pattern);
+  }
+  TempDir(TempDir&& other) noexcept : path_(std::move(other.path_)) {
+    other.path_.clear();
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    if (!path_.empty()) std::filesystem::remove_all(path_, ignored);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  explicit TempDir(std::string path) : path_(std::move(path)) {}
+  std::string path_;
+};
+
+std::string FirstLine(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);
+  return line;
+}
+
+absl::Status BuildDemo(const DemoOptions& shape, const std::string& root,
+                       std::string* data_dir) {
+  store::SyntheticModelOptions model;
+  model.out_dir = root + "/model";
+  model.users = shape.users;
+  model.items = shape.items;
+  model.dim = shape.dim;
+  model.user_codes = shape.user_codes;
+  model.item_codes = shape.item_codes;
+  model.seed = shape.seed;
+  model.model_version = "demo-1";
+  LogEvent("info", "demo_generate",
+           {{"dir", model.out_dir},
+            {"users", std::to_string(shape.users)},
+            {"items", std::to_string(shape.items)},
+            {"dim", std::to_string(shape.dim)},
+            {"user_codes", std::to_string(shape.user_codes)},
+            {"item_codes", std::to_string(shape.item_codes)}});
+  if (absl::Status s = store::GenerateSyntheticModel(model); !s.ok()) return s;
+  store::IngestOptions ingest;
+  ingest.model_dir = model.out_dir;
+  ingest.data_dir = root + "/data";
+  if (absl::Status s = store::Ingest(ingest); !s.ok()) return s;
+  *data_dir = ingest.data_dir;
+  return absl::OkStatus();
+}
+
+void PrintDemoHint(const std::string& root, int port) {
+  const std::string user = FirstLine(root + "/model/users/ids.txt");
+  std::string items;
+  {
+    std::ifstream in(root + "/model/items/ids.txt");
+    std::string line;
+    for (int i = 0; i < 3 && std::getline(in, line); ++i) {
+      absl::StrAppend(&items, i ? "," : "", line);
+    }
+  }
+  std::printf(
+      "\nembsum-server demo is up. Try:\n"
+      "  PYTHONPATH=<build>/tools/server/python /usr/bin/python3 "
+      "tools/server/rank_client.py --target=127.0.0.1:%d --user=%s "
+      "--candidates=%s\n"
+      "  grpcurl -plaintext -d '{\"user_id\":\"%s\",\"candidate_ids\":[\"%s\"],"
+      "\"explain\":true}' 127.0.0.1:%d embsum.v1.Ranker/Rank\n"
+      "Model artifact (ids, behaviors.tsv): %s/model\n\n",
+      port, user.c_str(), items.c_str(), user.c_str(),
+      FirstLine(root + "/model/items/ids.txt").c_str(), port, root.c_str());
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int RunApp(const AppOptions& options) {
+  // Every thread started from here on inherits the mask: SIGTERM and SIGINT
+  // are only ever taken by the sigwait below.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  auto fail = [](const absl::Status& s) {
+    LogEvent("error", "start_failed",
+             {{"code", absl::StatusCodeToString(s.code())},
+              {"message", std::string(s.message())}});
+    return 1;
+  };
+
+  std::optional<TempDir> demo_dir;
+  std::string data_dir = options.data_dir;
+  if (options.demo) {
+    absl::StatusOr<TempDir> dir = TempDir::Make();
+    if (!dir.ok()) return fail(dir.status());
+    demo_dir.emplace(*std::move(dir));
+    if (absl::Status s = BuildDemo(options.demo_shape, demo_dir->path(),
+                                   &data_dir);
+        !s.ok()) {
+      return fail(s);
+    }
+  } else if (data_dir.empty()) {
+    return fail(absl::InvalidArgumentError(
+        "--data_dir is required (or --demo for a synthetic model)"));
+  }
+
+  store::DataDirOptions data_options;
+  data_options.items.dtype = options.item_dtype;
+  absl::StatusOr<std::unique_ptr<store::DataDir>> data =
+      store::DataDir::Open(data_dir, data_options);
+  if (!data.ok()) return fail(data.status());
+  store::DataDir& dir = **data;
+
+  absl::StatusOr<BackendChoice> backend =
+      MakeScorer(options.backend, options.server.workers);
+  if (!backend.ok()) return fail(backend.status());
+  std::unique_ptr<scoring::Scorer> scorer = std::move(backend->scorer);
+  if (absl::Status s = AttachScorer(scorer.get(), &dir.items()); !s.ok()) {
+    return fail(s);
+  }
+
+  metrics::Registry registry;
+  metrics::RegisterProcessMetrics(&registry);
+  absl::StatusOr<std::unique_ptr<Server>> server =
+      Server::Start(options.server, dir.manifest(), &dir.users(), &dir.items(),
+                    scorer.get(), &registry);
+  if (!server.ok()) return fail(server.status());
+  std::unique_ptr<metrics::MetricsHttpServer> metrics_server;
+  if (!options.metrics_listen.empty()) {
+    absl::StatusOr<std::unique_ptr<metrics::MetricsHttpServer>> m =
+        metrics::MetricsHttpServer::Start({.listen = options.metrics_listen},
+                                          &registry);
+    if (!m.ok()) return fail(m.status());
+    metrics_server = *std::move(m);
+  }
+
+  const std::string host =
+      options.server.listen.substr(0, options.server.listen.rfind(':'));
+  const std::string admin_host = options.server.admin_listen.substr(
+      0, options.server.admin_listen.rfind(':'));
+  LogEvent(
+      "info", "start",
+      {{"model_version", dir.manifest().model_version},
+       {"users", std::to_string(dir.users().size())},
+       {"items", std::to_string(dir.items().Current()->size())},
+       {"dim", std::to_string(dir.manifest().dim)},
+       {"user_codes", std::to_string(dir.manifest().user_codes)},
+       {"item_codes", std::to_string(dir.manifest().item_codes)},
+       {"item_dtype", std::string(scoring::DTypeName(options.item_dtype))},
+       {"backend", std::string(scorer->backend())},
+       {"backend_reason", backend->reason},
+       {"listen", absl::StrCat(host, ":", (*server)->port())},
+       {"admin_listen", absl::StrCat(admin_host, ":", (*server)->admin_port())},
+       {"metrics_listen",
+        metrics_server == nullptr
+            ? "off"
+            : absl::StrCat(options.metrics_listen.substr(
+                               0, options.metrics_listen.rfind(':')),
+                           ":", metrics_server->port())},
+       {"tls", options.server.tls.cert_file.empty()
+                   ? "off"
+                   : (options.server.tls.client_ca_file.empty() ? "tls"
+                                                                : "mtls")},
+       {"workers", std::to_string((*server)->workers())},
+       {"queue_size", std::to_string(options.server.queue_size)},
+       {"data_dir", data_dir}});
+  if (demo_dir.has_value()) PrintDemoHint(demo_dir->path(), (*server)->port());
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  LogEvent("info", "shutdown_begin",
+           {{"signal", signal_number == SIGTERM ? "SIGTERM" : "SIGINT"},
+            {"delay", absl::FormatDuration(options.shutdown_delay)},
+            {"grace", absl::FormatDuration(options.shutdown_grace)}});
+  (*server)->SetServing(false);
+  if (options.shutdown_delay > absl::ZeroDuration()) {
+    absl::SleepFor(options.shutdown_delay);
+  }
+  (*server)->Shutdown(options.shutdown_grace);
+  server->reset();
+  metrics_server.reset();
+  LogEvent("info", "shutdown_done", {});
+  return 0;
+}
+
+}  // namespace embsum::server

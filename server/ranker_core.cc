@@ -1,0 +1,404 @@
+#include "server/ranker_core.h"
+
+#include <chrono>
+#include <cmath>
+#include <optional>
+#include <span>
+#include <string_view>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "server/status_util.h"
+
+namespace embsum::server {
+namespace {
+
+constexpr size_t kMaxIdBytes = 256;
+
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                       start)
+      .count();
+}
+
+// "record 3 (item_id 'x')" for error messages.
+std::string RecordName(size_t index, absl::string_view id_field,
+                       absl::string_view id) {
+  std::string name = absl::StrCat("record ", index);
+  if (!id.empty() && id.size() <= kMaxIdBytes) {
+    absl::StrAppend(&name, " (", id_field, " '", id, "')");
+  }
+  return name;
+}
+
+// Checks a flattened embedding field: `want` values, all finite.
+absl::Status CheckVector(const google::protobuf::RepeatedField<float>& values,
+                         absl::string_view field, size_t want, uint32_t dim,
+                         absl::string_view shape, const std::string& record) {
+  if (static_cast<size_t>(values.size()) != want) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(record, ": ", field, " has ", values.size(),
+                     " values; want ", shape, " = ", want));
+  }
+  for (int i = 0; i < values.size(); ++i) {
+    if (!std::isfinite(values[i])) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(record, ": ", field, "[", i, "] is ",
+                       std::isnan(values[i]) ? "NaN" : "Inf", " (vector ",
+                       i / dim, ", element ", i % dim, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Indices of the last record of each id, in stream order.
+template <typename Record>
+std::vector<size_t> LastOfEachId(const std::vector<Record>& records,
+                                 const std::string& (Record::*id)() const) {
+  absl::flat_hash_map<std::string_view, size_t> last;
+  for (size_t i = 0; i < records.size(); ++i) {
+    last[(records[i].*id)()] = i;
+  }
+  std::vector<size_t> keep;
+  keep.reserve(last.size());
+  for (size_t i = 0; i < records.size(); ++i) {
+    if (last[(records[i].*id)()] == i) keep.push_back(i);
+  }
+  return keep;
+}
+
+}  // namespace
+
+absl::Status ValidateId(const std::string& id, const std::string& what) {
+  if (id.empty()) return absl::InvalidArgumentError(what + " is empty");
+  if (id.size() > kMaxIdBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " is ", id.size(), " bytes; the limit is ", kMaxIdBytes));
+  }
+  for (size_t i = 0; i < id.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(id[i]);
+    if (c < 0x20 || c == 0x7f) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          what, " has a control character at byte ", i));
+    }
+  }
+  return absl::OkStatus();
+}
+
+RankerCore::RankerCore(const RankerCoreOptions& options,
+                       const store::ModelManifest& manifest,
+                       store::UserStore* users, store::ItemCatalog* items,
+                       const scoring::Scorer* scorer, ServerMetrics* metrics)
+    : options_(options),
+      manifest_(manifest),
+      users_(users),
+      items_(items),
+      scorer_(scorer),
+      metrics_(metrics) {}
+
+absl::Status RankerCore::ValidateRank(const v1::RankRequest& request) const {
+  if (absl::Status s = ValidateId(request.user_id(), "user_id"); !s.ok()) {
+    return s;
+  }
+  if (static_cast<uint64_t>(request.candidate_ids_size()) >
+      options_.max_candidates) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "candidate_ids has ", request.candidate_ids_size(),
+        " entries; the limit is ", options_.max_candidates,
+        " (--max_candidates)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RankerCore::ValidateRetrieve(
+    const v1::RetrieveRequest& request) const {
+  if (absl::Status s = ValidateId(request.user_id(), "user_id"); !s.ok()) {
+    return s;
+  }
+  if (request.k() == 0 || request.k() > options_.max_candidates) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("k is ", request.k(), "; want 1..",
+                     options_.max_candidates, " (--max_candidates)"));
+  }
+  if (static_cast<uint64_t>(request.exclude_item_ids_size()) >
+      options_.max_candidates) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "exclude_item_ids has ", request.exclude_item_ids_size(),
+        " entries; the limit is ", options_.max_candidates,
+        " (--max_candidates)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RankerCore::LoadUser(const std::string& user_id,
+                                  store::UserEmbedding* user) const {
+  absl::Status s = users_->Get(user_id, user);
+  if (absl::IsNotFound(s)) {
+    return absl::NotFoundError(absl::StrCat("unknown user_id '", user_id, "'"));
+  }
+  if (!s.ok()) return s;
+  if (user->dim != manifest_.dim || user->upe.size() != size_t{user->user_codes} * user->dim) {
+    return absl::InternalError(absl::StrCat(
+        "user '", user_id, "': stored embedding has dim ", user->dim,
+        "; the model has ", manifest_.dim));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RankerCore::Rank(const v1::RankRequest& request,
+                              v1::RankResponse* response) const {
+  if (absl::Status s = ValidateRank(request); !s.ok()) return s;
+  if (metrics_ != nullptr) {
+    metrics_->rank_candidates().Observe(request.candidate_ids_size());
+  }
+  store::UserEmbedding user;
+  if (absl::Status s = LoadUser(request.user_id(), &user); !s.ok()) return s;
+
+  const std::shared_ptr<const store::ItemSnapshot> snapshot =
+      items_->Current();
+  const int n = request.candidate_ids_size();
+  std::vector<uint32_t> rows;
+  std::vector<int> positions;  // index into candidate_ids of each row
+  rows.reserve(n);
+  positions.reserve(n);
+  absl::flat_hash_set<std::string_view> seen;
+  seen.reserve(n);
+  uint64_t unknown = 0;
+  for (int i = 0; i < n; ++i) {
+    const std::string& id = request.candidate_ids(i);
+    if (!seen.insert(id).second) continue;  // duplicates once
+    const std::optional<uint32_t> row = snapshot->FindRow(id);
+    if (row.has_value()) {
+      rows.push_back(*row);
+      positions.push_back(i);
+    } else {
+      response->add_unknown_item_ids(id);
+      ++unknown;
+    }
+  }
+  if (metrics_ != nullptr && unknown > 0) {
+    metrics_->unknown_items().Increment(static_cast<double>(unknown));
+  }
+
+  std::vector<float> scores(rows.size());
+  std::vector<int32_t> codes(request.explain() ? rows.size() : 0);
+  if (!rows.empty()) {
+    const auto start = std::chrono::steady_clock::now();
+    absl::Status s = ToAbslStatus(scorer_->Score(
+        user.view(), snapshot->arena(), rows, scores, codes));
+    if (metrics_ != nullptr) {
+      metrics_->scoring_seconds().Observe(SecondsSince(start));
+    }
+    if (!s.ok()) return s;
+  }
+
+  std::vector<uint32_t> order;
+  scoring::SelectTopK(scores, request.top_k(), &order);
+  response->mutable_items()->Reserve(static_cast<int>(order.size()));
+  for (uint32_t i : order) {
+    v1::ScoredItem* item = response->add_items();
+    item->set_item_id(request.candidate_ids(positions[i]));
+    item->set_score(scores[i]);
+    if (request.explain()) item->set_top_user_code(codes[i]);
+  }
+  if (request.include_summary()) {
+    absl::StatusOr<std::string> summary = users_->GetSummary(request.user_id());
+    if (!summary.ok()) return summary.status();
+    response->set_user_summary(*std::move(summary));
+  }
+  response->set_model_version(manifest_.model_version);
+  return absl::OkStatus();
+}
+
+absl::Status RankerCore::Retrieve(const v1::RetrieveRequest& request,
+                                  v1::RetrieveResponse* response) const {
+  if (absl::Status s = ValidateRetrieve(request); !s.ok()) return s;
+  store::UserEmbedding user;
+  if (absl::Status s = LoadUser(request.user_id(), &user); !s.ok()) return s;
+  const std::shared_ptr<const store::ItemSnapshot> snapshot =
+      items_->Current();
+  absl::flat_hash_set<uint32_t> excluded;
+  for (const std::string& id : request.exclude_item_ids()) {
+    if (std::optional<uint32_t> row = snapshot->FindRow(id)) {
+      excluded.insert(*row);
+    }
+  }
+  const uint32_t k = request.k();
+  const uint32_t want = k + static_cast<uint32_t>(excluded.size());
+
+  std::vector<scoring::ScoredRow> best;
+  const auto start = std::chrono::steady_clock::now();
+  if (request.exact()) {
+    // live() covers the arena's capacity; the scorer wants its size.
+    const scoring::ItemArena& arena = snapshot->arena();
+    const std::span<const uint8_t> live =
+        snapshot->live().first(std::min(snapshot->live().size(), arena.size()));
+    absl::Status s = ToAbslStatus(
+        scorer_->ScoreAllTopK(user.view(), arena, live, want, &best));
+    if (metrics_ != nullptr) {
+      metrics_->scoring_seconds().Observe(SecondsSince(start));
+    }
+    if (!s.ok()) return s;
+  } else {
+    std::vector<uint32_t> candidates;
+    const uint64_t ann_k =
+        std::min<uint64_t>(uint64_t{k} * std::max(1u, options_.ann_oversample) +
+                               excluded.size(),
+                           std::max<uint64_t>(snapshot->size(), 1));
+    if (absl::Status s = snapshot->AnnCandidates(
+            user.view(), static_cast<uint32_t>(ann_k), &candidates);
+        !s.ok()) {
+      return s;
+    }
+    // Drop excluded and repeated rows; keep the index's order for ties.
+    absl::flat_hash_set<uint32_t> seen;
+    std::vector<uint32_t> rows;
+    rows.reserve(candidates.size());
+    for (uint32_t row : candidates) {
+      if (!excluded.contains(row) && seen.insert(row).second) {
+        rows.push_back(row);
+      }
+    }
+    std::vector<float> scores(rows.size());
+    std::vector<int32_t> codes(rows.size());
+    if (!rows.empty()) {
+      absl::Status s = ToAbslStatus(scorer_->Score(
+          user.view(), snapshot->arena(), rows, scores, codes));
+      if (metrics_ != nullptr) {
+        metrics_->scoring_seconds().Observe(SecondsSince(start));
+      }
+      if (!s.ok()) return s;
+    }
+    std::vector<uint32_t> order;
+    scoring::SelectTopK(scores, k, &order);
+    for (uint32_t i : order) {
+      best.push_back(scoring::ScoredRow{rows[i], scores[i], codes[i]});
+    }
+  }
+  for (const scoring::ScoredRow& r : best) {
+    if (static_cast<uint32_t>(response->items_size()) == k) break;
+    if (excluded.contains(r.row)) continue;
+    v1::ScoredItem* item = response->add_items();
+    item->set_item_id(snapshot->ItemId(r.row));
+    item->set_score(r.score);
+    item->set_top_user_code(r.top_user_code);
+  }
+  response->set_model_version(manifest_.model_version);
+  return absl::OkStatus();
+}
+
+void RankerCore::GetModelInfo(v1::ModelInfo* info) const {
+  info->set_model_version(manifest_.model_version);
+  info->set_dim(manifest_.dim);
+  info->set_user_codes(manifest_.user_codes);
+  info->set_item_codes(manifest_.item_codes);
+  info->set_users(users_->size());
+  info->set_items(items_->Current()->size());
+  info->set_backend(std::string(scorer_->backend()));
+}
+
+absl::Status RankerCore::UpsertUsers(const std::vector<v1::UserRecord>& records,
+                                     v1::UpsertResponse* response) const {
+  const size_t want = size_t{manifest_.user_codes} * manifest_.dim;
+  const std::string shape =
+      absl::StrCat("user_codes*dim = ", manifest_.user_codes, "*",
+                   manifest_.dim);
+  for (size_t i = 0; i < records.size(); ++i) {
+    const v1::UserRecord& r = records[i];
+    const std::string name = RecordName(i, "user_id", r.user_id());
+    if (absl::Status s = ValidateId(r.user_id(), "user_id"); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(name, ": ", s.message()));
+    }
+    if (absl::Status s = CheckVector(r.upe(), "upe", want, manifest_.dim, shape, name);
+        !s.ok()) {
+      return s;
+    }
+    if (r.queries_size() > 0) {
+      if (absl::Status s = CheckVector(r.queries(), "queries", want, manifest_.dim,
+                                       shape, name);
+          !s.ok()) {
+        return s;
+      }
+    }
+  }
+  std::vector<store::UserUpsert> upserts;
+  for (size_t i : LastOfEachId(records, &v1::UserRecord::user_id)) {
+    const v1::UserRecord& r = records[i];
+    store::UserUpsert u;
+    u.user_id = r.user_id();
+    u.upe.assign(r.upe().begin(), r.upe().end());
+    u.queries.assign(r.queries().begin(), r.queries().end());
+    if (!r.summary().empty()) u.summary = r.summary();
+    upserts.push_back(std::move(u));
+  }
+  if (!upserts.empty()) {
+    if (absl::Status s = users_->Upsert(upserts); !s.ok()) return s;
+  }
+  response->set_accepted(records.size());
+  return absl::OkStatus();
+}
+
+absl::Status RankerCore::UpsertItems(const std::vector<v1::ItemRecord>& records,
+                                     v1::UpsertResponse* response) const {
+  const size_t want = size_t{manifest_.item_codes} * manifest_.dim;
+  const std::string shape =
+      absl::StrCat("item_codes*dim = ", manifest_.item_codes, "*",
+                   manifest_.dim);
+  for (size_t i = 0; i < records.size(); ++i) {
+    const v1::ItemRecord& r = records[i];
+    const std::string name = RecordName(i, "item_id", r.item_id());
+    if (absl::Status s = ValidateId(r.item_id(), "item_id"); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(name, ": ", s.message()));
+    }
+    if (absl::Status s = CheckVector(r.cpe(), "cpe", want, manifest_.dim, shape, name);
+        !s.ok()) {
+      return s;
+    }
+    if (manifest_.item_keys) {
+      if (r.keys_size() == 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            name, ": keys missing; the model has item keys (", shape, " = ",
+            want, " values)"));
+      }
+      if (absl::Status s = CheckVector(r.keys(), "keys", want, manifest_.dim, shape, name);
+          !s.ok()) {
+        return s;
+      }
+    } else if (r.keys_size() > 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(name, ": keys given but the model has no item keys"));
+    }
+  }
+  std::vector<store::ItemUpsert> upserts;
+  for (size_t i : LastOfEachId(records, &v1::ItemRecord::item_id)) {
+    const v1::ItemRecord& r = records[i];
+    store::ItemUpsert u;
+    u.item_id = r.item_id();
+    u.cpe.assign(r.cpe().begin(), r.cpe().end());
+    u.keys.assign(r.keys().begin(), r.keys().end());
+    upserts.push_back(std::move(u));
+  }
+  if (!upserts.empty()) {
+    if (absl::Status s = items_->Upsert(upserts); !s.ok()) return s;
+  }
+  response->set_accepted(records.size());
+  return absl::OkStatus();
+}
+
+absl::Status RankerCore::DeleteItems(const v1::DeleteItemsRequest& request,
+                                     v1::DeleteItemsResponse* response) const {
+  std::vector<std::string> ids(request.item_ids().begin(),
+                               request.item_ids().end());
+  if (ids.empty()) {
+    response->set_deleted(0);
+    return absl::OkStatus();
+  }
+  absl::StatusOr<uint64_t> deleted = items_->Delete(ids);
+  if (!deleted.ok()) return deleted.status();
+  response->set_deleted(*deleted);
+  return absl::OkStatus();
+}
+
+}  // namespace embsum::server

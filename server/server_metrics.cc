@@ -1,0 +1,130 @@
+#include "server/server_metrics.h"
+
+#include <utility>
+#include <vector>
+
+#include "server/status_util.h"
+
+namespace embsum::server {
+namespace {
+
+using metrics::Counter;
+using metrics::Family;
+using metrics::Histogram;
+
+constexpr char kRanker[] = "embsum.v1.Ranker";
+constexpr char kAdmin[] = "embsum.v1.RankerAdmin";
+
+Family<Counter>* AddHandled(metrics::Registry* r) {
+  return &r->AddCounter(
+      "grpc_server_handled_total",
+      "Total number of RPCs completed on the server, regardless of success "
+      "or failure.",
+      {"grpc_service", "grpc_method", "grpc_code"});
+}
+
+Family<Counter>* AddStarted(metrics::Registry* r) {
+  return &r->AddCounter("grpc_server_started_total",
+                        "Total number of RPCs started on the server.",
+                        {"grpc_service", "grpc_method"});
+}
+
+Family<Histogram>* AddHandlingSeconds(metrics::Registry* r) {
+  return &r->AddHistogram(
+      "grpc_server_handling_seconds",
+      "Histogram of response latency (seconds) of gRPC that had been "
+      "application-level handled by the server.",
+      {"grpc_service", "grpc_method"}, metrics::DecadeBuckets(1e-5, 10));
+}
+
+}  // namespace
+
+RpcMetrics::RpcMetrics(Family<Counter>* handled, Counter* started,
+                       Histogram* seconds, std::string service,
+                       std::string method)
+    : handled_family_(handled),
+      started_(started),
+      seconds_(seconds),
+      service_(std::move(service)),
+      method_(std::move(method)) {
+  // OK is pre-created so that dashboards see a zero series from the start.
+  handled_[0] = &handled_family_->WithLabels({service_, method_, "OK"});
+}
+
+void RpcMetrics::Handled(grpc::StatusCode code, double seconds) {
+  seconds_->Observe(seconds);
+  size_t index = static_cast<size_t>(code);
+  if (index >= handled_.size()) index = grpc::StatusCode::UNKNOWN;
+  Counter* counter = handled_[index].load(std::memory_order_acquire);
+  if (counter == nullptr) {
+    // First RPC with this code: WithLabels is idempotent, so a race between
+    // two threads stores the same pointer twice.
+    counter = &handled_family_->WithLabels(
+        {service_, method_,
+         std::string(GrpcCodeName(static_cast<grpc::StatusCode>(index)))});
+    handled_[index].store(counter, std::memory_order_release);
+  }
+  counter->Increment();
+}
+
+#define EMBSUM_RPC_METRICS(service, method)                                 \
+  RpcMetrics(handled_, &started_->WithLabels({service, method}),            \
+             &handling_seconds_->WithLabels({service, method}), service,    \
+             method)
+
+ServerMetrics::ServerMetrics(metrics::Registry* registry,
+                             const std::string& backend)
+    : registry_(registry),
+      handled_(AddHandled(registry)),
+      started_(AddStarted(registry)),
+      handling_seconds_(AddHandlingSeconds(registry)),
+      rank_(EMBSUM_RPC_METRICS(kRanker, "Rank")),
+      retrieve_(EMBSUM_RPC_METRICS(kRanker, "Retrieve")),
+      get_model_info_(EMBSUM_RPC_METRICS(kRanker, "GetModelInfo")),
+      upsert_users_(EMBSUM_RPC_METRICS(kAdmin, "UpsertUsers")),
+      upsert_items_(EMBSUM_RPC_METRICS(kAdmin, "UpsertItems")),
+      delete_items_(EMBSUM_RPC_METRICS(kAdmin, "DeleteItems")) {
+  rank_candidates_ =
+      &registry
+           ->AddHistogram("embsum_rank_candidates",
+                          "Candidate ids per Rank request.", {},
+                          {1, 10, 50, 100, 200, 500, 1000, 2000, 5000, 10000,
+                           20000, 50000, 100000})
+           .WithLabels({});
+  scoring_seconds_ = &registry
+                          ->AddHistogram(
+                              "embsum_scoring_seconds",
+                              "Time spent in the scorer per request (seconds).",
+                              {"backend"}, metrics::DecadeBuckets(1e-6, 10))
+                          .WithLabels({backend});
+  unknown_items_ =
+      &registry
+           ->AddCounter("embsum_unknown_items_total",
+                        "Candidate ids of Rank requests that are not in the "
+                        "catalogue.")
+           .WithLabels({});
+  shed_ = &registry
+               ->AddCounter("embsum_shed_total",
+                            "Requests refused with RESOURCE_EXHAUSTED because "
+                            "the admission queue was full.")
+               .WithLabels({});
+}
+
+#undef EMBSUM_RPC_METRICS
+
+void ServerMetrics::SetModel(const std::string& model_version,
+                             std::function<double()> users,
+                             std::function<double()> items) {
+  registry_->AddCallback("embsum_users", "Users in the user store.",
+                         metrics::MetricType::kGauge, std::move(users));
+  registry_->AddCallback("embsum_items", "Live items in the catalogue.",
+                         metrics::MetricType::kGauge, std::move(items));
+  registry_
+      ->AddGauge("embsum_model_info",
+                 "The served model; the value is always 1.",
+                 {"model_version"})
+      .WithLabels({model_version})
+      .Set(1);
+}
+
+}  // namespace embsum::server

@@ -1,0 +1,86 @@
+// The service's metrics (DESIGN.md section 7 names), registered once at
+// start-up; request paths only touch lock-free counters and histograms.
+// Thread-safe.
+#ifndef EMBSUM_SERVER_SERVER_METRICS_H_
+#define EMBSUM_SERVER_SERVER_METRICS_H_
+
+#include <array>
+#include <atomic>
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include <grpcpp/support/status.h>
+
+#include "metrics/metrics.h"
+
+namespace embsum::server {
+
+// Metrics of one RPC method. Thread-safe, lock-free after the first RPC that
+// ends with a given code.
+class RpcMetrics {
+ public:
+  RpcMetrics(metrics::Family<metrics::Counter>* handled,
+             metrics::Counter* started, metrics::Histogram* seconds,
+             std::string service, std::string method);
+
+  void Started() { started_->Increment(); }
+  // One finished RPC: its code and its handling time in seconds.
+  void Handled(grpc::StatusCode code, double seconds);
+
+ private:
+  metrics::Family<metrics::Counter>* handled_family_;
+  metrics::Counter* started_;
+  metrics::Histogram* seconds_;
+  std::string service_;
+  std::string method_;
+  // grpc_server_handled_total children by code, created on first use.
+  std::array<std::atomic<metrics::Counter*>, 17> handled_{};
+};
+
+class ServerMetrics {
+ public:
+  // Registers every family on `registry` (which must outlive this);
+  // `backend` labels embsum_scoring_seconds.
+  ServerMetrics(metrics::Registry* registry, const std::string& backend);
+
+  // Per-method metrics; service is the full name ("embsum.v1.Ranker").
+  RpcMetrics& rank() { return rank_; }
+  RpcMetrics& retrieve() { return retrieve_; }
+  RpcMetrics& get_model_info() { return get_model_info_; }
+  RpcMetrics& upsert_users() { return upsert_users_; }
+  RpcMetrics& upsert_items() { return upsert_items_; }
+  RpcMetrics& delete_items() { return delete_items_; }
+
+  // embsum_rank_candidates: candidate_ids per Rank request.
+  metrics::Histogram& rank_candidates() { return *rank_candidates_; }
+  // embsum_scoring_seconds{backend}: time inside the scorer per request.
+  metrics::Histogram& scoring_seconds() { return *scoring_seconds_; }
+  metrics::Counter& unknown_items() { return *unknown_items_; }
+  metrics::Counter& shed() { return *shed_; }
+
+  // embsum_users, embsum_items (read at scrape time) and
+  // embsum_model_info{model_version} = 1. Call once.
+  void SetModel(const std::string& model_version,
+                std::function<double()> users, std::function<double()> items);
+
+ private:
+  metrics::Registry* registry_;
+  metrics::Family<metrics::Counter>* handled_;
+  metrics::Family<metrics::Counter>* started_;
+  metrics::Family<metrics::Histogram>* handling_seconds_;
+  RpcMetrics rank_;
+  RpcMetrics retrieve_;
+  RpcMetrics get_model_info_;
+  RpcMetrics upsert_users_;
+  RpcMetrics upsert_items_;
+  RpcMetrics delete_items_;
+  metrics::Histogram* rank_candidates_;
+  metrics::Histogram* scoring_seconds_;
+  metrics::Counter* unknown_items_;
+  metrics::Counter* shed_;
+};
+
+}  // namespace embsum::server
+
+#endif  // EMBSUM_SERVER_SERVER_METRICS_H_

@@ -1,0 +1,256 @@
+#include "server/services.h"
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "server/log.h"
+#include "server/status_util.h"
+
+namespace embsum::server {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Ends an RPC: records its metrics, then finishes the reactor.
+template <typename Reactor>
+void FinishRpc(Reactor* reactor, RpcMetrics* rpc, Clock::time_point start,
+               const grpc::Status& status) {
+  if (status.error_code() == grpc::StatusCode::INTERNAL ||
+      status.error_code() == grpc::StatusCode::UNKNOWN ||
+      status.error_code() == grpc::StatusCode::DATA_LOSS) {
+    LogEvent("error", "rpc_failed",
+             {{"code", std::string(GrpcCodeName(status.error_code()))},
+              {"message", status.error_message()}});
+  }
+  rpc->Handled(status.error_code(),
+               std::chrono::duration<double>(Clock::now() - start).count());
+  reactor->Finish(status);
+}
+
+// Non-OK when the call should not (or no longer) be worked on.
+grpc::Status CheckCallAlive(grpc::CallbackServerContext* context,
+                            const char* when) {
+  if (context->IsCancelled()) {
+    return grpc::Status(grpc::StatusCode::CANCELLED,
+                        absl::StrCat("call cancelled ", when));
+  }
+  if (context->deadline() < std::chrono::system_clock::now()) {
+    return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                        absl::StrCat("deadline exceeded ", when));
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status Overloaded(ServerMetrics* metrics, const WorkerPool& pool) {
+  metrics->shed().Increment();
+  return grpc::Status(
+      grpc::StatusCode::RESOURCE_EXHAUSTED,
+      absl::StrCat("server overloaded: admission queue full (", pool.queued(),
+                   " requests waiting); retry with backoff"));
+}
+
+// Runs `work` (returning absl::Status) on the pool for a unary call and
+// finishes the call from the worker; sheds when the queue is full.
+void DispatchUnary(grpc::CallbackServerContext* context,
+                   grpc::ServerUnaryReactor* reactor, WorkerPool* pool,
+                   ServerMetrics* metrics, RpcMetrics* rpc,
+                   Clock::time_point start,
+                   std::function<absl::Status()> work) {
+  const bool queued = pool->TrySubmit(
+      [context, reactor, rpc, start, work = std::move(work)]() {
+        grpc::Status alive = CheckCallAlive(context, "while queued");
+        if (!alive.ok()) {
+          FinishRpc(reactor, rpc, start, alive);
+          return;
+        }
+        absl::Status status = work();
+        grpc::Status result = ToGrpcStatus(status);
+        if (status.ok()) {
+          alive = CheckCallAlive(context, "during scoring");
+          if (!alive.ok()) result = alive;
+        }
+        FinishRpc(reactor, rpc, start, result);
+      });
+  if (!queued) FinishRpc(reactor, rpc, start, Overloaded(metrics, *pool));
+}
+
+// Collects a client stream of Record, then applies it in one store call on
+// the pool (atomic per RPC).
+template <typename Record>
+class UpsertReactor final : public grpc::ServerReadReactor<Record> {
+ public:
+  using Apply = std::function<absl::Status(const std::vector<Record>&,
+                                           v1::UpsertResponse*)>;
+
+  UpsertReactor(grpc::CallbackServerContext* context,
+                v1::UpsertResponse* response, WorkerPool* pool,
+                ServerMetrics* metrics, RpcMetrics* rpc, size_t max_bytes,
+                Apply apply)
+      : context_(context),
+        response_(response),
+        pool_(pool),
+        metrics_(metrics),
+        rpc_(rpc),
+        max_bytes_(max_bytes),
+        apply_(std::move(apply)),
+        start_(Clock::now()) {
+    rpc_->Started();
+    this->StartRead(&record_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (ok) {
+      bytes_ += record_.ByteSizeLong();
+      if (bytes_ > max_bytes_) {
+        FinishRpc(this, rpc_, start_,
+                  grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                               absl::StrCat("upsert stream exceeds ",
+                                            max_bytes_,
+                                            " bytes at record ",
+                                            records_.size(),
+                                            "; split it into smaller RPCs; "
+                                            "nothing was applied")));
+        return;
+      }
+      records_.push_back(std::move(record_));
+      record_.Clear();
+      this->StartRead(&record_);
+      return;
+    }
+    // End of the client's stream (or a broken call).
+    grpc::Status alive = CheckCallAlive(context_, "before the write");
+    if (!alive.ok()) {
+      FinishRpc(this, rpc_, start_, alive);
+      return;
+    }
+    const bool queued = pool_->TrySubmit([this] {
+      grpc::Status alive = CheckCallAlive(context_, "while queued");
+      if (!alive.ok()) {
+        FinishRpc(this, rpc_, start_, alive);
+        return;
+      }
+      FinishRpc(this, rpc_, start_,
+                ToGrpcStatus(apply_(records_, response_)));
+    });
+    if (!queued) FinishRpc(this, rpc_, start_, Overloaded(metrics_, *pool_));
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  grpc::CallbackServerContext* context_;
+  v1::UpsertResponse* response_;
+  WorkerPool* pool_;
+  ServerMetrics* metrics_;
+  RpcMetrics* rpc_;
+  const size_t max_bytes_;
+  Apply apply_;
+  const Clock::time_point start_;
+  Record record_;
+  std::vector<Record> records_;
+  size_t bytes_ = 0;
+};
+
+}  // namespace
+
+RankerService::RankerService(const RankerCore* core, WorkerPool* pool,
+                             ServerMetrics* metrics)
+    : core_(core), pool_(pool), metrics_(metrics) {}
+
+grpc::ServerUnaryReactor* RankerService::Rank(
+    grpc::CallbackServerContext* context, const v1::RankRequest* request,
+    v1::RankResponse* response) {
+  const Clock::time_point start = Clock::now();
+  RpcMetrics* rpc = &metrics_->rank();
+  rpc->Started();
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (absl::Status s = core_->ValidateRank(*request); !s.ok()) {
+    FinishRpc(reactor, rpc, start, ToGrpcStatus(s));
+    return reactor;
+  }
+  DispatchUnary(context, reactor, pool_, metrics_, rpc, start,
+                [core = core_, request, response] {
+                  return core->Rank(*request, response);
+                });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* RankerService::Retrieve(
+    grpc::CallbackServerContext* context, const v1::RetrieveRequest* request,
+    v1::RetrieveResponse* response) {
+  const Clock::time_point start = Clock::now();
+  RpcMetrics* rpc = &metrics_->retrieve();
+  rpc->Started();
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (absl::Status s = core_->ValidateRetrieve(*request); !s.ok()) {
+    FinishRpc(reactor, rpc, start, ToGrpcStatus(s));
+    return reactor;
+  }
+  DispatchUnary(context, reactor, pool_, metrics_, rpc, start,
+                [core = core_, request, response] {
+                  return core->Retrieve(*request, response);
+                });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* RankerService::GetModelInfo(
+    grpc::CallbackServerContext* context, const v1::GetModelInfoRequest*,
+    v1::ModelInfo* response) {
+  // Cheap (manifest and two counters): answered on the gRPC thread.
+  const Clock::time_point start = Clock::now();
+  RpcMetrics* rpc = &metrics_->get_model_info();
+  rpc->Started();
+  core_->GetModelInfo(response);
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  FinishRpc(reactor, rpc, start, grpc::Status::OK);
+  return reactor;
+}
+
+RankerAdminService::RankerAdminService(const AdminServiceOptions& options,
+                                       const RankerCore* core,
+                                       WorkerPool* pool,
+                                       ServerMetrics* metrics)
+    : options_(options), core_(core), pool_(pool), metrics_(metrics) {}
+
+grpc::ServerReadReactor<v1::UserRecord>* RankerAdminService::UpsertUsers(
+    grpc::CallbackServerContext* context, v1::UpsertResponse* response) {
+  return new UpsertReactor<v1::UserRecord>(
+      context, response, pool_, metrics_, &metrics_->upsert_users(),
+      options_.max_upsert_bytes,
+      [core = core_](const std::vector<v1::UserRecord>& records,
+                     v1::UpsertResponse* out) {
+        return core->UpsertUsers(records, out);
+      });
+}
+
+grpc::ServerReadReactor<v1::ItemRecord>* RankerAdminService::UpsertItems(
+    grpc::CallbackServerContext* context, v1::UpsertResponse* response) {
+  return new UpsertReactor<v1::ItemRecord>(
+      context, response, pool_, metrics_, &metrics_->upsert_items(),
+      options_.max_upsert_bytes,
+      [core = core_](const std::vector<v1::ItemRecord>& records,
+                     v1::UpsertResponse* out) {
+        return core->UpsertItems(records, out);
+      });
+}
+
+grpc::ServerUnaryReactor* RankerAdminService::DeleteItems(
+    grpc::CallbackServerContext* context,
+    const v1::DeleteItemsRequest* request,
+    v1::DeleteItemsResponse* response) {
+  const Clock::time_point start = Clock::now();
+  RpcMetrics* rpc = &metrics_->delete_items();
+  rpc->Started();
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  DispatchUnary(context, reactor, pool_, metrics_, rpc, start,
+                [core = core_, request, response] {
+                  return core->DeleteItems(*request, response);
+                });
+  return reactor;
+}
+
+}  // namespace embsum::server

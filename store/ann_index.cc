@@ -1,0 +1,136 @@
+#include "store/internal/ann_index.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "faiss/IndexFlat.h"
+#include "faiss/IndexIDMap.h"
+#include "faiss/IndexIVFFlat.h"
+#include "faiss/clone_index.h"
+
+namespace embsum::store::internal {
+
+AnnIndex::~AnnIndex() = default;
+
+absl::StatusOr<std::shared_ptr<const AnnIndex>> AnnIndex::Build(
+    const scoring::ItemArena& arena, uint32_t begin, uint32_t end,
+    std::span<const uint8_t> live, const AnnOptions& options, bool force_flat,
+    const AnnIndex* trained) {
+  const scoring::ArenaLayout& layout = arena.layout();
+  const uint32_t n = layout.item_codes;
+  const uint32_t d = layout.dim;
+  const size_t row_vectors = size_t{n} * d;
+  std::vector<uint32_t> rows;
+  for (uint32_t r = begin; r < end; ++r) {
+    if (live[r]) rows.push_back(r);
+  }
+  std::shared_ptr<AnnIndex> ann(new AnnIndex());
+  ann->begin_ = begin;
+  ann->end_ = end;
+  ann->items_ = rows.size();
+  ann->item_codes_ = n;
+  ann->ivf_ = !force_flat && rows.size() > options.flat_max_items;
+
+  // Reads the CPE vectors of rows[first, first + count) into `out`.
+  std::vector<float> keys(layout.has_keys ? row_vectors : 0);
+  auto read_rows = [&](size_t first, size_t count, std::vector<float>* out,
+                       std::vector<faiss::Index::idx_t>* labels) {
+    out->resize(count * row_vectors);
+    if (labels != nullptr) labels->resize(count * n);
+    for (size_t i = 0; i < count; ++i) {
+      uint32_t row = rows[first + i];
+      arena.ReadRow(
+          row, std::span<float>(out->data() + i * row_vectors, row_vectors),
+          keys);
+      if (labels != nullptr) {
+        std::fill_n(labels->data() + i * n, n, static_cast<faiss::Index::idx_t>(row));
+      }
+    }
+  };
+  // Adds every row in chunks, so memory beyond the index stays small.
+  auto add_all = [&](faiss::Index* index) {
+    constexpr size_t kChunkRows = 1024;
+    std::vector<float> chunk;
+    std::vector<faiss::Index::idx_t> labels;
+    for (size_t first = 0; first < rows.size(); first += kChunkRows) {
+      size_t count = std::min(kChunkRows, rows.size() - first);
+      read_rows(first, count, &chunk, &labels);
+      index->add_with_ids(static_cast<faiss::Index::idx_t>(count) * n, chunk.data(),
+                          labels.data());
+    }
+  };
+  try {
+    if (!ann->ivf_) {
+      auto map = std::make_unique<faiss::IndexIDMap>(new faiss::IndexFlatIP(d));
+      map->own_fields = true;
+      add_all(map.get());
+      ann->index_ = std::move(map);
+    } else {
+      std::unique_ptr<faiss::IndexIVFFlat> ivf;
+      if (trained != nullptr && trained->ivf_) {
+        ivf.reset(dynamic_cast<faiss::IndexIVFFlat*>(
+            faiss::clone_index(trained->index_.get())));
+        if (ivf) ivf->reset();
+      }
+      if (!ivf) {
+        size_t lists = options.ivf_lists;
+        if (lists == 0) {
+          lists = static_cast<size_t>(4 * std::sqrt(double(rows.size())));
+        }
+        // Train on evenly spaced items (all their vectors), enough for
+        // about 64 points per list.
+        size_t sample_items =
+            std::min(rows.size(), std::max<size_t>(1, options.train_sample));
+        sample_items = std::clamp<size_t>(64 * lists / n + 1, 1, sample_items);
+        lists = std::clamp<size_t>(lists, 1, sample_items * n);
+        ivf = std::make_unique<faiss::IndexIVFFlat>(
+            new faiss::IndexFlatIP(d), d, lists, faiss::METRIC_INNER_PRODUCT);
+        ivf->own_fields = true;
+        ivf->cp.niter = 10;
+        ivf->cp.max_points_per_centroid = 64;
+        ivf->cp.seed = 1234;
+        std::vector<float> sample(sample_items * row_vectors);
+        std::vector<float> one;
+        for (size_t i = 0; i < sample_items; ++i) {
+          read_rows(i * rows.size() / sample_items, 1, &one, nullptr);
+          std::copy(one.begin(), one.end(), sample.data() + i * row_vectors);
+        }
+        ivf->train(static_cast<faiss::Index::idx_t>(sample_items) * n, sample.data());
+      }
+      ivf->nprobe = std::max<size_t>(1, options.ivf_probes);
+      add_all(ivf.get());
+      ann->index_ = std::move(ivf);
+    }
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("build ANN index: ", e.what()));
+  }
+  return std::shared_ptr<const AnnIndex>(std::move(ann));
+}
+
+absl::Status AnnIndex::Search(std::span<const float> queries, uint32_t nq,
+                              size_t k, int threads,
+                              absl::flat_hash_map<uint32_t, float>* best) const {
+  if (index_->ntotal == 0 || nq == 0 || k == 0) return absl::OkStatus();
+  k = std::min<size_t>(k, static_cast<size_t>(index_->ntotal));
+  std::vector<float> distances(size_t{nq} * k);
+  std::vector<faiss::Index::idx_t> labels(size_t{nq} * k);
+  if (threads > 0) omp_set_num_threads(threads);
+  try {
+    index_->search(nq, queries.data(), static_cast<faiss::Index::idx_t>(k),
+                   distances.data(), labels.data());
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("ANN search: ", e.what()));
+  }
+  for (size_t i = 0; i < labels.size(); ++i) {
+    if (labels[i] < 0) continue;
+    uint32_t row = static_cast<uint32_t>(labels[i]);
+    auto [it, inserted] = best->emplace(row, distances[i]);
+    if (!inserted && distances[i] > it->second) it->second = distances[i];
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace embsum::store::internal

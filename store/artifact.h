@@ -1,0 +1,48 @@
+// The model artifact of DESIGN.md section 3, opened and checked: manifest,
+// ids, memory-mapped .npy arrays with shapes and counts cross-checked, and
+// summaries. Values (NaN/Inf) are checked row by row by the consumer with
+// CheckFiniteRow, so a large artifact is read once.
+// Thread-safe: immutable once open.
+#ifndef EMBSUM_STORE_ARTIFACT_H_
+#define EMBSUM_STORE_ARTIFACT_H_
+
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/status/statusor.h"
+#include "store/ids.h"
+#include "store/manifest.h"
+#include "store/npy.h"
+
+namespace embsum::store {
+
+struct ModelArtifact {
+  ModelManifest manifest;
+  std::vector<std::string> user_ids;
+  std::unique_ptr<NpyArray> upe;      // [U, m, d]
+  std::unique_ptr<NpyArray> queries;  // [U, m, d] or null
+  std::vector<SummaryLine> summaries;
+  std::vector<std::string> item_ids;
+  std::unique_ptr<NpyArray> cpe;   // [N, n, d]
+  std::unique_ptr<NpyArray> keys;  // [N, n, d] or null
+
+  // Opens and checks everything but the values. Errors name the file
+  // relative to the model directory, the row or line, and the problem.
+  static absl::StatusOr<ModelArtifact> Open(const std::string& model_dir);
+};
+
+// OK when every value is finite; otherwise InvalidArgument
+// "<file>: row R (<kind> \"<id>\"): NaN at vector V, element E".
+// `values` holds `vectors` vectors of `dim` elements.
+absl::Status CheckFiniteRow(std::span<const float> values, uint32_t dim,
+                            absl::string_view file, uint64_t row,
+                            absl::string_view kind, absl::string_view id);
+
+}  // namespace embsum::store
+
+#endif  // EMBSUM_STORE_ARTIFACT_H_

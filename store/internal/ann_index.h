@@ -1,0 +1,62 @@
+// The FAISS index behind ItemSnapshot::AnnCandidates (store/ internal): the
+// CPE vectors of a range of arena rows, labelled by row. Exact (flat inner
+// product) for small catalogues, IVF above AnnOptions::flat_max_items.
+// Thread-safe: immutable after Build; Search is const and may run
+// concurrently.
+#ifndef EMBSUM_STORE_INTERNAL_ANN_INDEX_H_
+#define EMBSUM_STORE_INTERNAL_ANN_INDEX_H_
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "scoring/item_arena.h"
+#include "store/item_catalog.h"
+
+namespace faiss {
+struct Index;
+}
+
+namespace embsum::store::internal {
+
+class AnnIndex {
+ public:
+  // Indexes the live rows in [begin, end) of `arena`. `force_flat` builds an
+  // exact index whatever the size (for the small tail of recent upserts).
+  // With `trained` (an earlier IVF index of the same catalogue) its coarse
+  // quantizer is reused instead of training again.
+  static absl::StatusOr<std::shared_ptr<const AnnIndex>> Build(
+      const scoring::ItemArena& arena, uint32_t begin, uint32_t end,
+      std::span<const uint8_t> live, const AnnOptions& options,
+      bool force_flat, const AnnIndex* trained);
+  ~AnnIndex();
+
+  uint32_t begin() const { return begin_; }
+  uint32_t end() const { return end_; }
+  // Items (rows) indexed.
+  uint64_t items() const { return items_; }
+  bool is_ivf() const { return ivf_; }
+
+  // Searches the `k` nearest vectors of each of the nq queries (nq*d
+  // floats) and keeps, per row, the best inner product in `best`.
+  absl::Status Search(std::span<const float> queries, uint32_t nq, size_t k,
+                      int threads,
+                      absl::flat_hash_map<uint32_t, float>* best) const;
+
+ private:
+  AnnIndex() = default;
+  std::unique_ptr<faiss::Index> index_;
+  uint32_t begin_ = 0;
+  uint32_t end_ = 0;
+  uint64_t items_ = 0;
+  uint32_t item_codes_ = 0;
+  bool ivf_ = false;
+};
+
+}  // namespace embsum::store::internal
+
+#endif  // EMBSUM_STORE_INTERNAL_ANN_INDEX_H_

@@ -1,0 +1,44 @@
+// RocksDB layout of the users database (store/ internal): column family
+// names, options shared by the bulk loader and the online store, and the
+// bulk loader used by Ingest. Thread-safe: stateless functions.
+#ifndef EMBSUM_STORE_INTERNAL_USER_DB_H_
+#define EMBSUM_STORE_INTERNAL_USER_DB_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "rocksdb/options.h"
+#include "store/artifact.h"
+#include "store/internal/progress.h"
+#include "store/user_store.h"
+
+namespace embsum::store::internal {
+
+inline constexpr char kUsersCf[] = "default";
+inline constexpr char kSummariesCf[] = "summaries";
+inline constexpr char kMetaCf[] = "meta";
+inline constexpr char kMetaManifestKey[] = "manifest";
+inline constexpr char kMetaUserCountKey[] = "user_count";
+
+rocksdb::DBOptions UserDbOptions();
+// Options of the three column families, in the order above.
+std::vector<rocksdb::ColumnFamilyDescriptor> UserDbColumnFamilies(
+    const UserStoreOptions& options);
+
+std::string EncodeCount(uint64_t count);
+bool DecodeCount(absl::string_view value, uint64_t* count);
+
+// Creates the users database at `path` (which must not exist) from the
+// artifact: sorted SST files built with SstFileWriter under `scratch_dir`,
+// then IngestExternalFiles into the three column families. Checks every
+// value (NaN/Inf) on the way; errors name the file, the row and the user.
+absl::Status BuildUserDatabase(const std::string& path,
+                               const std::string& scratch_dir,
+                               const ModelArtifact& artifact,
+                               Progress::Sink progress, double interval_s);
+
+}  // namespace embsum::store::internal
+
+#endif  // EMBSUM_STORE_INTERNAL_USER_DB_H_

@@ -1,0 +1,477 @@
+#include "scoring/cpu_scorer.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <numeric>
+#include <random>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include "scoring/item_arena.h"
+#include "scoring/scorer.h"
+#include "scoring/user_view.h"
+#include "tests/scoring/scoring_test_util.h"
+
+namespace embsum::scoring {
+namespace {
+
+using ::embsum::scoring::testing::ComputeReference;
+using ::embsum::scoring::testing::RandomRows;
+using ::embsum::scoring::testing::ReferenceWithScale;
+using ::embsum::scoring::testing::RelativeError;
+using ::embsum::scoring::testing::Rounded;
+using ::embsum::scoring::testing::TestSeed;
+
+constexpr double kFp32Tolerance = 1e-5;
+constexpr double k16BitTolerance = 2e-2;
+// Against the reference on exactly the values the kernel multiplies (the
+// storage-rounded items, and for bf16 dot products the bf16 user): only
+// fp32 accumulation error remains.
+constexpr double kRoundedTolerance = 1e-5;
+
+struct Shape {
+  uint32_t m, n, d;
+};
+
+// Sizes of 1, odd sizes, sizes off the vector widths (8 and 16 lanes; 6 and
+// 8 item rows per register tile), more user rows than one panel, and S1.
+constexpr Shape kShapes[] = {
+    {1, 1, 1},    {1, 1, 7},    {2, 3, 5},    {3, 5, 17},   {16, 8, 64},
+    {17, 3, 33},  {31, 7, 100}, {32, 8, 512}, {33, 9, 129}, {5, 13, 1},
+    {48, 16, 40}, {2, 1, 1024}, {7, 4, 255},  {3, 2, 0},
+};
+
+// One random model: a user and `rows` items of the given shape. Entries are
+// N(0, scale^2 / d), so matching scores and logits are about N(0, 1) (unit
+// vectors; logits of a well-trained attention head). 16-bit storage perturbs
+// a logit by about 2^-9 of its size, and the softmax turns that into a
+// relative score error of about 2^-9 times the spread of the logits, so the
+// 2e-2 bound of DESIGN.md holds for logit spreads up to a few units.
+struct Model {
+  Shape shape;
+  bool queries = false;
+  bool keys = false;
+  std::vector<float> a, q;
+  std::vector<std::vector<float>> b, g;
+};
+
+Model RandomModel(std::mt19937_64& rng, Shape shape, bool queries, bool keys,
+                  size_t rows, double logit_scale = 1.0) {
+  Model model{shape, queries, keys, {}, {}, {}, {}};
+  model.a = RandomRows(rng, shape.m, shape.d, 1.0);
+  if (queries) model.q = RandomRows(rng, shape.m, shape.d, logit_scale);
+  for (size_t r = 0; r < rows; ++r) {
+    model.b.push_back(RandomRows(rng, shape.n, shape.d, 1.0));
+    if (keys) model.g.push_back(RandomRows(rng, shape.n, shape.d, 1.0));
+  }
+  return model;
+}
+
+std::unique_ptr<ItemArena> MakeArena(const Model& model, DType dtype) {
+  ArenaLayout layout;
+  layout.item_codes = model.shape.n;
+  layout.dim = model.shape.d;
+  layout.dtype = dtype;
+  layout.has_keys = model.keys;
+  auto arena = std::make_unique<ItemArena>(layout, model.b.size());
+  for (size_t r = 0; r < model.b.size(); ++r) {
+    size_t row = 0;
+    const Status status =
+        arena->AppendRow(model.b[r],
+                         model.keys ? std::span<const float>(model.g[r])
+                                    : std::span<const float>(),
+                         &row);
+    EXPECT_TRUE(status.ok()) << status.message();
+  }
+  return arena;
+}
+
+UserView ViewOf(const Model& model) {
+  UserView user;
+  user.user_codes = model.shape.m;
+  user.dim = model.shape.d;
+  user.upe = model.a;
+  user.queries = model.q;
+  return user;
+}
+
+// The reference for row r, on the original values or on the values the
+// kernel actually multiplies.
+ReferenceWithScale Reference(const Model& model, size_t r, DType dtype,
+                             bool rounded, bool bf16_user) {
+  std::vector<float> a = model.a, q = model.q, b = model.b[r];
+  std::vector<float> g = model.keys ? model.g[r] : std::vector<float>();
+  if (rounded) {
+    b = Rounded(b, dtype);
+    g = Rounded(g, dtype);
+    if (bf16_user) {
+      a = Rounded(a, DType::kBFloat16);
+      q = Rounded(q, DType::kBFloat16);
+    }
+  }
+  return ComputeReference(model.shape.m, model.shape.n, model.shape.d, a, q, b,
+                          g);
+}
+
+std::unique_ptr<Scorer> ScorerFor(CpuIsa isa, CpuScorerOptions options = {}) {
+  std::unique_ptr<Scorer> scorer;
+  const Status status = MakeCpuScorerWithIsa(options, isa, &scorer);
+  EXPECT_TRUE(status.ok()) << status.message();
+  return scorer;
+}
+
+std::string ShapeName(const Shape& s) {
+  return "m=" + std::to_string(s.m) + " n=" + std::to_string(s.n) +
+         " d=" + std::to_string(s.d);
+}
+
+class CpuScorerIsaTest
+    : public ::testing::TestWithParam<std::tuple<CpuIsa, DType>> {
+ protected:
+  void SetUp() override {
+    if (!CpuIsaSupported(isa())) {
+      GTEST_SKIP() << "this CPU or build lacks the " << CpuIsaName(isa())
+                   << " kernels";
+    }
+  }
+  CpuIsa isa() const { return std::get<0>(GetParam()); }
+  DType dtype() const { return std::get<1>(GetParam()); }
+  bool bf16_user() const {
+    return isa() == CpuIsa::kAvx512Bf16 && dtype() == DType::kBFloat16;
+  }
+};
+
+TEST_P(CpuScorerIsaTest, MatchesReferenceOverShapes) {
+  const uint64_t seed = TestSeed();
+  SCOPED_TRACE("EMBSUM_TEST_SEED=" + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  auto scorer = ScorerFor(isa());
+  for (const Shape& shape : kShapes) {
+    for (bool queries : {false, true}) {
+      for (bool keys : {false, true}) {
+        SCOPED_TRACE(ShapeName(shape) + " queries=" + std::to_string(queries) +
+                     " keys=" + std::to_string(keys));
+        const Model model = RandomModel(rng, shape, queries, keys, 6);
+        const auto arena = MakeArena(model, dtype());
+        const std::vector<uint32_t> rows = {4, 0, 5, 2, 2, 1, 3};
+        std::vector<float> scores(rows.size());
+        std::vector<int32_t> codes(rows.size(), -7);
+        const Status status =
+            scorer->Score(ViewOf(model), *arena, rows, scores, codes);
+        ASSERT_TRUE(status.ok()) << status.message();
+        for (size_t c = 0; c < rows.size(); ++c) {
+          SCOPED_TRACE("candidate " + std::to_string(c));
+          ASSERT_TRUE(std::isfinite(scores[c]));
+          const ReferenceWithScale exact =
+              Reference(model, rows[c], dtype(), false, false);
+          const ReferenceWithScale rounded =
+              Reference(model, rows[c], dtype(), true, bf16_user());
+          if (dtype() == DType::kFloat32) {
+            EXPECT_LE(RelativeError(scores[c], exact), kFp32Tolerance)
+                << scores[c] << " vs " << exact.score;
+          } else {
+            EXPECT_LE(RelativeError(scores[c], exact), k16BitTolerance)
+                << scores[c] << " vs " << exact.score;
+            EXPECT_LE(RelativeError(scores[c], rounded), kRoundedTolerance)
+                << scores[c] << " vs " << rounded.score;
+          }
+          if (rounded.top_margin > 1e-4) {
+            EXPECT_EQ(codes[c], rounded.top_user_code);
+          } else {
+            EXPECT_GE(codes[c], 0);
+            EXPECT_LT(codes[c], static_cast<int32_t>(shape.m));
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_P(CpuScorerIsaTest, HugeLogitsStayFinite) {
+  const uint64_t seed = TestSeed();
+  SCOPED_TRACE("EMBSUM_TEST_SEED=" + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  auto scorer = ScorerFor(isa());
+  // Logits with a standard deviation of 1e4: exp() without the max
+  // subtraction overflows at 89.
+  const Shape shape{32, 8, 64};
+  const Model model = RandomModel(rng, shape, true, true, 5, 1e4);
+  const auto arena = MakeArena(model, dtype());
+  const std::vector<uint32_t> rows = {0, 1, 2, 3, 4};
+  std::vector<float> scores(rows.size());
+  std::vector<int32_t> codes(rows.size());
+  ASSERT_TRUE(scorer->Score(ViewOf(model), *arena, rows, scores, codes).ok());
+  for (size_t c = 0; c < rows.size(); ++c) {
+    ASSERT_TRUE(std::isfinite(scores[c])) << scores[c];
+    const ReferenceWithScale rounded =
+        Reference(model, rows[c], dtype(), true, bf16_user());
+    // The softmax is one-hot: the score is K at the largest logit.
+    EXPECT_LE(RelativeError(scores[c], rounded), 1e-4)
+        << scores[c] << " vs " << rounded.score;
+  }
+}
+
+TEST_P(CpuScorerIsaTest, ThreadedMatchesSingleThreaded) {
+  const uint64_t seed = TestSeed();
+  SCOPED_TRACE("EMBSUM_TEST_SEED=" + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  const Model model = RandomModel(rng, {9, 5, 40}, true, true, 50);
+  const auto arena = MakeArena(model, dtype());
+  std::vector<uint32_t> rows(1000);
+  for (uint32_t& r : rows) r = static_cast<uint32_t>(rng() % 50);
+
+  CpuScorerOptions serial_options;
+  serial_options.threads = 1;
+  CpuScorerOptions threaded_options;
+  threaded_options.threads = 3;
+  threaded_options.parallel_threshold = 1;
+  threaded_options.parallel_min_work = 0;
+  auto serial = ScorerFor(isa(), serial_options);
+  auto threaded = ScorerFor(isa(), threaded_options);
+
+  std::vector<float> want(rows.size()), got(rows.size());
+  std::vector<int32_t> want_codes(rows.size()), got_codes(rows.size());
+  ASSERT_TRUE(
+      serial->Score(ViewOf(model), *arena, rows, want, want_codes).ok());
+  // Several callers at once share the pool.
+  std::vector<std::thread> callers;
+  std::vector<std::vector<float>> results(4, std::vector<float>(rows.size()));
+  for (auto& result : results) {
+    callers.emplace_back([&, out = &result] {
+      std::vector<int32_t> codes(rows.size());
+      EXPECT_TRUE(
+          threaded->Score(ViewOf(model), *arena, rows, *out, codes).ok());
+      EXPECT_EQ(codes, want_codes);
+    });
+  }
+  for (auto& caller : callers) caller.join();
+  ASSERT_TRUE(
+      threaded->Score(ViewOf(model), *arena, rows, got, got_codes).ok());
+  // Same kernel per candidate: bitwise equal.
+  EXPECT_EQ(got, want);
+  EXPECT_EQ(got_codes, want_codes);
+  for (const auto& result : results) EXPECT_EQ(result, want);
+  for (size_t c = 0; c < rows.size(); c += 97) {
+    const ReferenceWithScale rounded =
+        Reference(model, rows[c], dtype(), true, bf16_user());
+    EXPECT_LE(RelativeError(got[c], rounded), kRoundedTolerance);
+  }
+}
+
+TEST_P(CpuScorerIsaTest, ScoreAllTopKMatchesBruteForce) {
+  const uint64_t seed = TestSeed();
+  SCOPED_TRACE("EMBSUM_TEST_SEED=" + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  // More rows than one scan block (4096), so the scan has several tasks.
+  const size_t size = 5000;
+  Model model = RandomModel(rng, {3, 2, 8}, false, true, size);
+  // Rows 10, 20 and 30 are identical: equal scores, ordered by row.
+  model.b[20] = model.b[30] = model.b[10];
+  model.g[20] = model.g[30] = model.g[10];
+  const auto arena = MakeArena(model, dtype());
+  std::vector<uint8_t> live(size, 1);
+  for (size_t r = 0; r < size; r += 3) live[r] = 0;  // row 30 is dead
+  live[10] = live[20] = 1;
+
+  std::vector<uint32_t> all(size);
+  std::iota(all.begin(), all.end(), 0u);
+  std::vector<float> scores(size);
+  std::vector<int32_t> codes(size);
+  auto serial = ScorerFor(isa());
+  ASSERT_TRUE(serial->Score(ViewOf(model), *arena, all, scores, codes).ok());
+  std::vector<ScoredRow> want;
+  for (uint32_t r = 0; r < size; ++r) {
+    if (live[r]) want.push_back({r, scores[r], codes[r]});
+  }
+  std::stable_sort(
+      want.begin(), want.end(),
+      [](const ScoredRow& x, const ScoredRow& y) { return x.score > y.score; });
+
+  CpuScorerOptions threaded_options;
+  threaded_options.threads = 2;
+  threaded_options.parallel_threshold = 1;
+  threaded_options.parallel_min_work = 0;
+  auto threaded = ScorerFor(isa(), threaded_options);
+  for (Scorer* scorer : {serial.get(), threaded.get()}) {
+    for (uint32_t k : {1u, 17u, 5000u, 0u}) {
+      SCOPED_TRACE("k=" + std::to_string(k));
+      std::vector<ScoredRow> got;
+      ASSERT_TRUE(
+          scorer->ScoreAllTopK(ViewOf(model), *arena, live, k, &got).ok());
+      const size_t expected =
+          k == 0 ? want.size() : std::min<size_t>(k, want.size());
+      ASSERT_EQ(got.size(), expected);
+      for (size_t i = 0; i < got.size(); ++i) {
+        EXPECT_EQ(got[i].row, want[i].row) << "rank " << i;
+        EXPECT_EQ(got[i].score, want[i].score) << "rank " << i;
+        EXPECT_EQ(got[i].top_user_code, want[i].top_user_code) << "rank " << i;
+      }
+    }
+  }
+  // The tied rows appear in row order, the dead one not at all.
+  std::vector<ScoredRow> got;
+  ASSERT_TRUE(serial->ScoreAllTopK(ViewOf(model), *arena, live, 0, &got).ok());
+  std::vector<uint32_t> tied;
+  for (const ScoredRow& s : got) {
+    if (s.row == 10 || s.row == 20 || s.row == 30) tied.push_back(s.row);
+  }
+  EXPECT_EQ(tied, (std::vector<uint32_t>{10, 20}));
+  // Empty live mask: every row.
+  ASSERT_TRUE(serial->ScoreAllTopK(ViewOf(model), *arena, {}, 0, &got).ok());
+  EXPECT_EQ(got.size(), size);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    AllIsasAndDtypes, CpuScorerIsaTest,
+    ::testing::Combine(::testing::Values(CpuIsa::kScalar, CpuIsa::kAvx2,
+                                         CpuIsa::kAvx512, CpuIsa::kAvx512Bf16),
+                       ::testing::Values(DType::kFloat32, DType::kFloat16,
+                                         DType::kBFloat16)),
+    [](const auto& info) {
+      return std::string(CpuIsaName(std::get<0>(info.param))) + "_" +
+             std::string(DTypeName(std::get<1>(info.param)));
+    });
+
+TEST(CpuScorerTest, IsaNamesRoundTrip) {
+  for (CpuIsa isa :
+       {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Bf16}) {
+    EXPECT_EQ(ParseCpuIsa(CpuIsaName(isa)), isa);
+  }
+  EXPECT_EQ(ParseCpuIsa("sse2"), std::nullopt);
+}
+
+TEST(CpuScorerTest, DefaultUsesBestSupportedIsa) {
+  const std::vector<CpuIsa> supported = SupportedCpuIsas();
+  ASSERT_FALSE(supported.empty());
+  EXPECT_EQ(supported.front(), CpuIsa::kScalar);
+  EXPECT_EQ(BestCpuIsa(), supported.back());
+  EXPECT_TRUE(CpuIsaSupported(BestCpuIsa()));
+  EXPECT_EQ(MakeCpuScorer()->backend(), "cpu");
+  // Report what this machine runs, for the test log.
+  std::string names;
+  for (CpuIsa isa : supported) names += std::string(CpuIsaName(isa)) + " ";
+  std::cout << "supported CPU kernels: " << names << "\n";
+}
+
+TEST(CpuScorerTest, UnsupportedIsaIsRefused) {
+  for (CpuIsa isa : {CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Bf16}) {
+    if (CpuIsaSupported(isa)) continue;
+    std::unique_ptr<Scorer> scorer;
+    const Status status = MakeCpuScorerWithIsa({}, isa, &scorer);
+    EXPECT_EQ(status.code(), Status::Code::kFailedPrecondition);
+    EXPECT_EQ(scorer, nullptr);
+  }
+}
+
+class CpuScorerErrorsTest : public ::testing::Test {
+ protected:
+  CpuScorerErrorsTest() {
+    std::mt19937_64 rng(7);
+    model_ = RandomModel(rng, {4, 3, 8}, true, true, 3);
+    arena_ = MakeArena(model_, DType::kFloat32);
+  }
+  Model model_;
+  std::unique_ptr<ItemArena> arena_;
+  std::unique_ptr<Scorer> scorer_ = MakeCpuScorer();
+};
+
+TEST_F(CpuScorerErrorsTest, RejectsBadSizesWithMessages) {
+  const std::vector<uint32_t> rows = {0, 1};
+  std::vector<float> scores(2);
+  std::vector<int32_t> codes(2);
+
+  UserView user = ViewOf(model_);
+  user.dim = 9;
+  Status status = scorer_->Score(user, *arena_, rows, scores, codes);
+  EXPECT_EQ(status.code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(status.message().find("dim 9"), std::string::npos)
+      << status.message();
+
+  user = ViewOf(model_);
+  user.upe = std::span<const float>(model_.a).first(5);
+  status = scorer_->Score(user, *arena_, rows, scores, codes);
+  EXPECT_EQ(status.code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(status.message().find("upe has 5"), std::string::npos)
+      << status.message();
+
+  user = ViewOf(model_);
+  user.queries = std::span<const float>(model_.q).first(31);
+  status = scorer_->Score(user, *arena_, rows, scores, codes);
+  EXPECT_EQ(status.code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(status.message().find("queries has 31"), std::string::npos)
+      << status.message();
+
+  user = ViewOf(model_);
+  std::vector<float> short_scores(1);
+  status = scorer_->Score(user, *arena_, rows, short_scores, codes);
+  EXPECT_EQ(status.code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(status.message().find("scores has 1"), std::string::npos);
+
+  std::vector<int32_t> long_codes(3);
+  status = scorer_->Score(user, *arena_, rows, scores, long_codes);
+  EXPECT_EQ(status.code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(status.message().find("top_codes has 3"), std::string::npos);
+
+  const std::vector<uint32_t> bad_rows = {0, 3};
+  status = scorer_->Score(user, *arena_, bad_rows, scores, codes);
+  EXPECT_EQ(status.code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(status.message().find("candidate 1: row 3 out of range"),
+            std::string::npos)
+      << status.message();
+
+  std::vector<ScoredRow> out;
+  const std::vector<uint8_t> live(2, 1);
+  status = scorer_->ScoreAllTopK(user, *arena_, live, 5, &out);
+  EXPECT_EQ(status.code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(status.message().find("live has 2"), std::string::npos);
+}
+
+TEST_F(CpuScorerErrorsTest, ZeroCandidatesAndOptionalCodes) {
+  std::vector<float> none;
+  std::vector<int32_t> no_codes;
+  EXPECT_TRUE(scorer_->Score(ViewOf(model_), *arena_, {}, none, no_codes).ok());
+  // Codes are optional.
+  const std::vector<uint32_t> rows = {2};
+  std::vector<float> scores(1, -1.0f);
+  ASSERT_TRUE(scorer_->Score(ViewOf(model_), *arena_, rows, scores, {}).ok());
+  const ReferenceWithScale ref =
+      Reference(model_, 2, DType::kFloat32, false, false);
+  EXPECT_LE(RelativeError(scores[0], ref), kFp32Tolerance);
+}
+
+TEST(CpuScorerDegenerateTest, NoUserOrItemCodesScoreZero) {
+  // Matches ReferenceScore: score 0 and top_user_code -1.
+  ArenaLayout layout{0, 4, DType::kFloat32, false};
+  ItemArena no_codes(layout, 2);
+  no_codes.Publish(2);
+  std::vector<float> a(8, 1.0f);
+  UserView user{2, 4, a, {}};
+  const std::vector<uint32_t> rows = {1, 0};
+  std::vector<float> scores(2, 5.0f);
+  std::vector<int32_t> codes(2, 5);
+  auto scorer = MakeCpuScorer();
+  ASSERT_TRUE(scorer->Score(user, no_codes, rows, scores, codes).ok());
+  EXPECT_EQ(scores, (std::vector<float>{0.0f, 0.0f}));
+  EXPECT_EQ(codes, (std::vector<int32_t>{-1, -1}));
+
+  ArenaLayout items{3, 4, DType::kFloat32, false};
+  ItemArena arena(items, 1);
+  std::vector<float> b(12, 1.0f);
+  ASSERT_TRUE(arena.AppendRow(b, {}, nullptr).ok());
+  UserView nobody{0, 4, {}, {}};
+  std::vector<float> one(1, 5.0f);
+  std::vector<int32_t> one_code(1, 5);
+  const std::vector<uint32_t> row0 = {0};
+  ASSERT_TRUE(scorer->Score(nobody, arena, row0, one, one_code).ok());
+  EXPECT_EQ(one[0], 0.0f);
+  EXPECT_EQ(one_code[0], -1);
+  EXPECT_EQ(ReferenceScore(0, 3, 4, {}, {}, {}, {}).top_user_code, -1);
+}
+
+}  // namespace
+}  // namespace embsum::scoring

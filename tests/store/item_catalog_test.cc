@@ -1,0 +1,405 @@
+#include "store/item_catalog.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <filesystem>
+#include <limits>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "store/data_dir.h"
+#include "store/npy.h"
+#include "store_test_util.h"
+
+namespace embsum::store {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::SmallModel;
+using testing::TempDir;
+
+class ItemCatalogTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(GenerateSyntheticModel(SmallModel(tmp_ / "model")).ok());
+    IngestOptions o;
+    o.model_dir = tmp_ / "model";
+    o.data_dir = tmp_ / "data";
+    ASSERT_TRUE(Ingest(o).ok());
+    auto text = testing::ReadAll(tmp_ / "data/manifest.json");
+    manifest_ = *ParseManifest(text, "manifest.json");
+    Reopen();
+  }
+  void Reopen() {
+    catalog_.reset();
+    auto c = ItemCatalog::Open(tmp_ / "data/items", manifest_, options_);
+    ASSERT_TRUE(c.ok()) << c.status();
+    catalog_ = std::move(*c);
+  }
+  size_t nd() const { return size_t{manifest_.item_codes} * manifest_.dim; }
+  ItemUpsert MakeItem(const std::string& id, float base) const {
+    ItemUpsert item;
+    item.item_id = id;
+    item.cpe.resize(nd());
+    item.keys.resize(nd());
+    for (size_t i = 0; i < nd(); ++i) {
+      item.cpe[i] = base + 0.25f * static_cast<float>(i % 7);
+      item.keys[i] = base - 0.5f * static_cast<float>(i % 5);
+    }
+    return item;
+  }
+  // The CPE and keys of `id` in `snap`.
+  std::pair<std::vector<float>, std::vector<float>> Row(
+      const ItemSnapshot& snap, const std::string& id) const {
+    std::vector<float> cpe(nd()), keys(nd());
+    auto row = snap.FindRow(id);
+    EXPECT_TRUE(row.has_value()) << id;
+    if (row) snap.arena().ReadRow(*row, cpe, keys);
+    return {cpe, keys};
+  }
+  std::vector<std::string> SnapshotDirs() const {
+    std::vector<std::string> out;
+    for (const auto& e :
+         std::filesystem::directory_iterator(tmp_ / "data/items")) {
+      std::string name = e.path().filename().string();
+      if (name.rfind("snapshot-", 0) == 0) out.push_back(name);
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+  TempDir tmp_;
+  ModelManifest manifest_;
+  ItemCatalogOptions options_;
+  std::unique_ptr<ItemCatalog> catalog_;
+};
+
+TEST_F(ItemCatalogTest, IngestedItemsMatchTheArtifact) {
+  auto snap = catalog_->Current();
+  EXPECT_EQ(snap->size(), 120u);
+  EXPECT_GE(snap->arena().capacity(), 120u);
+  EXPECT_EQ(snap->live().size(), snap->arena().capacity());
+  auto cpe = NpyArray::Open(tmp_ / "model/items/cpe.npy", "cpe");
+  auto keys = NpyArray::Open(tmp_ / "model/items/keys.npy", "keys");
+  ASSERT_TRUE(cpe.ok() && keys.ok());
+  std::vector<float> want(nd());
+  for (uint64_t r : {0, 55, 119}) {
+    std::string id = "N" + std::to_string(r + 1);
+    auto row = snap->FindRow(id);
+    ASSERT_TRUE(row.has_value());
+    EXPECT_EQ(snap->ItemId(*row), id);
+    EXPECT_EQ(snap->live()[*row], 1);
+    auto [c, k] = Row(*snap, id);
+    (*cpe)->ReadRow(r, want);
+    EXPECT_EQ(c, want);
+    (*keys)->ReadRow(r, want);
+    EXPECT_EQ(k, want);
+  }
+  EXPECT_FALSE(snap->FindRow("nope").has_value());
+}
+
+TEST_F(ItemCatalogTest, UpsertPublishesNewSnapshotAndKeepsOldOne) {
+  auto before = catalog_->Current();
+  auto old_row = *before->FindRow("N5");
+  auto old_values = Row(*before, "N5");
+  std::vector<ItemUpsert> batch = {MakeItem("N5", 1), MakeItem("fresh", 2)};
+  ASSERT_TRUE(catalog_->Upsert(batch).ok());
+  auto after = catalog_->Current();
+  EXPECT_GT(after->version(), before->version());
+  EXPECT_EQ(after->size(), 121u);
+  EXPECT_EQ(Row(*after, "N5").first, batch[0].cpe);
+  EXPECT_EQ(Row(*after, "fresh").second, batch[1].keys);
+  EXPECT_EQ(after->live()[old_row], 0) << "superseded row is dead";
+  // The old snapshot is untouched: same row, same values, no new item.
+  EXPECT_EQ(*before->FindRow("N5"), old_row);
+  EXPECT_EQ(Row(*before, "N5"), old_values);
+  EXPECT_FALSE(before->FindRow("fresh").has_value());
+  EXPECT_EQ(before->size(), 120u);
+  // Durable: the log replays at open.
+  Reopen();
+  auto reopened = catalog_->Current();
+  EXPECT_EQ(reopened->size(), 121u);
+  EXPECT_EQ(Row(*reopened, "N5").first, batch[0].cpe);
+  EXPECT_EQ(Row(*reopened, "fresh").first, batch[1].cpe);
+}
+
+TEST_F(ItemCatalogTest, DeleteRemovesDurably) {
+  std::vector<std::string> ids = {"N1", "N2", "missing", "N1"};
+  auto deleted = catalog_->Delete(ids);
+  ASSERT_TRUE(deleted.ok());
+  EXPECT_EQ(*deleted, 2u);
+  auto snap = catalog_->Current();
+  EXPECT_EQ(snap->size(), 118u);
+  EXPECT_FALSE(snap->FindRow("N1").has_value());
+  std::vector<std::string> none = {"N1", "missing"};
+  EXPECT_EQ(*catalog_->Delete(none), 0u);
+  Reopen();
+  EXPECT_EQ(catalog_->Current()->size(), 118u);
+  EXPECT_FALSE(catalog_->Current()->FindRow("N2").has_value());
+  EXPECT_TRUE(catalog_->Current()->FindRow("N3").has_value());
+  // Re-adding a deleted id works.
+  ItemUpsert again = MakeItem("N1", 5);
+  ASSERT_TRUE(catalog_->Upsert({&again, 1}).ok());
+  Reopen();
+  EXPECT_EQ(Row(*catalog_->Current(), "N1").first, again.cpe);
+}
+
+TEST_F(ItemCatalogTest, InvalidBatchAppliesNothing) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  struct Case {
+    std::function<void(ItemUpsert*)> mutate;
+    std::string message;
+  } cases[] = {
+      {[](ItemUpsert* i) { i->item_id = ""; }, "item record 1: empty id"},
+      {[](ItemUpsert* i) { i->cpe.resize(3); },
+       "item record 1 (\"bad\"): cpe has 3 values, expected n*d = 2*16 = 32"},
+      {[](ItemUpsert* i) { i->keys.clear(); },
+       "keys has 0 values, expected n*d = 32 (the model has item keys)"},
+      {[&](ItemUpsert* i) { i->keys[17] = nan; },
+       "keys: NaN at vector 1, element 1"},
+  };
+  for (const auto& c : cases) {
+    auto before = catalog_->Current();
+    std::vector<ItemUpsert> batch = {MakeItem("good", 1), MakeItem("bad", 2)};
+    c.mutate(&batch[1]);
+    absl::Status s = catalog_->Upsert(batch);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(s.message()), HasSubstr(c.message));
+    EXPECT_EQ(catalog_->Current()->version(), before->version());
+    EXPECT_FALSE(catalog_->Current()->FindRow("good").has_value());
+  }
+  Reopen();
+  EXPECT_FALSE(catalog_->Current()->FindRow("good").has_value());
+}
+
+TEST_F(ItemCatalogTest, FullArenaIsReplacedAndListenerSeesIt) {
+  options_.growth = 1.0;
+  options_.min_headroom_rows = 2;
+  Reopen();
+  std::vector<std::pair<uint64_t, std::vector<uint32_t>>> calls;
+  catalog_->SetListener(
+      [&](const ItemSnapshot& snap, std::span<const uint32_t> rows) {
+        calls.emplace_back(snap.version(),
+                           std::vector<uint32_t>(rows.begin(), rows.end()));
+      });
+  ASSERT_EQ(calls.size(), 1u) << "SetListener reports the current snapshot";
+  EXPECT_TRUE(calls[0].second.empty());
+  auto first = catalog_->Current();
+  EXPECT_EQ(first->arena().capacity(), 122u);
+
+  ItemUpsert a = MakeItem("a", 1);
+  ASSERT_TRUE(catalog_->Upsert({&a, 1}).ok());
+  ASSERT_EQ(calls.size(), 2u);
+  EXPECT_EQ(calls[1].second, std::vector<uint32_t>{120});
+  EXPECT_EQ(&catalog_->Current()->arena(), &first->arena());
+
+  std::vector<ItemUpsert> more = {MakeItem("b", 2), MakeItem("c", 3)};
+  ASSERT_TRUE(catalog_->Upsert(more).ok());
+  ASSERT_EQ(calls.size(), 3u);
+  EXPECT_TRUE(calls[2].second.empty()) << "a new arena is announced whole";
+  auto grown = catalog_->Current();
+  EXPECT_NE(&grown->arena(), &first->arena());
+  EXPECT_GE(grown->arena().capacity(), 123u);
+  EXPECT_EQ(grown->size(), 123u);
+  EXPECT_EQ(Row(*grown, "c").first, more[1].cpe);
+  EXPECT_EQ(Row(*grown, "a").first, a.cpe);
+  // The first snapshot still reads its own arena.
+  EXPECT_EQ(first->size(), 120u);
+  EXPECT_TRUE(first->FindRow("N7").has_value());
+  EXPECT_EQ(Row(*first, "N7"), Row(*grown, "N7"));
+}
+
+TEST_F(ItemCatalogTest, DeadRowsAreCompactedAway) {
+  options_.min_headroom_rows = 4;
+  Reopen();
+  // Rewrite every item several times: dead rows pile up, then get dropped.
+  for (int round = 0; round < 3; ++round) {
+    std::vector<ItemUpsert> batch;
+    for (int i = 1; i <= 120; ++i) {
+      batch.push_back(MakeItem("N" + std::to_string(i), round));
+    }
+    ASSERT_TRUE(catalog_->Upsert(batch).ok());
+  }
+  auto snap = catalog_->Current();
+  EXPECT_EQ(snap->size(), 120u);
+  size_t live = 0;
+  for (uint8_t b : snap->live()) live += b;
+  EXPECT_EQ(live, 120u);
+  EXPECT_LE(snap->arena().size(), 2 * 120u + 4) << "dead rows were compacted";
+  EXPECT_EQ(Row(*snap, "N9").first, MakeItem("N9", 2).cpe);
+}
+
+TEST_F(ItemCatalogTest, CheckpointFoldsTheLogIntoANewSnapshot) {
+  EXPECT_EQ(SnapshotDirs(), std::vector<std::string>{"snapshot-000001"});
+  ItemUpsert x = MakeItem("x", 3);
+  ASSERT_TRUE(catalog_->Upsert({&x, 1}).ok());
+  std::vector<std::string> gone = {"N10"};
+  ASSERT_EQ(*catalog_->Delete(gone), 1u);
+  ASSERT_TRUE(catalog_->Checkpoint().ok());
+  EXPECT_EQ(SnapshotDirs(), std::vector<std::string>{"snapshot-000002"});
+  Reopen();
+  auto snap = catalog_->Current();
+  EXPECT_EQ(snap->size(), 120u);
+  EXPECT_EQ(Row(*snap, "x").first, x.cpe);
+  EXPECT_FALSE(snap->FindRow("N10").has_value());
+  // Automatic checkpoints once the log passes the threshold.
+  options_.checkpoint_min_entries = 2;
+  options_.checkpoint_fraction = 0;
+  Reopen();
+  for (int i = 0; i < 3; ++i) {
+    ItemUpsert y = MakeItem("y" + std::to_string(i), 1);
+    ASSERT_TRUE(catalog_->Upsert({&y, 1}).ok());
+  }
+  EXPECT_EQ(SnapshotDirs(), std::vector<std::string>{"snapshot-000003"});
+  Reopen();
+  EXPECT_EQ(catalog_->Current()->size(), 123u);
+}
+
+// Best inner product between any UPE row and any CPE row, per live row.
+std::vector<uint32_t> BruteForceTop(const ItemSnapshot& snap,
+                                    const scoring::UserView& user, size_t k) {
+  const auto& layout = snap.arena().layout();
+  size_t nd = size_t{layout.item_codes} * layout.dim;
+  std::vector<float> cpe(nd), keys(nd);
+  std::vector<std::pair<float, uint32_t>> scored;
+  for (uint32_t r = 0; r < snap.arena().size(); ++r) {
+    if (!snap.live()[r]) continue;
+    snap.arena().ReadRow(r, cpe, keys);
+    float best = -std::numeric_limits<float>::infinity();
+    for (uint32_t i = 0; i < user.user_codes; ++i) {
+      for (uint32_t j = 0; j < layout.item_codes; ++j) {
+        float dot = 0;
+        for (uint32_t c = 0; c < layout.dim; ++c) {
+          dot += user.upe[i * layout.dim + c] * cpe[j * layout.dim + c];
+        }
+        best = std::max(best, dot);
+      }
+    }
+    scored.emplace_back(best, r);
+  }
+  std::sort(scored.begin(), scored.end(), [](auto a, auto b) {
+    return a.first != b.first ? a.first > b.first : a.second < b.second;
+  });
+  std::vector<uint32_t> out;
+  for (size_t i = 0; i < k && i < scored.size(); ++i) {
+    out.push_back(scored[i].second);
+  }
+  return out;
+}
+
+TEST_F(ItemCatalogTest, AnnCandidatesFlatIsExactIncludingRecentUpserts) {
+  auto snap = catalog_->Current();
+  std::vector<float> upe(3 * 16);
+  for (size_t i = 0; i < upe.size(); ++i) upe[i] = std::sin(float(i));
+  scoring::UserView user{3, 16, upe, {}};
+  std::vector<uint32_t> rows;
+  ASSERT_TRUE(snap->AnnCandidates(user, 10, &rows).ok());
+  EXPECT_EQ(rows, BruteForceTop(*snap, user, 10));
+  // A new item aligned with the user comes first, a deleted one never.
+  ItemUpsert star;
+  star.item_id = "star";
+  for (int j = 0; j < 2; ++j) {
+    star.cpe.insert(star.cpe.end(), upe.begin(), upe.begin() + 16);
+  }
+  for (float& v : star.cpe) v *= 10;
+  star.keys = star.cpe;
+  ASSERT_TRUE(catalog_->Upsert({&star, 1}).ok());
+  std::vector<std::string> del = {snap->ItemId(rows[0])};
+  ASSERT_EQ(*catalog_->Delete(del), 1u);
+  auto now = catalog_->Current();
+  ASSERT_TRUE(now->AnnCandidates(user, 10, &rows).ok());
+  ASSERT_FALSE(rows.empty());
+  EXPECT_EQ(now->ItemId(rows[0]), "star");
+  EXPECT_EQ(rows, BruteForceTop(*now, user, 10));
+  // Wrong shape is an error, k = 0 is empty.
+  scoring::UserView bad{3, 8, upe, {}};
+  EXPECT_EQ(now->AnnCandidates(bad, 5, &rows).code(),
+            absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE(now->AnnCandidates(user, 0, &rows).ok());
+  EXPECT_TRUE(rows.empty());
+}
+
+TEST_F(ItemCatalogTest, AnnCandidatesIvfFindsTheTopItems) {
+  options_.ann.flat_max_items = 10;
+  options_.ann.ivf_lists = 4;
+  options_.ann.ivf_probes = 4;  // every list: exact
+  Reopen();
+  auto snap = catalog_->Current();
+  std::vector<float> upe(3 * 16);
+  for (size_t i = 0; i < upe.size(); ++i) upe[i] = std::cos(float(i) * 0.7f);
+  scoring::UserView user{3, 16, upe, {}};
+  std::vector<uint32_t> rows;
+  ASSERT_TRUE(snap->AnnCandidates(user, 5, &rows).ok());
+  EXPECT_EQ(rows, BruteForceTop(*snap, user, 5));
+  // With one probe of four lists the answer is approximate but live and
+  // distinct.
+  options_.ann.ivf_probes = 1;
+  Reopen();
+  ASSERT_TRUE(catalog_->Current()->AnnCandidates(user, 5, &rows).ok());
+  EXPECT_FALSE(rows.empty());
+  EXPECT_EQ(std::set<uint32_t>(rows.begin(), rows.end()).size(), rows.size());
+}
+
+TEST_F(ItemCatalogTest, DisabledAnnRefusesCandidates) {
+  options_.ann.enabled = false;
+  Reopen();
+  std::vector<float> upe(3 * 16, 1.0f);
+  std::vector<uint32_t> rows;
+  absl::Status s = catalog_->Current()->AnnCandidates(
+      scoring::UserView{3, 16, upe, {}}, 5, &rows);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  ItemUpsert x = MakeItem("x", 1);
+  ASSERT_TRUE(catalog_->Upsert({&x, 1}).ok());
+  EXPECT_TRUE(catalog_->Current()->FindRow("x").has_value());
+}
+
+TEST_F(ItemCatalogTest, Float16ArenaRoundsValues) {
+  options_.dtype = scoring::DType::kFloat16;
+  Reopen();
+  auto snap = catalog_->Current();
+  EXPECT_EQ(snap->arena().layout().dtype, scoring::DType::kFloat16);
+  auto cpe = NpyArray::Open(tmp_ / "model/items/cpe.npy", "cpe");
+  std::vector<float> want(nd());
+  (*cpe)->ReadRow(3, want);
+  auto got = Row(*snap, "N4").first;
+  for (size_t i = 0; i < nd(); ++i) {
+    EXPECT_NEAR(got[i], want[i], 1e-3 * std::max(1.0f, std::fabs(want[i])));
+  }
+}
+
+TEST_F(ItemCatalogTest, ReadersSeeConsistentSnapshotsDuringUpserts) {
+  options_.min_headroom_rows = 3;  // arenas get replaced along the way
+  Reopen();
+  std::atomic<bool> stop{false};
+  std::atomic<int> checks{0};
+  std::atomic<int> errors{0};
+  std::thread reader([&] {
+    while (!stop.load()) {
+      auto snap = catalog_->Current();
+      for (const char* id : {"N1", "N60", "w0", "w7"}) {
+        auto row = snap->FindRow(id);
+        if (row && (snap->ItemId(*row) != id || !snap->live()[*row])) {
+          errors.fetch_add(1);
+        }
+      }
+      checks.fetch_add(1);
+    }
+  });
+  for (int i = 0; i < 20; ++i) {
+    std::vector<ItemUpsert> batch = {MakeItem("w" + std::to_string(i % 8), i),
+                                     MakeItem("N60", i)};
+    ASSERT_TRUE(catalog_->Upsert(batch).ok());
+  }
+  while (checks.load() < 10) std::this_thread::yield();
+  stop = true;
+  reader.join();
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(Row(*catalog_->Current(), "N60").first, MakeItem("N60", 19).cpe);
+}
+
+}  // namespace
+}  // namespace embsum::store

@@ -1,0 +1,41 @@
+// embsum-echo-server: the gRPC floor for `embsum-loadgen --target_kind=echo`.
+// Answers embsum.v1.Echo/Echo with a payload of the requested size and does
+// nothing else. SIGTERM or SIGINT: stop accepting, finish calls, exit 0.
+#include <csignal>
+#include <iostream>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "loadgen/echo_service.h"
+
+ABSL_FLAG(std::string, listen, "0.0.0.0:50061",
+          "HOST:PORT to serve on (port 0 picks a free port, printed at start)");
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("embsum-echo-server --listen=HOST:PORT");
+  absl::ParseCommandLine(argc, argv);
+  // Block the stop signals in every thread (gRPC's inherit the mask) and
+  // wait for them here.
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGTERM);
+  sigaddset(&stop, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+
+  const std::string listen = absl::GetFlag(FLAGS_listen);
+  auto server = embsum::loadgen::EchoServer::Start(listen);
+  if (!server.ok()) {
+    std::cerr << "embsum-echo-server: " << server.status().message() << "\n";
+    return 1;
+  }
+  std::cout << "embsum-echo-server: listening on port " << (*server)->port()
+            << std::endl;
+  int signal = 0;
+  sigwait(&stop, &signal);
+  std::cerr << "embsum-echo-server: signal " << signal << ", shutting down\n";
+  (*server)->Shutdown();
+  (*server)->Wait();
+  return 0;
+}

@@ -1,0 +1,111 @@
+// embsum-server: the EmbSum online scoring service (DESIGN.md sections 5-7).
+//   embsum-server --data_dir=DIR [--listen=0.0.0.0:50051]
+//                 [--admin_listen=127.0.0.1:50052] [--metrics_listen=0.0.0.0:9464]
+//   embsum-server --demo      # synthetic model in a temporary data dir
+// See docs/server.md for every flag.
+#include <cstdint>
+#include <string>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/time/time.h"
+#include "scoring/dtype.h"
+#include "server/app.h"
+#include "server/log.h"
+
+ABSL_FLAG(std::string, data_dir, "", "Data directory written by embsum-ingest.");
+ABSL_FLAG(std::string, listen, "0.0.0.0:50051",
+          "HOST:PORT of the Ranker service (port 0 picks a free one).");
+ABSL_FLAG(std::string, admin_listen, "127.0.0.1:50052",
+          "HOST:PORT of the RankerAdmin (write) service; keep it private.");
+ABSL_FLAG(std::string, metrics_listen, "0.0.0.0:9464",
+          "HOST:PORT of GET /metrics (Prometheus); empty disables it.");
+ABSL_FLAG(bool, demo, false,
+          "Generate a synthetic model into a temporary data directory and "
+          "serve it (ignores --data_dir).");
+ABSL_FLAG(std::string, backend, "auto",
+          "Scorer: auto (CUDA when a device is usable, else CPU), cpu, cuda.");
+ABSL_FLAG(uint32_t, max_candidates, 10000,
+          "Largest candidate_ids of a Rank (and k of a Retrieve).");
+ABSL_FLAG(std::string, item_dtype, "fp32",
+          "Storage of the item arena: fp32, fp16 or bf16 (16-bit halves "
+          "memory and bandwidth, rel. error <= 2e-2).");
+ABSL_FLAG(std::string, tls_cert, "", "PEM server certificate (enables TLS).");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert.");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA bundle; when set, clients must present a certificate it "
+          "signed (mutual TLS).");
+ABSL_FLAG(int, workers, 0, "Scoring threads (0 = number of cores).");
+ABSL_FLAG(uint32_t, queue_size, 128,
+          "Ranker calls that may wait for a worker; beyond it calls get "
+          "RESOURCE_EXHAUSTED at once.");
+ABSL_FLAG(uint32_t, admin_queue_size, 16,
+          "Admin calls that may wait for the writer thread.");
+ABSL_FLAG(int32_t, max_receive_bytes, 16 << 20,
+          "Largest request message in bytes.");
+ABSL_FLAG(uint64_t, max_upsert_bytes, uint64_t{256} << 20,
+          "Largest total size of one upsert stream (it is applied "
+          "atomically, so it is held in memory).");
+ABSL_FLAG(uint32_t, ann_oversample, 4,
+          "Retrieve reranks k * this many ANN candidates exactly.");
+ABSL_FLAG(absl::Duration, shutdown_delay, absl::ZeroDuration(),
+          "After SIGTERM, keep serving this long while health reports "
+          "NOT_SERVING (lets load balancers drain), e.g. 5s.");
+ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(30),
+          "Then wait this long for calls in flight before cancelling them.");
+ABSL_FLAG(uint64_t, demo_users, 1000, "--demo: users.");
+ABSL_FLAG(uint64_t, demo_items, 5000, "--demo: items.");
+ABSL_FLAG(uint32_t, demo_dim, 64, "--demo: embedding size d.");
+ABSL_FLAG(uint32_t, demo_user_codes, 8, "--demo: user codes m.");
+ABSL_FLAG(uint32_t, demo_item_codes, 4, "--demo: item codes n.");
+ABSL_FLAG(uint64_t, demo_seed, 1, "--demo: random seed.");
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "EmbSum online scoring service.\n"
+      "  embsum-server --data_dir=DIR [--listen=HOST:PORT] "
+      "[--admin_listen=HOST:PORT] [--metrics_listen=HOST:PORT]\n"
+      "  embsum-server --demo");
+  absl::ParseCommandLine(argc, argv);
+
+  embsum::server::AppOptions options;
+  options.data_dir = absl::GetFlag(FLAGS_data_dir);
+  options.demo = absl::GetFlag(FLAGS_demo);
+  options.demo_shape = {.users = absl::GetFlag(FLAGS_demo_users),
+                        .items = absl::GetFlag(FLAGS_demo_items),
+                        .dim = absl::GetFlag(FLAGS_demo_dim),
+                        .user_codes = absl::GetFlag(FLAGS_demo_user_codes),
+                        .item_codes = absl::GetFlag(FLAGS_demo_item_codes),
+                        .seed = absl::GetFlag(FLAGS_demo_seed)};
+  options.backend = absl::GetFlag(FLAGS_backend);
+  const std::string dtype = absl::GetFlag(FLAGS_item_dtype);
+  const std::optional<embsum::scoring::DType> parsed =
+      embsum::scoring::ParseDType(dtype);
+  if (!parsed.has_value()) {
+    embsum::server::LogEvent(
+        "error", "start_failed",
+        {{"message", "--item_dtype='" + dtype + "': want fp32, fp16 or bf16"}});
+    return 1;
+  }
+  options.item_dtype = *parsed;
+  options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  options.shutdown_delay = absl::GetFlag(FLAGS_shutdown_delay);
+  options.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
+
+  embsum::server::ServerOptions& server = options.server;
+  server.listen = absl::GetFlag(FLAGS_listen);
+  server.admin_listen = absl::GetFlag(FLAGS_admin_listen);
+  server.tls = {.cert_file = absl::GetFlag(FLAGS_tls_cert),
+                .key_file = absl::GetFlag(FLAGS_tls_key),
+                .client_ca_file = absl::GetFlag(FLAGS_tls_client_ca)};
+  server.workers = absl::GetFlag(FLAGS_workers);
+  server.queue_size = absl::GetFlag(FLAGS_queue_size);
+  server.admin_queue_size = absl::GetFlag(FLAGS_admin_queue_size);
+  server.max_receive_bytes = absl::GetFlag(FLAGS_max_receive_bytes);
+  server.admin.max_upsert_bytes = absl::GetFlag(FLAGS_max_upsert_bytes);
+  server.core.max_candidates = absl::GetFlag(FLAGS_max_candidates);
+  server.core.ann_oversample = absl::GetFlag(FLAGS_ann_oversample);
+  return embsum::server::RunApp(options);
+}
