@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1.6
 # Images of the EmbSum online scoring service (docs/operations.md).
 #
 #   CPU, Debian 12:  docker build --target cpu -t embsum:cpu .

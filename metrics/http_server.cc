@@ -59,9 +59,12 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
   auto server = std::unique_ptr<MetricsHttpServer>(new MetricsHttpServer());
   server->registry_ = registry;
   const std::string threads = std::to_string(options.threads);
-  const char* config[] = {"listening_ports", options.listen.c_str(),
-                          "num_threads", threads.c_str(),
-                          "enable_keep_alive", "yes",
+  const char* config[] = {"listening_ports",
+                          options.listen.c_str(),
+                          "num_threads",
+                          threads.c_str(),
+                          "enable_keep_alive",
+                          "yes",
                           nullptr};
   mg_callbacks callbacks{};
   callbacks.log_message = LogMessage;

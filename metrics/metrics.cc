@@ -148,8 +148,7 @@ Histogram::Snapshot Histogram::Read() const {
   return snap;
 }
 
-std::vector<double> ExponentialBuckets(double start, double factor,
-                                       int count) {
+std::vector<double> ExponentialBuckets(double start, double factor, int count) {
   if (!(start > 0) || !(factor > 1) || count < 1) {
     Die("ExponentialBuckets needs start > 0, factor > 1, count >= 1");
   }
@@ -179,8 +178,16 @@ std::vector<double> DecadeBuckets(double min, double max) {
 std::string FormatValue(double v) {
   if (std::isnan(v)) return "NaN";
   if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
+  // Like Go's strconv.FormatFloat(v, 'g', -1, 64), which Prometheus's own
+  // clients use (so bucket bounds read le="0.0001", le="2.5e-05"), except
+  // that large integers stay in fixed notation up to 1e21.
   char buf[64];
-  const auto result = std::to_chars(buf, buf + sizeof(buf), v);
+  auto result =
+      std::to_chars(buf, buf + sizeof(buf), v, std::chars_format::scientific);
+  const std::string scientific(buf, result.ptr);
+  const int exponent = std::atoi(scientific.c_str() + scientific.find('e') + 1);
+  if (v != 0 && (exponent < -4 || exponent >= 21)) return scientific;
+  result = std::to_chars(buf, buf + sizeof(buf), v, std::chars_format::fixed);
   return std::string(buf, result.ptr);
 }
 
@@ -297,10 +304,9 @@ Family<Histogram>& Registry::AddHistogram(std::string name, std::string help,
   absl::MutexLock lock(&mu_);
   CheckNewName(name, MetricType::kHistogram, label_names);
   Histogram check(bounds);  // dies on bad bounds at registration time
-  histograms_.push_back(
-      std::unique_ptr<Family<Histogram>>(new Family<Histogram>(
-          this, name, std::move(help), std::move(label_names),
-          std::move(bounds))));
+  histograms_.push_back(std::unique_ptr<Family<Histogram>>(
+      new Family<Histogram>(this, name, std::move(help), std::move(label_names),
+                            std::move(bounds))));
   Entry entry;
   entry.name = std::move(name);
   entry.type = MetricType::kHistogram;

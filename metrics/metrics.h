@@ -65,10 +65,10 @@ class Histogram {
   void Observe(double v);
 
   struct Snapshot {
-    std::vector<double> bounds;           // without +Inf
-    std::vector<uint64_t> cumulative;     // size bounds.size() + 1 (+Inf last)
+    std::vector<double> bounds;        // without +Inf
+    std::vector<uint64_t> cumulative;  // size bounds.size() + 1 (+Inf last)
     double sum = 0.0;
-    uint64_t count = 0;                   // == cumulative.back()
+    uint64_t count = 0;  // == cumulative.back()
   };
   // Reads every bucket once. Concurrent observations may land in the
   // buckets and not yet in the sum (or vice versa), never half-way.
@@ -158,8 +158,8 @@ class Registry {
     Family<Counter>* counter = nullptr;
     Family<Gauge>* gauge = nullptr;
     Family<Histogram>* histogram = nullptr;
-    std::string help;                // callbacks only
-    std::function<double()> read;    // callbacks only
+    std::string help;              // callbacks only
+    std::function<double()> read;  // callbacks only
   };
 
   void CheckNewName(const std::string& name, MetricType type,

@@ -14,10 +14,10 @@
 namespace embsum::metrics {
 
 struct ProcessStats {
-  double cpu_seconds = 0;          // user + system
+  double cpu_seconds = 0;  // user + system
   double resident_bytes = 0;
   double virtual_bytes = 0;
-  double start_time_seconds = 0;   // Unix time
+  double start_time_seconds = 0;  // Unix time
   double open_fds = 0;
   double max_fds = 0;
 };
@@ -31,8 +31,7 @@ absl::StatusOr<ProcessStats> ReadProcessStats();
 // boot_time: btime of /proc/stat.
 absl::StatusOr<ProcessStats> ParseProcStat(const std::string& stat,
                                            double clock_ticks,
-                                           double page_bytes,
-                                           double boot_time);
+                                           double page_bytes, double boot_time);
 
 // Registers the process_* metrics on `registry`; each is read at scrape time
 // (a failed read reports 0 and never fails the scrape).

@@ -117,7 +117,7 @@ bool IsaSupportedByCpu(CpuIsa isa) {
 #endif
 }
 
-const KernelTable* TableFor(CpuIsa isa) {
+const KernelTable* KernelTableFor(CpuIsa isa) {
   switch (isa) {
     case CpuIsa::kScalar:
       return internal::ScalarKernelTable();
@@ -133,8 +133,11 @@ const KernelTable* TableFor(CpuIsa isa) {
 
 class CpuScorer final : public Scorer {
  public:
-  CpuScorer(const CpuScorerOptions& options, const KernelTable* table)
-      : table_(table), options_(options) {
+  // narrow_table: used instead of `table` for m <= 8 (see TableForRequest); may
+  // be null.
+  CpuScorer(const CpuScorerOptions& options, const KernelTable* table,
+            const KernelTable* narrow_table)
+      : table_(table), narrow_table_(narrow_table), options_(options) {
     int threads = options.threads;
     if (threads <= 0) {
       threads = static_cast<int>(std::thread::hardware_concurrency());
@@ -177,9 +180,9 @@ class CpuScorer final : public Scorer {
       return Status::Ok();
     }
 
-    const KernelArgs args = PrepareUser(user, arena);
-    if (!GoesParallel(rows.size(), args)) {
-      RunKernel(args, rows.data(), rows.size(), scores.data(), codes);
+    const Request request = PrepareUser(user, arena);
+    if (!GoesParallel(rows.size(), request.args)) {
+      RunKernel(request, rows.data(), rows.size(), scores.data(), codes);
       return Status::Ok();
     }
     const size_t threads = static_cast<size_t>(pool_->workers()) + 1;
@@ -189,7 +192,7 @@ class CpuScorer final : public Scorer {
     pool_->ParallelFor(tasks, [&](size_t task) {
       const size_t begin = task * per_task;
       const size_t count = std::min(per_task, rows.size() - begin);
-      RunKernel(args, rows.data() + begin, count, scores.data() + begin,
+      RunKernel(request, rows.data() + begin, count, scores.data() + begin,
                 codes == nullptr ? nullptr : codes + begin);
     });
     return Status::Ok();
@@ -210,8 +213,7 @@ class CpuScorer final : public Scorer {
     if (size == 0) return Status::Ok();
     const bool degenerate =
         user.user_codes == 0 || arena.layout().item_codes == 0;
-    const KernelArgs args =
-        degenerate ? KernelArgs{} : PrepareUser(user, arena);
+    const Request request = degenerate ? Request{} : PrepareUser(user, arena);
 
     const size_t tasks = (size + kScanBlockRows - 1) / kScanBlockRows;
     std::vector<std::vector<ScoredRow>> best(tasks);
@@ -232,7 +234,7 @@ class CpuScorer final : public Scorer {
         std::fill(local.scores.begin(), local.scores.end(), 0.0f);
         std::fill(local.codes.begin(), local.codes.end(), -1);
       } else {
-        RunKernel(args, local.rows.data(), count, local.scores.data(),
+        RunKernel(request, local.rows.data(), count, local.scores.data(),
                   local.codes.data());
       }
       std::vector<ScoredRow>& mine = best[task];
@@ -242,7 +244,7 @@ class CpuScorer final : public Scorer {
       }
       KeepBest(&mine, k);
     };
-    if (!degenerate && GoesParallel(size, args)) {
+    if (!degenerate && GoesParallel(size, request.args)) {
       pool_->ParallelFor(tasks, scan);
     } else {
       for (size_t task = 0; task < tasks; ++task) scan(task);
@@ -278,12 +280,39 @@ class CpuScorer final : public Scorer {
     return Status::Ok();
   }
 
-  // Builds the user panels in this thread's buffers; the returned args
-  // point into them and stay valid until this thread's next request.
-  KernelArgs PrepareUser(const UserView& user, const ItemArena& arena) const {
+  // A request ready for the kernels: arguments and the kernel family.
+  struct Request {
+    KernelArgs args;
+    const KernelTable* table = nullptr;
+  };
+
+  // How `table` multiplies `dtype` storage.
+  internal::Products ProductsFor(const KernelTable* table, DType dtype) const {
+    const bool bf16 =
+        table->bf16_products &&
+        (dtype == DType::kBFloat16 ||
+         (dtype == DType::kFloat16 && options_.fp16_bf16_products));
+    return bf16 ? internal::Products::kBf16 : internal::Products::kFp32;
+  }
+
+  // The kernel family for m user codes: with m <= 8 the 16-lane AVX-512
+  // engine would leave half of each vector empty, and the 8-lane AVX2
+  // engine is faster, except for bf16 dot products (two k per lane).
+  const KernelTable* TableForRequest(uint32_t m, DType dtype) const {
+    if (narrow_table_ != nullptr && m <= 8 &&
+        ProductsFor(table_, dtype) == internal::Products::kFp32) {
+      return narrow_table_;
+    }
+    return table_;
+  }
+
+  // Builds the user panels in this thread's buffers; the returned request
+  // points into them and stays valid until this thread's next request.
+  Request PrepareUser(const UserView& user, const ItemArena& arena) const {
     const ArenaLayout& layout = arena.layout();
     ThreadBuffers& local = LocalBuffers();
-    KernelArgs args;
+    Request request;
+    KernelArgs& args = request.args;
     args.m = user.user_codes;
     args.n = layout.item_codes;
     args.d = layout.dim;
@@ -291,20 +320,24 @@ class CpuScorer final : public Scorer {
     args.has_keys = layout.has_keys;
     args.row_bytes = layout.row_bytes();
     args.arena = arena.data();
+    const KernelTable* table = request.table =
+        TableForRequest(args.m, args.dtype);
+    args.products = ProductsFor(table, args.dtype);
     const size_t panel_floats =
-        (table_->panel_bytes(args.m, args.d, args.dtype) + 3) / 4;
+        (table->panel_bytes(args.m, args.d, args.products) + 3) / 4;
     float* a_panels = local.a_panels.Get(panel_floats);
-    table_->build_panels(user.upe.data(), args.m, args.d, args.dtype, a_panels);
+    table->build_panels(user.upe.data(), args.m, args.d, args.products,
+                        a_panels);
     args.a_panels = a_panels;
     args.q_panels = a_panels;
     if (!user.queries.empty()) {
       float* q_panels = local.q_panels.Get(panel_floats);
-      table_->build_panels(user.queries.data(), args.m, args.d, args.dtype,
-                           q_panels);
+      table->build_panels(user.queries.data(), args.m, args.d, args.products,
+                          q_panels);
       args.q_panels = q_panels;
     }
     args.logits_equal_matches = user.queries.empty() && !layout.has_keys;
-    return args;
+    return request;
   }
 
   // Whether `count` candidates are worth handing to the pool.
@@ -315,14 +348,16 @@ class CpuScorer final : public Scorer {
            work >= static_cast<double>(options_.parallel_min_work);
   }
 
-  void RunKernel(const KernelArgs& args, const uint32_t* rows, size_t count,
+  void RunKernel(const Request& request, const uint32_t* rows, size_t count,
                  float* scores, int32_t* codes) const {
-    float* scratch = LocalBuffers().scratch.Get(
-        table_->scratch_floats(args.m, args.n, args.d, args.dtype));
-    table_->score_rows(args, rows, count, scores, codes, scratch);
+    const KernelArgs& args = request.args;
+    float* scratch = LocalBuffers().scratch.Get(request.table->scratch_floats(
+        args.m, args.n, args.d, args.dtype, args.products));
+    request.table->score_rows(args, rows, count, scores, codes, scratch);
   }
 
   const KernelTable* table_;
+  const KernelTable* narrow_table_;
   CpuScorerOptions options_;
   std::unique_ptr<internal::ThreadPool> pool_;
 };
@@ -352,7 +387,7 @@ std::optional<CpuIsa> ParseCpuIsa(std::string_view name) {
 }
 
 bool CpuIsaSupported(CpuIsa isa) {
-  return TableFor(isa) != nullptr && IsaSupportedByCpu(isa);
+  return KernelTableFor(isa) != nullptr && IsaSupportedByCpu(isa);
 }
 
 std::vector<CpuIsa> SupportedCpuIsas() {
@@ -373,15 +408,18 @@ Status MakeCpuScorerWithIsa(const CpuScorerOptions& options, CpuIsa isa,
                                       std::string(CpuIsaName(isa)) +
                                       " is not supported by this CPU or build");
   }
-  *out = std::make_unique<CpuScorer>(options, TableFor(isa));
+  *out = std::make_unique<CpuScorer>(options, KernelTableFor(isa), nullptr);
   return Status::Ok();
 }
 
 std::unique_ptr<Scorer> MakeCpuScorer(const CpuScorerOptions& options) {
-  std::unique_ptr<Scorer> scorer;
   // The best supported family always exists (scalar at worst).
-  (void)MakeCpuScorerWithIsa(options, BestCpuIsa(), &scorer);
-  return scorer;
+  const CpuIsa best = BestCpuIsa();
+  const bool wide = best == CpuIsa::kAvx512 || best == CpuIsa::kAvx512Bf16;
+  const KernelTable* narrow = wide && CpuIsaSupported(CpuIsa::kAvx2)
+                                  ? KernelTableFor(CpuIsa::kAvx2)
+                                  : nullptr;
+  return std::make_unique<CpuScorer>(options, KernelTableFor(best), narrow);
 }
 
 }  // namespace embsum::scoring

@@ -33,7 +33,10 @@ std::string_view CpuIsaName(CpuIsa isa);
 std::optional<CpuIsa> ParseCpuIsa(std::string_view name);
 // Whether this binary has the kernel and the running CPU (and OS) support it.
 bool CpuIsaSupported(CpuIsa isa);
-// The fastest supported family: what MakeCpuScorer uses.
+// The fastest supported family: what MakeCpuScorer uses, except that for
+// requests with m <= 8 user codes on an AVX-512 CPU it runs the AVX2 kernels
+// (8 lanes fit 8 user rows; 16 would be half empty), bf16 dot products
+// excepted.
 CpuIsa BestCpuIsa();
 // All supported families, slowest first.
 std::vector<CpuIsa> SupportedCpuIsas();

@@ -28,9 +28,8 @@ class TempDir {
  public:
   static absl::StatusOr<TempDir> Make() {
     const char* base = std::getenv("TMPDIR");
-    std::string pattern =
-        absl::StrCat(base != nullptr && *base ? base : "/tmp",
-                     "/embsum-demo-XXXXXX");
+    std::string pattern = absl::StrCat(base != nullptr && *base ? base : "/tmp",
+                                       "/embsum-demo-XXXXXX");
     if (mkdtemp(pattern.data()) == nullptr) {
       return absl::UnavailableError(
           absl::StrCat("cannot create a temporary directory ", pattern));
@@ -85,6 +84,17 @@ absl::Status BuildDemo(const DemoOptions& shape, const std::string& root,
   return absl::OkStatus();
 }
 
+// The Python stubs the build generates next to the binary.
+std::string StubsDir() {
+  std::error_code error;
+  const std::filesystem::path exe =
+      std::filesystem::read_symlink("/proc/self/exe", error);
+  if (!error && std::filesystem::exists(exe.parent_path() / "python")) {
+    return (exe.parent_path() / "python").string();
+  }
+  return "<build>/tools/server/python";
+}
+
 void PrintDemoHint(const std::string& root, int port) {
   const std::string user = FirstLine(root + "/model/users/ids.txt");
   std::string items;
@@ -97,13 +107,13 @@ void PrintDemoHint(const std::string& root, int port) {
   }
   std::printf(
       "\nembsum-server demo is up. Try:\n"
-      "  PYTHONPATH=<build>/tools/server/python /usr/bin/python3 "
+      "  PYTHONPATH=%s /usr/bin/python3 "
       "tools/server/rank_client.py --target=127.0.0.1:%d --user=%s "
       "--candidates=%s\n"
       "  grpcurl -plaintext -d '{\"user_id\":\"%s\",\"candidate_ids\":[\"%s\"],"
       "\"explain\":true}' 127.0.0.1:%d embsum.v1.Ranker/Rank\n"
       "Model artifact (ids, behaviors.tsv): %s/model\n\n",
-      port, user.c_str(), items.c_str(), user.c_str(),
+      StubsDir().c_str(), port, user.c_str(), items.c_str(), user.c_str(),
       FirstLine(root + "/model/items/ids.txt").c_str(), port, root.c_str());
   std::fflush(stdout);
 }
@@ -132,8 +142,8 @@ int RunApp(const AppOptions& options) {
     absl::StatusOr<TempDir> dir = TempDir::Make();
     if (!dir.ok()) return fail(dir.status());
     demo_dir.emplace(*std::move(dir));
-    if (absl::Status s = BuildDemo(options.demo_shape, demo_dir->path(),
-                                   &data_dir);
+    if (absl::Status s =
+            BuildDemo(options.demo_shape, demo_dir->path(), &data_dir);
         !s.ok()) {
       return fail(s);
     }
@@ -142,6 +152,13 @@ int RunApp(const AppOptions& options) {
         "--data_dir is required (or --demo for a synthetic model)"));
   }
 
+  // The scorer outlives the data directory: the item catalogue's listener
+  // points at it.
+  absl::StatusOr<BackendChoice> backend =
+      MakeScorer(options.backend, options.server.workers);
+  if (!backend.ok()) return fail(backend.status());
+  std::unique_ptr<scoring::Scorer> scorer = std::move(backend->scorer);
+
   store::DataDirOptions data_options;
   data_options.items.dtype = options.item_dtype;
   absl::StatusOr<std::unique_ptr<store::DataDir>> data =
@@ -149,10 +166,6 @@ int RunApp(const AppOptions& options) {
   if (!data.ok()) return fail(data.status());
   store::DataDir& dir = **data;
 
-  absl::StatusOr<BackendChoice> backend =
-      MakeScorer(options.backend, options.server.workers);
-  if (!backend.ok()) return fail(backend.status());
-  std::unique_ptr<scoring::Scorer> scorer = std::move(backend->scorer);
   if (absl::Status s = AttachScorer(scorer.get(), &dir.items()); !s.ok()) {
     return fail(s);
   }
@@ -195,10 +208,10 @@ int RunApp(const AppOptions& options) {
             : absl::StrCat(options.metrics_listen.substr(
                                0, options.metrics_listen.rfind(':')),
                            ":", metrics_server->port())},
-       {"tls", options.server.tls.cert_file.empty()
-                   ? "off"
-                   : (options.server.tls.client_ca_file.empty() ? "tls"
-                                                                : "mtls")},
+       {"tls",
+        options.server.tls.cert_file.empty()
+            ? "off"
+            : (options.server.tls.client_ca_file.empty() ? "tls" : "mtls")},
        {"workers", std::to_string((*server)->workers())},
        {"queue_size", std::to_string(options.server.queue_size)},
        {"data_dir", data_dir}});

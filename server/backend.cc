@@ -43,8 +43,7 @@ absl::StatusOr<BackendChoice> MakeScorer(std::string_view backend,
       why = std::string(s.message());
     }
     if (backend == "cuda") {
-      return absl::UnavailableError(
-          absl::StrCat("--backend=cuda: ", why));
+      return absl::UnavailableError(absl::StrCat("--backend=cuda: ", why));
     }
     choice.reason = absl::StrCat("no usable CUDA device: ", why);
 #else
@@ -58,8 +57,8 @@ absl::StatusOr<BackendChoice> MakeScorer(std::string_view backend,
   } else {
     choice.reason = "requested";
   }
-  choice.scorer = scoring::MakeCpuScorer(
-      scoring::CpuScorerOptions{.threads = cpu_threads});
+  choice.scorer =
+      scoring::MakeCpuScorer(scoring::CpuScorerOptions{.threads = cpu_threads});
   return choice;
 }
 
@@ -69,21 +68,21 @@ absl::Status AttachScorer(scoring::Scorer* scorer,
   // snapshot: that first sync's error fails start-up; later ones are logged.
   auto first = std::make_shared<std::optional<scoring::Status>>();
   auto first_done = std::make_shared<std::atomic<bool>>(false);
-  catalog->SetListener([scorer, first, first_done](
-                           const store::ItemSnapshot& snapshot,
-                           std::span<const uint32_t> rows) {
-    const scoring::Status s = scorer->SyncArena(snapshot.arena(), rows);
-    if (!first_done->exchange(true)) {
-      *first = s;
-      return;
-    }
-    if (!s.ok()) {
-      LogEvent("error", "arena_sync_failed",
-               {{"backend", std::string(scorer->backend())},
-                {"rows", std::to_string(rows.size())},
-                {"message", s.message()}});
-    }
-  });
+  catalog->SetListener(
+      [scorer, first, first_done](const store::ItemSnapshot& snapshot,
+                                  std::span<const uint32_t> rows) {
+        const scoring::Status s = scorer->SyncArena(snapshot.arena(), rows);
+        if (!first_done->exchange(true)) {
+          *first = s;
+          return;
+        }
+        if (!s.ok()) {
+          LogEvent("error", "arena_sync_failed",
+                   {{"backend", std::string(scorer->backend())},
+                    {"rows", std::to_string(rows.size())},
+                    {"message", s.message()}});
+        }
+      });
   if (first->has_value()) return ToAbslStatus(**first);
   // A catalogue that did not call back: sync the current snapshot here.
   first_done->store(true);

@@ -30,8 +30,7 @@ absl::StatusOr<BackendChoice> MakeScorer(std::string_view backend,
 // Keeps a scorer's mirror of the item arena (CUDA) in step with the
 // catalogue: registers scorer->SyncArena as the catalogue's listener and
 // syncs the current snapshot once. Errors of later syncs are logged.
-absl::Status AttachScorer(scoring::Scorer* scorer,
-                          store::ItemCatalog* catalog);
+absl::Status AttachScorer(scoring::Scorer* scorer, store::ItemCatalog* catalog);
 
 // True when the binary includes the CUDA scorer.
 bool BuiltWithCuda();

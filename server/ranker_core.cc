@@ -18,8 +18,7 @@ namespace {
 constexpr size_t kMaxIdBytes = 256;
 
 double SecondsSince(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() -
-                                       start)
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
       .count();
 }
 
@@ -80,8 +79,8 @@ absl::Status ValidateId(const std::string& id, const std::string& what) {
   for (size_t i = 0; i < id.size(); ++i) {
     const unsigned char c = static_cast<unsigned char>(id[i]);
     if (c < 0x20 || c == 0x7f) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          what, " has a control character at byte ", i));
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, " has a control character at byte ", i));
     }
   }
   return absl::OkStatus();
@@ -104,10 +103,10 @@ absl::Status RankerCore::ValidateRank(const v1::RankRequest& request) const {
   }
   if (static_cast<uint64_t>(request.candidate_ids_size()) >
       options_.max_candidates) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "candidate_ids has ", request.candidate_ids_size(),
-        " entries; the limit is ", options_.max_candidates,
-        " (--max_candidates)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("candidate_ids has ", request.candidate_ids_size(),
+                     " entries; the limit is ", options_.max_candidates,
+                     " (--max_candidates)"));
   }
   return absl::OkStatus();
 }
@@ -124,10 +123,10 @@ absl::Status RankerCore::ValidateRetrieve(
   }
   if (static_cast<uint64_t>(request.exclude_item_ids_size()) >
       options_.max_candidates) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "exclude_item_ids has ", request.exclude_item_ids_size(),
-        " entries; the limit is ", options_.max_candidates,
-        " (--max_candidates)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("exclude_item_ids has ", request.exclude_item_ids_size(),
+                     " entries; the limit is ", options_.max_candidates,
+                     " (--max_candidates)"));
   }
   return absl::OkStatus();
 }
@@ -139,10 +138,11 @@ absl::Status RankerCore::LoadUser(const std::string& user_id,
     return absl::NotFoundError(absl::StrCat("unknown user_id '", user_id, "'"));
   }
   if (!s.ok()) return s;
-  if (user->dim != manifest_.dim || user->upe.size() != size_t{user->user_codes} * user->dim) {
-    return absl::InternalError(absl::StrCat(
-        "user '", user_id, "': stored embedding has dim ", user->dim,
-        "; the model has ", manifest_.dim));
+  if (user->dim != manifest_.dim ||
+      user->upe.size() != size_t{user->user_codes} * user->dim) {
+    return absl::InternalError(
+        absl::StrCat("user '", user_id, "': stored embedding has dim ",
+                     user->dim, "; the model has ", manifest_.dim));
   }
   return absl::OkStatus();
 }
@@ -156,8 +156,7 @@ absl::Status RankerCore::Rank(const v1::RankRequest& request,
   store::UserEmbedding user;
   if (absl::Status s = LoadUser(request.user_id(), &user); !s.ok()) return s;
 
-  const std::shared_ptr<const store::ItemSnapshot> snapshot =
-      items_->Current();
+  const std::shared_ptr<const store::ItemSnapshot> snapshot = items_->Current();
   const int n = request.candidate_ids_size();
   std::vector<uint32_t> rows;
   std::vector<int> positions;  // index into candidate_ids of each row
@@ -186,8 +185,8 @@ absl::Status RankerCore::Rank(const v1::RankRequest& request,
   std::vector<int32_t> codes(request.explain() ? rows.size() : 0);
   if (!rows.empty()) {
     const auto start = std::chrono::steady_clock::now();
-    absl::Status s = ToAbslStatus(scorer_->Score(
-        user.view(), snapshot->arena(), rows, scores, codes));
+    absl::Status s = ToAbslStatus(
+        scorer_->Score(user.view(), snapshot->arena(), rows, scores, codes));
     if (metrics_ != nullptr) {
       metrics_->scoring_seconds().Observe(SecondsSince(start));
     }
@@ -217,8 +216,7 @@ absl::Status RankerCore::Retrieve(const v1::RetrieveRequest& request,
   if (absl::Status s = ValidateRetrieve(request); !s.ok()) return s;
   store::UserEmbedding user;
   if (absl::Status s = LoadUser(request.user_id(), &user); !s.ok()) return s;
-  const std::shared_ptr<const store::ItemSnapshot> snapshot =
-      items_->Current();
+  const std::shared_ptr<const store::ItemSnapshot> snapshot = items_->Current();
   absl::flat_hash_set<uint32_t> excluded;
   for (const std::string& id : request.exclude_item_ids()) {
     if (std::optional<uint32_t> row = snapshot->FindRow(id)) {
@@ -243,10 +241,9 @@ absl::Status RankerCore::Retrieve(const v1::RetrieveRequest& request,
     if (!s.ok()) return s;
   } else {
     std::vector<uint32_t> candidates;
-    const uint64_t ann_k =
-        std::min<uint64_t>(uint64_t{k} * std::max(1u, options_.ann_oversample) +
-                               excluded.size(),
-                           std::max<uint64_t>(snapshot->size(), 1));
+    const uint64_t ann_k = std::min<uint64_t>(
+        uint64_t{k} * std::max(1u, options_.ann_oversample) + excluded.size(),
+        std::max<uint64_t>(snapshot->size(), 1));
     if (absl::Status s = snapshot->AnnCandidates(
             user.view(), static_cast<uint32_t>(ann_k), &candidates);
         !s.ok()) {
@@ -264,8 +261,8 @@ absl::Status RankerCore::Retrieve(const v1::RetrieveRequest& request,
     std::vector<float> scores(rows.size());
     std::vector<int32_t> codes(rows.size());
     if (!rows.empty()) {
-      absl::Status s = ToAbslStatus(scorer_->Score(
-          user.view(), snapshot->arena(), rows, scores, codes));
+      absl::Status s = ToAbslStatus(
+          scorer_->Score(user.view(), snapshot->arena(), rows, scores, codes));
       if (metrics_ != nullptr) {
         metrics_->scoring_seconds().Observe(SecondsSince(start));
       }
@@ -302,22 +299,22 @@ void RankerCore::GetModelInfo(v1::ModelInfo* info) const {
 absl::Status RankerCore::UpsertUsers(const std::vector<v1::UserRecord>& records,
                                      v1::UpsertResponse* response) const {
   const size_t want = size_t{manifest_.user_codes} * manifest_.dim;
-  const std::string shape =
-      absl::StrCat("user_codes*dim = ", manifest_.user_codes, "*",
-                   manifest_.dim);
+  const std::string shape = absl::StrCat(
+      "user_codes*dim = ", manifest_.user_codes, "*", manifest_.dim);
   for (size_t i = 0; i < records.size(); ++i) {
     const v1::UserRecord& r = records[i];
     const std::string name = RecordName(i, "user_id", r.user_id());
     if (absl::Status s = ValidateId(r.user_id(), "user_id"); !s.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(name, ": ", s.message()));
     }
-    if (absl::Status s = CheckVector(r.upe(), "upe", want, manifest_.dim, shape, name);
+    if (absl::Status s =
+            CheckVector(r.upe(), "upe", want, manifest_.dim, shape, name);
         !s.ok()) {
       return s;
     }
     if (r.queries_size() > 0) {
-      if (absl::Status s = CheckVector(r.queries(), "queries", want, manifest_.dim,
-                                       shape, name);
+      if (absl::Status s = CheckVector(r.queries(), "queries", want,
+                                       manifest_.dim, shape, name);
           !s.ok()) {
         return s;
       }
@@ -343,26 +340,27 @@ absl::Status RankerCore::UpsertUsers(const std::vector<v1::UserRecord>& records,
 absl::Status RankerCore::UpsertItems(const std::vector<v1::ItemRecord>& records,
                                      v1::UpsertResponse* response) const {
   const size_t want = size_t{manifest_.item_codes} * manifest_.dim;
-  const std::string shape =
-      absl::StrCat("item_codes*dim = ", manifest_.item_codes, "*",
-                   manifest_.dim);
+  const std::string shape = absl::StrCat(
+      "item_codes*dim = ", manifest_.item_codes, "*", manifest_.dim);
   for (size_t i = 0; i < records.size(); ++i) {
     const v1::ItemRecord& r = records[i];
     const std::string name = RecordName(i, "item_id", r.item_id());
     if (absl::Status s = ValidateId(r.item_id(), "item_id"); !s.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(name, ": ", s.message()));
     }
-    if (absl::Status s = CheckVector(r.cpe(), "cpe", want, manifest_.dim, shape, name);
+    if (absl::Status s =
+            CheckVector(r.cpe(), "cpe", want, manifest_.dim, shape, name);
         !s.ok()) {
       return s;
     }
     if (manifest_.item_keys) {
       if (r.keys_size() == 0) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            name, ": keys missing; the model has item keys (", shape, " = ",
-            want, " values)"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(name, ": keys missing; the model has item keys (",
+                         shape, " = ", want, " values)"));
       }
-      if (absl::Status s = CheckVector(r.keys(), "keys", want, manifest_.dim, shape, name);
+      if (absl::Status s =
+              CheckVector(r.keys(), "keys", want, manifest_.dim, shape, name);
           !s.ok()) {
         return s;
       }

@@ -1,12 +1,12 @@
 #include "server/server.h"
 
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+
 #include <fstream>
 #include <sstream>
 #include <thread>
 #include <utility>
-
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
-#include <grpcpp/health_check_service_interface.h>
 
 #include "absl/strings/str_cat.h"
 
@@ -101,10 +101,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
   auto server = std::unique_ptr<Server>(new Server());
-  server->workers_ = options.workers > 0
-                         ? options.workers
-                         : static_cast<int>(std::max(
-                               1u, std::thread::hardware_concurrency()));
+  server->workers_ =
+      options.workers > 0
+          ? options.workers
+          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   server->metrics_ =
       std::make_unique<ServerMetrics>(registry, std::string(scorer->backend()));
   server->metrics_->SetModel(
@@ -113,13 +113,14 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
       [items] { return static_cast<double>(items->Current()->size()); });
   server->core_ = std::make_unique<RankerCore>(
       options.core, manifest, users, items, scorer, server->metrics_.get());
-  server->pool_ = std::make_unique<WorkerPool>(WorkerPoolOptions{
-      .threads = server->workers_,
-      .queue_capacity = options.queue_size,
-      .name = "rank"});
-  server->admin_pool_ = std::make_unique<WorkerPool>(WorkerPoolOptions{
-      .threads = 1, .queue_capacity = options.admin_queue_size,
-      .name = "admin"});
+  server->pool_ = std::make_unique<WorkerPool>(
+      WorkerPoolOptions{.threads = server->workers_,
+                        .queue_capacity = options.queue_size,
+                        .name = "rank"});
+  server->admin_pool_ = std::make_unique<WorkerPool>(
+      WorkerPoolOptions{.threads = 1,
+                        .queue_capacity = options.admin_queue_size,
+                        .name = "admin"});
   server->ranker_service_ = std::make_unique<RankerService>(
       server->core_.get(), server->pool_.get(), server->metrics_.get());
   server->admin_service_ = std::make_unique<RankerAdminService>(
@@ -156,8 +157,8 @@ void Server::Shutdown(absl::Duration grace) {
   if (shut_down_) return;
   shut_down_ = true;
   SetServing(false);
-  const auto deadline = std::chrono::system_clock::now() +
-                        absl::ToChronoMilliseconds(grace);
+  const auto deadline =
+      std::chrono::system_clock::now() + absl::ToChronoMilliseconds(grace);
   // Both ports stop accepting at once; each Shutdown returns when its calls
   // (and so their queued work) have finished or been cancelled.
   std::thread admin_stop([this, deadline] {

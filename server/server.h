@@ -8,11 +8,11 @@
 #ifndef EMBSUM_SERVER_SERVER_H_
 #define EMBSUM_SERVER_SERVER_H_
 
+#include <grpcpp/grpcpp.h>
+
 #include <cstddef>
 #include <memory>
 #include <string>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"

@@ -67,9 +67,9 @@ void RpcMetrics::Handled(grpc::StatusCode code, double seconds) {
   counter->Increment();
 }
 
-#define EMBSUM_RPC_METRICS(service, method)                                 \
-  RpcMetrics(handled_, &started_->WithLabels({service, method}),            \
-             &handling_seconds_->WithLabels({service, method}), service,    \
+#define EMBSUM_RPC_METRICS(service, method)                              \
+  RpcMetrics(handled_, &started_->WithLabels({service, method}),         \
+             &handling_seconds_->WithLabels({service, method}), service, \
              method)
 
 ServerMetrics::ServerMetrics(metrics::Registry* registry,
@@ -84,19 +84,18 @@ ServerMetrics::ServerMetrics(metrics::Registry* registry,
       upsert_users_(EMBSUM_RPC_METRICS(kAdmin, "UpsertUsers")),
       upsert_items_(EMBSUM_RPC_METRICS(kAdmin, "UpsertItems")),
       delete_items_(EMBSUM_RPC_METRICS(kAdmin, "DeleteItems")) {
-  rank_candidates_ =
+  rank_candidates_ = &registry
+                          ->AddHistogram("embsum_rank_candidates",
+                                         "Candidate ids per Rank request.", {},
+                                         {1, 10, 50, 100, 200, 500, 1000, 2000,
+                                          5000, 10000, 20000, 50000, 100000})
+                          .WithLabels({});
+  scoring_seconds_ =
       &registry
-           ->AddHistogram("embsum_rank_candidates",
-                          "Candidate ids per Rank request.", {},
-                          {1, 10, 50, 100, 200, 500, 1000, 2000, 5000, 10000,
-                           20000, 50000, 100000})
-           .WithLabels({});
-  scoring_seconds_ = &registry
-                          ->AddHistogram(
-                              "embsum_scoring_seconds",
-                              "Time spent in the scorer per request (seconds).",
-                              {"backend"}, metrics::DecadeBuckets(1e-6, 10))
-                          .WithLabels({backend});
+           ->AddHistogram("embsum_scoring_seconds",
+                          "Time spent in the scorer per request (seconds).",
+                          {"backend"}, metrics::DecadeBuckets(1e-6, 10))
+           .WithLabels({backend});
   unknown_items_ =
       &registry
            ->AddCounter("embsum_unknown_items_total",
@@ -121,8 +120,7 @@ void ServerMetrics::SetModel(const std::string& model_version,
                          metrics::MetricType::kGauge, std::move(items));
   registry_
       ->AddGauge("embsum_model_info",
-                 "The served model; the value is always 1.",
-                 {"model_version"})
+                 "The served model; the value is always 1.", {"model_version"})
       .WithLabels({model_version})
       .Set(1);
 }

@@ -4,13 +4,13 @@
 #ifndef EMBSUM_SERVER_SERVER_METRICS_H_
 #define EMBSUM_SERVER_SERVER_METRICS_H_
 
+#include <grpcpp/support/status.h>
+
 #include <array>
 #include <atomic>
 #include <functional>
 #include <string>
 #include <string_view>
-
-#include <grpcpp/support/status.h>
 
 #include "metrics/metrics.h"
 
@@ -61,8 +61,8 @@ class ServerMetrics {
 
   // embsum_users, embsum_items (read at scrape time) and
   // embsum_model_info{model_version} = 1. Call once.
-  void SetModel(const std::string& model_version,
-                std::function<double()> users, std::function<double()> items);
+  void SetModel(const std::string& model_version, std::function<double()> users,
+                std::function<double()> items);
 
  private:
   metrics::Registry* registry_;

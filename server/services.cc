@@ -60,8 +60,8 @@ void DispatchUnary(grpc::CallbackServerContext* context,
                    ServerMetrics* metrics, RpcMetrics* rpc,
                    Clock::time_point start,
                    std::function<absl::Status()> work) {
-  const bool queued = pool->TrySubmit(
-      [context, reactor, rpc, start, work = std::move(work)]() {
+  const bool queued =
+      pool->TrySubmit([context, reactor, rpc, start, work = std::move(work)]() {
         grpc::Status alive = CheckCallAlive(context, "while queued");
         if (!alive.ok()) {
           FinishRpc(reactor, rpc, start, alive);
@@ -106,14 +106,13 @@ class UpsertReactor final : public grpc::ServerReadReactor<Record> {
     if (ok) {
       bytes_ += record_.ByteSizeLong();
       if (bytes_ > max_bytes_) {
-        FinishRpc(this, rpc_, start_,
-                  grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                               absl::StrCat("upsert stream exceeds ",
-                                            max_bytes_,
-                                            " bytes at record ",
-                                            records_.size(),
-                                            "; split it into smaller RPCs; "
-                                            "nothing was applied")));
+        FinishRpc(
+            this, rpc_, start_,
+            grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                         absl::StrCat("upsert stream exceeds ", max_bytes_,
+                                      " bytes at record ", records_.size(),
+                                      "; split it into smaller RPCs; "
+                                      "nothing was applied")));
         return;
       }
       records_.push_back(std::move(record_));
@@ -133,8 +132,7 @@ class UpsertReactor final : public grpc::ServerReadReactor<Record> {
         FinishRpc(this, rpc_, start_, alive);
         return;
       }
-      FinishRpc(this, rpc_, start_,
-                ToGrpcStatus(apply_(records_, response_)));
+      FinishRpc(this, rpc_, start_, ToGrpcStatus(apply_(records_, response_)));
     });
     if (!queued) FinishRpc(this, rpc_, start_, Overloaded(metrics_, *pool_));
   }
@@ -211,8 +209,7 @@ grpc::ServerUnaryReactor* RankerService::GetModelInfo(
 }
 
 RankerAdminService::RankerAdminService(const AdminServiceOptions& options,
-                                       const RankerCore* core,
-                                       WorkerPool* pool,
+                                       const RankerCore* core, WorkerPool* pool,
                                        ServerMetrics* metrics)
     : options_(options), core_(core), pool_(pool), metrics_(metrics) {}
 
@@ -239,8 +236,7 @@ grpc::ServerReadReactor<v1::ItemRecord>* RankerAdminService::UpsertItems(
 }
 
 grpc::ServerUnaryReactor* RankerAdminService::DeleteItems(
-    grpc::CallbackServerContext* context,
-    const v1::DeleteItemsRequest* request,
+    grpc::CallbackServerContext* context, const v1::DeleteItemsRequest* request,
     v1::DeleteItemsResponse* response) {
   const Clock::time_point start = Clock::now();
   RpcMetrics* rpc = &metrics_->delete_items();

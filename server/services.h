@@ -9,9 +9,9 @@
 #ifndef EMBSUM_SERVER_SERVICES_H_
 #define EMBSUM_SERVER_SERVICES_H_
 
-#include <cstddef>
-
 #include <grpcpp/grpcpp.h>
+
+#include <cstddef>
 
 #include "embsum/v1/ranking.grpc.pb.h"
 #include "server/ranker_core.h"
@@ -32,10 +32,9 @@ class RankerService final : public v1::Ranker::CallbackService {
   grpc::ServerUnaryReactor* Retrieve(grpc::CallbackServerContext* context,
                                      const v1::RetrieveRequest* request,
                                      v1::RetrieveResponse* response) override;
-  grpc::ServerUnaryReactor* GetModelInfo(
-      grpc::CallbackServerContext* context,
-      const v1::GetModelInfoRequest* request,
-      v1::ModelInfo* response) override;
+  grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* context,
+                                         const v1::GetModelInfoRequest* request,
+                                         v1::ModelInfo* response) override;
 
  private:
   const RankerCore* core_;
@@ -51,9 +50,8 @@ struct AdminServiceOptions {
 
 class RankerAdminService final : public v1::RankerAdmin::CallbackService {
  public:
-  RankerAdminService(const AdminServiceOptions& options,
-                     const RankerCore* core, WorkerPool* pool,
-                     ServerMetrics* metrics);
+  RankerAdminService(const AdminServiceOptions& options, const RankerCore* core,
+                     WorkerPool* pool, ServerMetrics* metrics);
 
   grpc::ServerReadReactor<v1::UserRecord>* UpsertUsers(
       grpc::CallbackServerContext* context,

@@ -3,9 +3,9 @@
 #ifndef EMBSUM_SERVER_STATUS_UTIL_H_
 #define EMBSUM_SERVER_STATUS_UTIL_H_
 
-#include <string_view>
-
 #include <grpcpp/support/status.h>
+
+#include <string_view>
 
 #include "absl/status/status.h"
 #include "scoring/status.h"

@@ -46,7 +46,8 @@ absl::StatusOr<std::shared_ptr<const AnnIndex>> AnnIndex::Build(
           row, std::span<float>(out->data() + i * row_vectors, row_vectors),
           keys);
       if (labels != nullptr) {
-        std::fill_n(labels->data() + i * n, n, static_cast<faiss::Index::idx_t>(row));
+        std::fill_n(labels->data() + i * n, n,
+                    static_cast<faiss::Index::idx_t>(row));
       }
     }
   };
@@ -58,8 +59,8 @@ absl::StatusOr<std::shared_ptr<const AnnIndex>> AnnIndex::Build(
     for (size_t first = 0; first < rows.size(); first += kChunkRows) {
       size_t count = std::min(kChunkRows, rows.size() - first);
       read_rows(first, count, &chunk, &labels);
-      index->add_with_ids(static_cast<faiss::Index::idx_t>(count) * n, chunk.data(),
-                          labels.data());
+      index->add_with_ids(static_cast<faiss::Index::idx_t>(count) * n,
+                          chunk.data(), labels.data());
     }
   };
   try {
@@ -98,7 +99,8 @@ absl::StatusOr<std::shared_ptr<const AnnIndex>> AnnIndex::Build(
           read_rows(i * rows.size() / sample_items, 1, &one, nullptr);
           std::copy(one.begin(), one.end(), sample.data() + i * row_vectors);
         }
-        ivf->train(static_cast<faiss::Index::idx_t>(sample_items) * n, sample.data());
+        ivf->train(static_cast<faiss::Index::idx_t>(sample_items) * n,
+                   sample.data());
       }
       ivf->nprobe = std::max<size_t>(1, options.ivf_probes);
       add_all(ivf.get());
@@ -110,9 +112,9 @@ absl::StatusOr<std::shared_ptr<const AnnIndex>> AnnIndex::Build(
   return std::shared_ptr<const AnnIndex>(std::move(ann));
 }
 
-absl::Status AnnIndex::Search(std::span<const float> queries, uint32_t nq,
-                              size_t k, int threads,
-                              absl::flat_hash_map<uint32_t, float>* best) const {
+absl::Status AnnIndex::Search(
+    std::span<const float> queries, uint32_t nq, size_t k, int threads,
+    absl::flat_hash_map<uint32_t, float>* best) const {
   if (index_->ntotal == 0 || nq == 0 || k == 0) return absl::OkStatus();
   k = std::min<size_t>(k, static_cast<size_t>(index_->ntotal));
   std::vector<float> distances(size_t{nq} * k);

@@ -18,9 +18,10 @@ absl::Status Prefixed(const absl::Status& s, absl::string_view name) {
 }
 
 // Opens `rel` under `dir` when present; null when absent.
-absl::StatusOr<std::unique_ptr<NpyArray>> OpenOptional(
-    const fs::path& dir, const std::string& rel, bool wanted,
-    absl::string_view flag) {
+absl::StatusOr<std::unique_ptr<NpyArray>> OpenOptional(const fs::path& dir,
+                                                       const std::string& rel,
+                                                       bool wanted,
+                                                       absl::string_view flag) {
   fs::path path = dir / rel;
   std::error_code ec;
   bool exists = fs::exists(path, ec);
@@ -29,9 +30,9 @@ absl::StatusOr<std::unique_ptr<NpyArray>> OpenOptional(
         rel, ": missing, but manifest.json says ", flag, " is true"));
   }
   if (!wanted && exists) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        rel, ": present, but manifest.json says ", flag,
-        " is false (remove the file or set the flag)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(rel, ": present, but manifest.json says ", flag,
+                     " is false (remove the file or set the flag)"));
   }
   if (!wanted) return std::unique_ptr<NpyArray>();
   return NpyArray::Open(path.string(), rel);
@@ -54,10 +55,10 @@ absl::Status CheckFiniteRow(std::span<const float> values, uint32_t dim,
                             absl::string_view kind, absl::string_view id) {
   for (size_t i = 0; i < values.size(); ++i) {
     if (!std::isfinite(values[i])) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          file, ": row ", row, " (", kind, " \"", id, "\"): ",
-          std::isnan(values[i]) ? "NaN" : "Inf", " at vector ", i / dim,
-          ", element ", i % dim));
+      return absl::InvalidArgumentError(
+          absl::StrCat(file, ": row ", row, " (", kind, " \"", id,
+                       "\"): ", std::isnan(values[i]) ? "NaN" : "Inf",
+                       " at vector ", i / dim, ", element ", i % dim));
     }
   }
   return absl::OkStatus();
@@ -68,19 +69,19 @@ absl::StatusOr<ModelArtifact> ModelArtifact::Open(
   fs::path dir(model_dir);
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) {
-    return absl::NotFoundError(
-        absl::StrCat(model_dir, ": not a directory"));
+    return absl::NotFoundError(absl::StrCat(model_dir, ": not a directory"));
   }
   ModelArtifact a;
   auto manifest_text = internal::ReadFileToString((dir / "manifest.json"));
-  if (!manifest_text.ok()) return Prefixed(manifest_text.status(), "manifest.json");
+  if (!manifest_text.ok())
+    return Prefixed(manifest_text.status(), "manifest.json");
   ASSIGN_OR_RETURN(a.manifest, ParseManifest(*manifest_text, "manifest.json"));
   const ModelManifest& m = a.manifest;
 
   ASSIGN_OR_RETURN(a.user_ids,
                    ReadIds((dir / "users/ids.txt").string(), "users/ids.txt"));
-  ASSIGN_OR_RETURN(a.upe, NpyArray::Open((dir / "users/upe.npy").string(),
-                                         "users/upe.npy"));
+  ASSIGN_OR_RETURN(
+      a.upe, NpyArray::Open((dir / "users/upe.npy").string(), "users/upe.npy"));
   const uint64_t users = a.user_ids.size();
   const uint64_t user_shape[] = {users, m.user_codes, m.dim};
   RETURN_IF_ERROR(CheckRows(*a.upe, "users/ids.txt", users));
@@ -98,26 +99,26 @@ absl::StatusOr<ModelArtifact> ModelArtifact::Open(
     ASSIGN_OR_RETURN(a.summaries,
                      ParseSummaries(*text, "users/summaries.jsonl"));
     absl::flat_hash_set<absl::string_view> known(a.user_ids.begin(),
-                                                a.user_ids.end());
+                                                 a.user_ids.end());
     for (size_t i = 0; i < a.summaries.size(); ++i) {
       if (!known.contains(a.summaries[i].user_id)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "users/summaries.jsonl: entry ", i + 1, ": user \"",
-            a.summaries[i].user_id, "\" is not in users/ids.txt"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("users/summaries.jsonl: entry ", i + 1, ": user \"",
+                         a.summaries[i].user_id, "\" is not in users/ids.txt"));
       }
     }
   }
 
   ASSIGN_OR_RETURN(a.item_ids,
                    ReadIds((dir / "items/ids.txt").string(), "items/ids.txt"));
-  ASSIGN_OR_RETURN(a.cpe, NpyArray::Open((dir / "items/cpe.npy").string(),
-                                         "items/cpe.npy"));
+  ASSIGN_OR_RETURN(
+      a.cpe, NpyArray::Open((dir / "items/cpe.npy").string(), "items/cpe.npy"));
   const uint64_t items = a.item_ids.size();
   const uint64_t item_shape[] = {items, m.item_codes, m.dim};
   RETURN_IF_ERROR(CheckRows(*a.cpe, "items/ids.txt", items));
   RETURN_IF_ERROR(a.cpe->CheckShape(item_shape));
-  ASSIGN_OR_RETURN(a.keys, OpenOptional(dir, "items/keys.npy", m.item_keys,
-                                        "item_keys"));
+  ASSIGN_OR_RETURN(
+      a.keys, OpenOptional(dir, "items/keys.npy", m.item_keys, "item_keys"));
   if (a.keys) {
     RETURN_IF_ERROR(CheckRows(*a.keys, "items/ids.txt", items));
     RETURN_IF_ERROR(a.keys->CheckShape(item_shape));

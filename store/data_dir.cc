@@ -175,6 +175,26 @@ absl::Status Ingest(const IngestOptions& options) {
     return absl::FailedPreconditionError(
         absl::StrCat(target.string(), ": exists and is not a directory"));
   }
+  // --force replaces data directories only: never a model directory, a
+  // home directory or anything else that happens to be named.
+  if (exists && !fs::is_empty(target, ec) &&
+      !(fs::is_regular_file(target / kManifestFile, ec) &&
+        fs::is_directory(target / kUsersDir, ec) &&
+        fs::is_directory(target / kItemsDir, ec))) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        target.string(),
+        ": exists and is not a data directory (no manifest.json, users/, "
+        "items/); refusing to replace it"));
+  }
+  const fs::path model = fs::absolute(options.model_dir, ec).lexically_normal();
+  const std::string model_str = model.string() + "/";
+  const std::string target_str = target.string() + "/";
+  if (model_str.rfind(target_str, 0) == 0 ||
+      target_str.rfind(model_str, 0) == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("data_dir ", target.string(), " and model_dir ",
+                     model.string(), " must not contain each other"));
+  }
   // Everything but the values is checked before anything is written.
   ASSIGN_OR_RETURN(ModelArtifact artifact,
                    ModelArtifact::Open(options.model_dir));

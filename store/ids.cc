@@ -69,9 +69,9 @@ bool IsValidUtf8(absl::string_view text) {
 absl::Status ValidateId(absl::string_view id) {
   if (id.empty()) return absl::InvalidArgumentError("empty id");
   if (id.size() > kMaxIdBytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "id ", Quote(id), " is ", id.size(), " bytes (at most ", kMaxIdBytes,
-        ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("id ", Quote(id), " is ", id.size(), " bytes (at most ",
+                     kMaxIdBytes, ")"));
   }
   for (char ch : id) {
     unsigned char c = static_cast<unsigned char>(ch);
@@ -124,8 +124,8 @@ absl::StatusOr<std::vector<std::string>> ReadIds(const std::string& path,
   return ParseIds(*text, name);
 }
 
-absl::StatusOr<std::vector<SummaryLine>> ParseSummaries(absl::string_view text,
-                                                        absl::string_view name) {
+absl::StatusOr<std::vector<SummaryLine>> ParseSummaries(
+    absl::string_view text, absl::string_view name) {
   using Json = nlohmann::json;
   std::vector<SummaryLine> out;
   absl::flat_hash_map<std::string, size_t> first_line;

@@ -64,10 +64,10 @@ class SnapshotImpl final : public ItemSnapshot {
     const scoring::ArenaLayout& layout = state_->arena->layout();
     if (user.dim != layout.dim ||
         user.upe.size() != size_t{user.user_codes} * user.dim) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "AnnCandidates: user embedding is ", user.upe.size(),
-          " values for m*d = ", user.user_codes, "*", user.dim,
-          ", catalogue dim is ", layout.dim));
+      return absl::InvalidArgumentError(
+          absl::StrCat("AnnCandidates: user embedding is ", user.upe.size(),
+                       " values for m*d = ", user.user_codes, "*", user.dim,
+                       ", catalogue dim is ", layout.dim));
     }
     if (!ann_enabled_) {
       return absl::FailedPreconditionError(
@@ -102,7 +102,7 @@ class SnapshotImpl final : public ItemSnapshot {
   std::shared_ptr<const ArenaState> state_;
   uint32_t rows_ = 0;  // arena rows this snapshot covers
   absl::flat_hash_map<absl::string_view, uint32_t> index_;  // live id -> row
-  std::vector<uint8_t> live_;                              // size capacity
+  std::vector<uint8_t> live_;                               // size capacity
   uint64_t version_ = 0;
   std::shared_ptr<const AnnIndex> main_ann_;  // rows [0, main_ann_->end())
   std::shared_ptr<const AnnIndex> tail_ann_;  // rows after that, or null
@@ -117,9 +117,9 @@ absl::Status ValidateItem(const ItemUpsert& item, size_t index,
         absl::StrCat("item record ", index, ": ", s.message()));
   }
   auto error = [&](absl::string_view what) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "item record ", index, " (\"", item.item_id.substr(0, 64), "\"): ",
-        what));
+    return absl::InvalidArgumentError(
+        absl::StrCat("item record ", index, " (\"", item.item_id.substr(0, 64),
+                     "\"): ", what));
   };
   const size_t want = size_t{m.item_codes} * m.dim;
   if (item.cpe.size() != want) {
@@ -195,7 +195,8 @@ class CatalogImpl final : public ItemCatalog {
   // index of `prev` when it still fits and indexes the rest in a tail.
   absl::Status BuildAnn(SnapshotImpl* snap, const SnapshotImpl* prev);
   void Publish(std::shared_ptr<SnapshotImpl> snap,
-               std::span<const uint32_t> rows) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+               std::span<const uint32_t> rows)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string dir_;
   const ModelManifest manifest_;
@@ -250,10 +251,10 @@ absl::Status CatalogImpl::BuildAnn(SnapshotImpl* snap,
   if (reuse != nullptr) {
     snap->main_ann_ = reuse->main_ann_;
     if (snap->main_ann_->end() < rows) {
-      ASSIGN_OR_RETURN(snap->tail_ann_,
-                       AnnIndex::Build(arena, snap->main_ann_->end(), rows,
-                                       snap->live_, options_.ann, true,
-                                       nullptr));
+      ASSIGN_OR_RETURN(
+          snap->tail_ann_,
+          AnnIndex::Build(arena, snap->main_ann_->end(), rows, snap->live_,
+                          options_.ann, true, nullptr));
     }
     return absl::OkStatus();
   }
@@ -392,7 +393,8 @@ absl::Status CatalogImpl::CheckpointLocked() {
   const std::string tmp = absl::StrCat(dir_, "/", name, ".tmp");
   std::error_code ec;
   fs::remove_all(tmp, ec);
-  ASSIGN_OR_RETURN(auto writer, internal::SnapshotWriter::Create(tmp, manifest_));
+  ASSIGN_OR_RETURN(auto writer,
+                   internal::SnapshotWriter::Create(tmp, manifest_));
   absl::flat_hash_set<absl::string_view> overridden;
   for (const auto& [id, entry] : log) overridden.insert(id);
   const size_t elements = size_t{manifest_.item_codes} * manifest_.dim;
@@ -409,7 +411,8 @@ absl::Status CatalogImpl::CheckpointLocked() {
         return absl::OkStatus();
       }));
   for (const auto& [id, entry] : log) {
-    if (!entry.tombstone) RETURN_IF_ERROR(writer->Add(id, entry.cpe, entry.keys));
+    if (!entry.tombstone)
+      RETURN_IF_ERROR(writer->Add(id, entry.cpe, entry.keys));
   }
   RETURN_IF_ERROR(writer->Finish());
   const std::string final_dir = absl::StrCat(dir_, "/", name);

@@ -1,3 +1,4 @@
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,6 +16,7 @@
 #include "faiss/IndexFlat.h"
 #include "faiss/IndexIDMap.h"
 #include "faiss/impl/FaissException.h"
+#include "faiss/impl/io.h"
 #include "faiss/index_io.h"
 #include "nlohmann/json.hpp"
 #include "store/ids.h"
@@ -41,22 +43,43 @@ std::unique_ptr<faiss::Index> NewFlatIdMap(uint32_t d) {
   return map;
 }
 
+// Serialises `index`, writes it to `path` durably, and returns the file's
+// checksum in *checksum.
 absl::Status WriteIndexDurably(const faiss::Index& index,
-                               const std::string& path) {
-  std::FILE* f = std::fopen(path.c_str(), "wbe");
-  if (f == nullptr) return ErrnoError(errno, path, "create");
+                               const std::string& path, uint64_t* checksum) {
+  faiss::VectorIOWriter writer;
   try {
-    faiss::write_index(&index, f);
+    faiss::write_index(&index, &writer);
   } catch (const std::exception& e) {
-    std::fclose(f);
     return absl::InternalError(absl::StrCat(path, ": write: ", e.what()));
   }
-  if (std::fflush(f) != 0 || ::fsync(fileno(f)) != 0) {
+  *checksum = Checksum64(writer.data.data(), writer.data.size());
+  return WriteNewFileDurably(path, writer.data.data(), writer.data.size());
+}
+
+// Reads a whole file into `out`.
+absl::Status ReadWholeFile(const std::string& path, std::vector<uint8_t>* out) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ErrnoError(errno, path, "open");
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
     int err = errno;
-    std::fclose(f);
-    return ErrnoError(err, path, "write");
+    ::close(fd);
+    return ErrnoError(err, path, "stat");
   }
-  if (std::fclose(f) != 0) return ErrnoError(errno, path, "close");
+  out->resize(static_cast<size_t>(st.st_size));
+  size_t done = 0;
+  while (done < out->size()) {
+    ssize_t n = ::read(fd, out->data() + done, out->size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      int err = n < 0 ? errno : EIO;
+      ::close(fd);
+      return ErrnoError(err, path, "read");
+    }
+    done += static_cast<size_t>(n);
+  }
+  ::close(fd);
   return absl::OkStatus();
 }
 
@@ -64,30 +87,34 @@ absl::Status WriteIndexDurably(const faiss::Index& index,
 // with ids first_row*n, first_row*n + 1, ... in order.
 absl::StatusOr<std::unique_ptr<faiss::Index>> ReadShard(
     const std::string& path, const std::string& name, uint64_t first_row,
-    uint64_t rows, const ModelManifest& m) {
+    uint64_t rows, uint64_t checksum, const ModelManifest& m) {
   const uint64_t vectors = rows * m.item_codes;
   const uint64_t payload = vectors * m.dim * sizeof(float) + vectors * 8;
-  struct stat st;
-  if (::stat(path.c_str(), &st) != 0) {
-    return absl::DataLossError(
-        absl::StrCat(name, ": ", std::strerror(errno)));
+  faiss::VectorIOReader reader;
+  if (absl::Status s = ReadWholeFile(path, &reader.data); !s.ok()) {
+    return absl::DataLossError(s.message());
   }
   // The FAISS header and vector lengths take well under 4 KiB.
-  if (static_cast<uint64_t>(st.st_size) < payload ||
-      static_cast<uint64_t>(st.st_size) > payload + 4096) {
+  if (reader.data.size() < payload || reader.data.size() > payload + 4096) {
     return absl::DataLossError(absl::StrCat(
-        name, ": ", st.st_size, " bytes, expected about ", payload,
+        name, ": ", reader.data.size(), " bytes, expected about ", payload,
         " for ", rows, " items (truncated or not this snapshot's file)"));
+  }
+  if (Checksum64(reader.data.data(), reader.data.size()) != checksum) {
+    return absl::DataLossError(
+        absl::StrCat(name, ": checksum mismatch (the file is corrupt)"));
   }
   std::unique_ptr<faiss::Index> index;
   try {
-    index.reset(faiss::read_index(path.c_str()));
+    index.reset(faiss::read_index(&reader));
   } catch (const std::exception& e) {
     return absl::DataLossError(absl::StrCat(name, ": ", e.what()));
   }
+  reader.data = std::vector<uint8_t>();
   auto* map = dynamic_cast<faiss::IndexIDMap2*>(index.get());
   const faiss::IndexFlat* flat =
-      map == nullptr ? nullptr : dynamic_cast<const faiss::IndexFlat*>(map->index);
+      map == nullptr ? nullptr
+                     : dynamic_cast<const faiss::IndexFlat*>(map->index);
   if (flat == nullptr || flat->metric_type != faiss::METRIC_INNER_PRODUCT) {
     return absl::DataLossError(
         absl::StrCat(name, ": not an IndexIDMap2 over IndexFlatIP"));
@@ -96,15 +123,16 @@ absl::StatusOr<std::unique_ptr<faiss::Index>> ReadShard(
       static_cast<uint64_t>(map->ntotal) != vectors ||
       map->id_map.size() != vectors ||
       flat->codes.size() != vectors * m.dim * sizeof(float)) {
-    return absl::DataLossError(absl::StrCat(
-        name, ": holds ", map->ntotal, " vectors of dimension ", map->d,
-        ", expected ", vectors, " of dimension ", m.dim));
+    return absl::DataLossError(
+        absl::StrCat(name, ": holds ", map->ntotal, " vectors of dimension ",
+                     map->d, ", expected ", vectors, " of dimension ", m.dim));
   }
   for (uint64_t k = 0; k < vectors; ++k) {
-    if (map->id_map[k] != static_cast<faiss::Index::idx_t>(first_row * m.item_codes + k)) {
-      return absl::DataLossError(absl::StrCat(
-          name, ": vector ", k, " has id ", map->id_map[k], ", expected ",
-          first_row * m.item_codes + k));
+    if (map->id_map[k] !=
+        static_cast<faiss::Index::idx_t>(first_row * m.item_codes + k)) {
+      return absl::DataLossError(absl::StrCat(name, ": vector ", k, " has id ",
+                                              map->id_map[k], ", expected ",
+                                              first_row * m.item_codes + k));
     }
   }
   return index;
@@ -140,15 +168,14 @@ absl::StatusOr<std::string> ReadCurrentSnapshot(const std::string& items_dir) {
   std::string path = absl::StrCat(items_dir, "/", kItemsCurrentFile);
   auto text = ReadFileToString(path);
   if (!text.ok()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        path, ": ", text.status().message(),
-        " (not a data directory, or an incomplete ingest)"));
+    return absl::FailedPreconditionError(
+        absl::StrCat(path, ": ", text.status().message(),
+                     " (not a data directory, or an incomplete ingest)"));
   }
   std::string name(absl::StripAsciiWhitespace(*text));
   if (SnapshotGeneration(name) < 0) {
-    return absl::DataLossError(
-        absl::StrCat(path, ": \"", name.substr(0, 64),
-                     "\" is not a snapshot name"));
+    return absl::DataLossError(absl::StrCat(path, ": \"", name.substr(0, 64),
+                                            "\" is not a snapshot name"));
   }
   return name;
 }
@@ -160,12 +187,11 @@ absl::Status WriteCurrentSnapshot(const std::string& items_dir,
 }
 
 absl::StatusOr<std::unique_ptr<SnapshotWriter>> SnapshotWriter::Create(
-    const std::string& dir, const ModelManifest& manifest,
-    size_t shard_bytes) {
+    const std::string& dir, const ModelManifest& manifest, size_t shard_bytes) {
   std::error_code ec;
   if (!fs::create_directory(dir, ec) || ec) {
-    return absl::InternalError(absl::StrCat(
-        dir, ": create: ", ec ? ec.message() : "already exists"));
+    return absl::InternalError(
+        absl::StrCat(dir, ": create: ", ec ? ec.message() : "already exists"));
   }
   std::unique_ptr<SnapshotWriter> w(new SnapshotWriter());
   w->dir_ = dir;
@@ -204,14 +230,19 @@ absl::Status SnapshotWriter::FlushShard() {
   if (rows == 0) return absl::OkStatus();
   size_t shard = shard_rows_.size();
   std::string cpe_name = absl::StrFormat("cpe-%05d.faiss", shard);
-  RETURN_IF_ERROR(WriteIndexDurably(*cpe_, absl::StrCat(dir_, "/", cpe_name)));
+  uint64_t cpe_sum = 0;
+  uint64_t keys_sum = 0;
+  RETURN_IF_ERROR(
+      WriteIndexDurably(*cpe_, absl::StrCat(dir_, "/", cpe_name), &cpe_sum));
   std::string keys_name;
   if (keys_) {
     keys_name = absl::StrFormat("keys-%05d.faiss", shard);
-    RETURN_IF_ERROR(
-        WriteIndexDurably(*keys_, absl::StrCat(dir_, "/", keys_name)));
+    RETURN_IF_ERROR(WriteIndexDurably(
+        *keys_, absl::StrCat(dir_, "/", keys_name), &keys_sum));
     keys_ = NewFlatIdMap(manifest_.dim);
   }
+  shard_checksums_.push_back(cpe_sum);
+  shard_checksums_.push_back(keys_sum);
   cpe_ = NewFlatIdMap(manifest_.dim);
   shard_files_.push_back(cpe_name);
   shard_files_.push_back(keys_name);
@@ -230,17 +261,18 @@ absl::Status SnapshotWriter::Finish() {
   for (size_t s = 0; s < shard_rows_.size(); ++s) {
     Json shard = {{"first_row", first},
                   {"rows", shard_rows_[s]},
-                  {"cpe", shard_files_[2 * s]}};
-    if (manifest_.item_keys) shard["keys"] = shard_files_[2 * s + 1];
+                  {"cpe", shard_files_[2 * s]},
+                  {"cpe_xxh64", shard_checksums_[2 * s]}};
+    if (manifest_.item_keys) {
+      shard["keys"] = shard_files_[2 * s + 1];
+      shard["keys_xxh64"] = shard_checksums_[2 * s + 1];
+    }
     shards.push_back(shard);
     first += shard_rows_[s];
   }
-  Json meta = {{"format", kSnapshotFormat},
-               {"items", ids_.size()},
-               {"item_codes", manifest_.item_codes},
-               {"dim", manifest_.dim},
-               {"item_keys", manifest_.item_keys},
-               {"shards", shards}};
+  Json meta = {{"format", kSnapshotFormat},          {"items", ids_.size()},
+               {"item_codes", manifest_.item_codes}, {"dim", manifest_.dim},
+               {"item_keys", manifest_.item_keys},   {"shards", shards}};
   RETURN_IF_ERROR(
       WriteFileDurably(absl::StrCat(dir_, "/meta.json"), meta.dump(1) + "\n"));
   return FsyncPath(dir_);
@@ -251,8 +283,8 @@ absl::StatusOr<std::unique_ptr<SnapshotReader>> SnapshotReader::Open(
   std::string meta_path = absl::StrCat(dir, "/meta.json");
   auto text = ReadFileToString(meta_path);
   if (!text.ok()) {
-    return absl::DataLossError(absl::StrCat(meta_path, ": ",
-                                            text.status().message()));
+    return absl::DataLossError(
+        absl::StrCat(meta_path, ": ", text.status().message()));
   }
   auto corrupt = [&](absl::string_view what) {
     return absl::DataLossError(absl::StrCat(meta_path, ": ", what));
@@ -280,7 +312,11 @@ absl::StatusOr<std::unique_ptr<SnapshotReader>> SnapshotReader::Open(
       shard.first_row = s.at("first_row").get<uint64_t>();
       shard.rows = s.at("rows").get<uint64_t>();
       shard.cpe = s.at("cpe").get<std::string>();
-      if (manifest.item_keys) shard.keys = s.at("keys").get<std::string>();
+      shard.cpe_checksum = s.at("cpe_xxh64").get<uint64_t>();
+      if (manifest.item_keys) {
+        shard.keys = s.at("keys").get<std::string>();
+        shard.keys_checksum = s.at("keys_xxh64").get<uint64_t>();
+      }
       if (shard.first_row != next || shard.rows == 0) {
         return corrupt("shards do not cover the rows in order");
       }
@@ -310,13 +346,15 @@ absl::StatusOr<std::unique_ptr<SnapshotReader>> SnapshotReader::Open(
 absl::Status SnapshotReader::ForEachShard(const ShardFn& fn) const {
   for (const Shard& shard : shards_) {
     std::string cpe_path = absl::StrCat(dir_, "/", shard.cpe);
-    ASSIGN_OR_RETURN(auto cpe, ReadShard(cpe_path, cpe_path, shard.first_row,
-                                         shard.rows, manifest_));
+    ASSIGN_OR_RETURN(auto cpe,
+                     ReadShard(cpe_path, cpe_path, shard.first_row, shard.rows,
+                               shard.cpe_checksum, manifest_));
     std::unique_ptr<faiss::Index> keys;
     if (manifest_.item_keys) {
       std::string keys_path = absl::StrCat(dir_, "/", shard.keys);
-      ASSIGN_OR_RETURN(keys, ReadShard(keys_path, keys_path, shard.first_row,
-                                       shard.rows, manifest_));
+      ASSIGN_OR_RETURN(
+          keys, ReadShard(keys_path, keys_path, shard.first_row, shard.rows,
+                          shard.keys_checksum, manifest_));
     }
     RETURN_IF_ERROR(fn(shard.first_row, shard.rows, FlatData(*cpe),
                        keys ? FlatData(*keys) : std::span<const float>()));
@@ -344,14 +382,15 @@ std::string EncodeItemLogUpsert(uint32_t n, uint32_t d,
 }
 
 std::string EncodeItemLogTombstone() {
-  return std::string({static_cast<char>(kLogVersion),
-                      static_cast<char>(kLogTombstone), 0, 0});
+  return std::string(
+      {static_cast<char>(kLogVersion), static_cast<char>(kLogTombstone), 0, 0});
 }
 
 absl::Status DecodeItemLog(absl::string_view value, const ModelManifest& m,
                            absl::string_view where, ItemLogEntry* out) {
   auto corrupt = [&](absl::string_view what) {
-    return absl::DataLossError(absl::StrCat("item log entry ", where, ": ", what));
+    return absl::DataLossError(
+        absl::StrCat("item log entry ", where, ": ", what));
   };
   if (value.size() < 4 || static_cast<uint8_t>(value[0]) != kLogVersion) {
     return corrupt("unknown version or truncated");

@@ -33,8 +33,9 @@ absl::StatusOr<uint32_t> GetCount(const Json& j, absl::string_view source,
     uint64_t v = it->get<uint64_t>();
     if (v >= 1 && v <= max) return static_cast<uint32_t>(v);
   }
-  return FieldError(source, field,
-                    absl::StrCat("must be in [1, ", max, "], got ", it->dump()));
+  return FieldError(
+      source, field,
+      absl::StrCat("must be in [1, ", max, "], got ", it->dump()));
 }
 
 absl::StatusOr<bool> GetBool(const Json& j, absl::string_view source,
@@ -57,8 +58,7 @@ absl::StatusOr<ModelManifest> ParseManifest(std::string_view json_text,
   Json j = Json::parse(json.begin(), json.end(), /*cb=*/nullptr,
                        /*allow_exceptions=*/false);
   if (j.is_discarded()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(source, ": not valid JSON"));
+    return absl::InvalidArgumentError(absl::StrCat(source, ": not valid JSON"));
   }
   if (!j.is_object()) {
     return absl::InvalidArgumentError(

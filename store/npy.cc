@@ -182,7 +182,7 @@ absl::StatusOr<NpyHeader> ParseNpyHeader(std::span<const std::byte> file,
                                   " bytes, file has ", file.size() - prefix));
   }
   absl::string_view text(reinterpret_cast<const char*>(bytes + prefix),
-                        header_len);
+                         header_len);
   if (major < 3) {
     for (char c : text) {
       if (static_cast<unsigned char>(c) >= 0x80) {
@@ -229,17 +229,17 @@ absl::StatusOr<NpyHeader> ParseNpyHeader(std::span<const std::byte> file,
   uint64_t elements = 1;
   for (uint64_t dim : h.shape) {
     if (dim != 0 && elements > std::numeric_limits<uint64_t>::max() / 8 / dim) {
-      return Bad(name, absl::StrCat("shape ", ShapeString(h.shape),
-                                    " is too large"));
+      return Bad(name,
+                 absl::StrCat("shape ", ShapeString(h.shape), " is too large"));
     }
     elements *= dim;
   }
   uint64_t data_bytes = elements * NpyDTypeSize(h.dtype);
   uint64_t have = file.size() - h.data_offset;
   if (have < data_bytes) {
-    return Bad(name, absl::StrCat("truncated: shape ", ShapeString(h.shape),
-                                  " needs ", data_bytes,
-                                  " bytes of data, file has ", have));
+    return Bad(
+        name, absl::StrCat("truncated: shape ", ShapeString(h.shape), " needs ",
+                           data_bytes, " bytes of data, file has ", have));
   }
   if (have > data_bytes) {
     return Bad(name, absl::StrCat(have - data_bytes,
@@ -291,6 +291,7 @@ const std::byte* NpyArray::row_data(uint64_t row) const {
 }
 
 void NpyArray::ReadRow(uint64_t row, std::span<float> out) const {
+  if (row_elements_ == 0) return;  // a shape with a 0 past the first axis
   const std::byte* src = row_data(row);
   if (header_.dtype == NpyDType::kFloat32) {
     std::memcpy(out.data(), src, row_elements_ * sizeof(float));
@@ -355,11 +356,11 @@ absl::Status NpyWriter::Append(std::span<const float> values) {
 
 absl::Status NpyWriter::Finish() {
   if (written_ != expected_) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(path_, ": wrote ", written_, " values, shape holds ",
-                     expected_));
+    return absl::FailedPreconditionError(absl::StrCat(
+        path_, ": wrote ", written_, " values, shape holds ", expected_));
   }
-  if (std::fflush(file_) != 0) return internal::ErrnoError(errno, path_, "write");
+  if (std::fflush(file_) != 0)
+    return internal::ErrnoError(errno, path_, "write");
   if (::fsync(fileno(file_)) != 0) {
     return internal::ErrnoError(errno, path_, "fsync");
   }

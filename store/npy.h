@@ -14,8 +14,8 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "absl/strings/string_view.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "store/internal/file_util.h"
 
 namespace embsum::store {
@@ -42,8 +42,8 @@ absl::StatusOr<NpyHeader> ParseNpyHeader(std::span<const std::byte> file,
 class NpyArray {
  public:
   // `name` is how errors refer to the file (for example "users/upe.npy").
-  static absl::StatusOr<std::unique_ptr<NpyArray>> Open(
-      const std::string& path, std::string name);
+  static absl::StatusOr<std::unique_ptr<NpyArray>> Open(const std::string& path,
+                                                        std::string name);
 
   const std::string& name() const { return name_; }
   const NpyHeader& header() const { return header_; }

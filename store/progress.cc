@@ -15,9 +15,9 @@ Progress::Progress(Sink sink, std::string label, uint64_t total,
       last_(start_) {}
 
 double Progress::rate() const {
-  double seconds = std::chrono::duration<double>(
-                       std::chrono::steady_clock::now() - start_)
-                       .count();
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start_)
+          .count();
   return seconds > 0 ? static_cast<double>(done_) / seconds : 0.0;
 }
 
@@ -41,9 +41,8 @@ void Progress::Emit(bool final) {
     sink_(absl::StrFormat("%s: %d rows done (%.0f rows/s)", label_, done_, r));
     return;
   }
-  double eta = r > 0 && total_ > done_
-                   ? static_cast<double>(total_ - done_) / r
-                   : 0.0;
+  double eta =
+      r > 0 && total_ > done_ ? static_cast<double>(total_ - done_) / r : 0.0;
   sink_(absl::StrFormat("%s: %d/%d rows (%.0f rows/s, ETA %.0fs)", label_,
                         done_, total_, r, eta));
 }

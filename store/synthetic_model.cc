@@ -73,15 +73,17 @@ constexpr double kUserNoise = 0.6;
 constexpr double kQueryNoise = 0.3;
 constexpr double kClickIfInterested = 0.7;
 constexpr double kClickOtherwise = 0.02;
+// Rows generated (in parallel) per write.
+constexpr size_t kChunk = 1024;
 
 constexpr const char* kTopicWords[] = {
-    "astronomy", "baking",    "basketball", "chess",     "climate",
-    "cycling",   "economics", "fashion",    "film",      "gardening",
-    "genetics",  "hiking",    "history",    "jazz",      "medicine",
-    "movies",    "music",     "opera",      "painting",  "parenting",
-    "photography", "physics", "poetry",     "politics",  "robotics",
-    "running",   "sailing",   "soccer",     "startups",  "tennis",
-    "travel",    "video games"};
+    "astronomy",   "baking",     "basketball", "chess",    "climate",
+    "cycling",     "economics",  "fashion",    "film",     "gardening",
+    "genetics",    "hiking",     "history",    "jazz",     "medicine",
+    "movies",      "music",      "opera",      "painting", "parenting",
+    "photography", "physics",    "poetry",     "politics", "robotics",
+    "running",     "sailing",    "soccer",     "startups", "tennis",
+    "travel",      "video games"};
 
 std::string TopicName(uint32_t t) {
   constexpr uint32_t kWords = sizeof(kTopicWords) / sizeof(kTopicWords[0]);
@@ -114,8 +116,8 @@ absl::Status Validate(const SyntheticModelOptions& o) {
         "--user_codes and --item_codes must be in [1, 4096]");
   }
   if (o.topics == 0) return absl::InvalidArgumentError("--topics must be >= 1");
-  if (o.impressions > 0 && (o.users == 0 || o.impression_size < 2 ||
-                            o.impression_size > o.items)) {
+  if (o.impressions > 0 &&
+      (o.users == 0 || o.impression_size < 2 || o.impression_size > o.items)) {
     return absl::InvalidArgumentError(
         "impressions need users >= 1 and 2 <= --impression_size <= --items");
   }
@@ -136,8 +138,8 @@ std::string MindTime(uint64_t seconds) {
   uint64_t s = seconds % 86400;
   uint64_t h = s / 3600;
   uint64_t hour12 = h % 12 == 0 ? 12 : h % 12;
-  return absl::StrFormat("11/%d/2019 %d:%02d:%02d %s", day, hour12,
-                         s / 60 % 60, s % 60, h < 12 ? "AM" : "PM");
+  return absl::StrFormat("11/%d/2019 %d:%02d:%02d %s", day, hour12, s / 60 % 60,
+                         s % 60, h < 12 ? "AM" : "PM");
 }
 
 }  // namespace
@@ -168,8 +170,8 @@ absl::Status GenerateSyntheticModel(const SyntheticModelOptions& o) {
       }
       norm = std::sqrt(std::max(norm, 1e-12));
       for (uint32_t k = 0; k < d; ++k) {
-        centroids[size_t{t} * d + k] = static_cast<float>(
-            centroids[size_t{t} * d + k] / norm);
+        centroids[size_t{t} * d + k] =
+            static_cast<float>(centroids[size_t{t} * d + k] / norm);
       }
     }
   }
@@ -198,37 +200,53 @@ absl::Status GenerateSyntheticModel(const SyntheticModelOptions& o) {
                        NpyWriter::Create((out / "items/keys.npy").string(),
                                          dtype, {shape, shape + 3}));
     }
-    std::vector<float> b(size_t{o.item_codes} * d);
+    // Chunks of items are generated in parallel (each item has its own
+    // random stream, so the output does not depend on the thread count)
+    // and written in order.
+    const size_t row = size_t{o.item_codes} * d;
+    std::vector<float> b(kChunk * row);
     std::vector<float> g(o.item_keys ? b.size() : 0);
     std::string ids;
-    for (uint64_t i = 0; i < o.items; ++i) {
-      Rng rng(o.seed, kItemStream + i);
-      uint32_t t = static_cast<uint32_t>(rng.Below(o.topics));
-      item_topic[i] = t;
-      items_by_topic[t].push_back(static_cast<uint32_t>(i));
-      for (uint32_t j = 0; j < o.item_codes; ++j) {
-        NoisyCopy(centroid(t), kItemNoise, rng, b.data() + size_t{j} * d);
-      }
-      RETURN_IF_ERROR(cpe_writer->Append(b));
-      if (o.item_keys) {
+    for (uint64_t first = 0; first < o.items; first += kChunk) {
+      const int64_t count =
+          static_cast<int64_t>(std::min<uint64_t>(kChunk, o.items - first));
+#pragma omp parallel for schedule(dynamic, 16)
+      for (int64_t c = 0; c < count; ++c) {
+        const uint64_t i = first + static_cast<uint64_t>(c);
+        Rng rng(o.seed, kItemStream + i);
+        uint32_t t = static_cast<uint32_t>(rng.Below(o.topics));
+        item_topic[i] = t;
+        float* item_b = b.data() + c * row;
         for (uint32_t j = 0; j < o.item_codes; ++j) {
-          const float* row = b.data() + size_t{j} * d;
-          float* out_row = g.data() + size_t{j} * d;
+          NoisyCopy(centroid(t), kItemNoise, rng, item_b + size_t{j} * d);
+        }
+        if (!o.item_keys) continue;
+        for (uint32_t j = 0; j < o.item_codes; ++j) {
+          const float* in_row = item_b + size_t{j} * d;
+          float* out_row = g.data() + c * row + size_t{j} * d;
           std::fill_n(out_row, d, 0.0f);
           for (uint32_t k = 0; k < d; ++k) {
             const float* w_row = w.data() + size_t{k} * d;
-            for (uint32_t c = 0; c < d; ++c) out_row[c] += row[k] * w_row[c];
+            for (uint32_t x = 0; x < d; ++x) out_row[x] += in_row[k] * w_row[x];
           }
-          for (uint32_t c = 0; c < d; ++c) out_row[c] = Gelu(out_row[c]);
+          for (uint32_t x = 0; x < d; ++x) out_row[x] = Gelu(out_row[x]);
         }
-        RETURN_IF_ERROR(keys_writer->Append(g));
       }
-      absl::StrAppend(&ids, ItemId(i), "\n");
+      const size_t n = static_cast<size_t>(count) * row;
+      RETURN_IF_ERROR(cpe_writer->Append(std::span<const float>(b).first(n)));
+      if (keys_writer) {
+        RETURN_IF_ERROR(
+            keys_writer->Append(std::span<const float>(g).first(n)));
+      }
+      for (uint64_t i = first; i < first + static_cast<uint64_t>(count); ++i) {
+        items_by_topic[item_topic[i]].push_back(static_cast<uint32_t>(i));
+        absl::StrAppend(&ids, ItemId(i), "\n");
+      }
     }
     RETURN_IF_ERROR(cpe_writer->Finish());
     if (keys_writer) RETURN_IF_ERROR(keys_writer->Finish());
-    RETURN_IF_ERROR(internal::WriteFileDurably((out / "items/ids.txt").string(),
-                                               ids));
+    RETURN_IF_ERROR(
+        internal::WriteFileDurably((out / "items/ids.txt").string(), ids));
   }
 
   // Users: 1-3 interests, UPE rows near those centroids (round robin),
@@ -245,52 +263,67 @@ absl::Status GenerateSyntheticModel(const SyntheticModelOptions& o) {
                        NpyWriter::Create((out / "users/queries.npy").string(),
                                          dtype, {shape, shape + 3}));
     }
-    std::vector<float> a(size_t{o.user_codes} * d);
+    const size_t row = size_t{o.user_codes} * d;
+    std::vector<float> a(kChunk * row);
     std::vector<float> q(o.user_queries ? a.size() : 0);
+    std::vector<std::string> sentences(kChunk);
     std::string ids;
     std::string summaries;
-    for (uint64_t u = 0; u < o.users; ++u) {
-      Rng rng(o.seed, kUserStream + u);
-      uint32_t count = 1 + static_cast<uint32_t>(rng.Below(3));
-      count = std::min(count, o.topics);
-      std::vector<uint32_t>& mine = interests[u];
-      while (mine.size() < count) {
-        uint32_t t = static_cast<uint32_t>(rng.Below(o.topics));
-        if (std::find(mine.begin(), mine.end(), t) == mine.end()) {
-          mine.push_back(t);
+    for (uint64_t first = 0; first < o.users; first += kChunk) {
+      const int64_t count =
+          static_cast<int64_t>(std::min<uint64_t>(kChunk, o.users - first));
+#pragma omp parallel for schedule(dynamic, 16)
+      for (int64_t c = 0; c < count; ++c) {
+        const uint64_t u = first + static_cast<uint64_t>(c);
+        Rng rng(o.seed, kUserStream + u);
+        uint32_t wanted = 1 + static_cast<uint32_t>(rng.Below(3));
+        wanted = std::min(wanted, o.topics);
+        std::vector<uint32_t>& mine = interests[u];
+        while (mine.size() < wanted) {
+          uint32_t t = static_cast<uint32_t>(rng.Below(o.topics));
+          if (std::find(mine.begin(), mine.end(), t) == mine.end()) {
+            mine.push_back(t);
+          }
         }
-      }
-      for (uint32_t i = 0; i < o.user_codes; ++i) {
-        NoisyCopy(centroid(mine[i % mine.size()]), kUserNoise, rng,
-                  a.data() + size_t{i} * d);
-      }
-      RETURN_IF_ERROR(upe_writer->Append(a));
-      if (o.user_queries) {
+        float* user_a = a.data() + c * row;
         for (uint32_t i = 0; i < o.user_codes; ++i) {
-          NoisyCopy(std::span<const float>(a.data() + size_t{i} * d, d),
-                    kQueryNoise, rng, q.data() + size_t{i} * d);
+          NoisyCopy(centroid(mine[i % mine.size()]), kUserNoise, rng,
+                    user_a + size_t{i} * d);
         }
-        RETURN_IF_ERROR(q_writer->Append(q));
+        if (o.user_queries) {
+          for (uint32_t i = 0; i < o.user_codes; ++i) {
+            NoisyCopy(std::span<const float>(user_a + size_t{i} * d, d),
+                      kQueryNoise, rng, q.data() + c * row + size_t{i} * d);
+          }
+        }
+        std::vector<std::string> names;
+        for (uint32_t t : mine) names.push_back(TopicName(t));
+        if (names.size() == 1) {
+          sentences[c] = absl::StrCat("Follows ", names[0], " closely.");
+        } else {
+          std::string last = names.back();
+          names.pop_back();
+          sentences[c] = absl::StrCat(
+              "Interested in ", absl::StrJoin(names, ", "), " and ", last, ".");
+        }
       }
-      std::vector<std::string> names;
-      for (uint32_t t : mine) names.push_back(TopicName(t));
-      std::string sentence;
-      if (names.size() == 1) {
-        sentence = absl::StrCat("Follows ", names[0], " closely.");
-      } else {
-        std::string last = names.back();
-        names.pop_back();
-        sentence = absl::StrCat("Interested in ", absl::StrJoin(names, ", "),
-                                " and ", last, ".");
+      const size_t n = static_cast<size_t>(count) * row;
+      RETURN_IF_ERROR(upe_writer->Append(std::span<const float>(a).first(n)));
+      if (q_writer) {
+        RETURN_IF_ERROR(q_writer->Append(std::span<const float>(q).first(n)));
       }
-      nlohmann::json line = {{"user_id", UserId(u)}, {"summary", sentence}};
-      absl::StrAppend(&ids, UserId(u), "\n");
-      absl::StrAppend(&summaries, line.dump(), "\n");
+      for (int64_t c = 0; c < count; ++c) {
+        const uint64_t u = first + static_cast<uint64_t>(c);
+        nlohmann::json line = {{"user_id", UserId(u)},
+                               {"summary", sentences[c]}};
+        absl::StrAppend(&ids, UserId(u), "\n");
+        absl::StrAppend(&summaries, line.dump(), "\n");
+      }
     }
     RETURN_IF_ERROR(upe_writer->Finish());
     if (q_writer) RETURN_IF_ERROR(q_writer->Finish());
-    RETURN_IF_ERROR(internal::WriteFileDurably((out / "users/ids.txt").string(),
-                                               ids));
+    RETURN_IF_ERROR(
+        internal::WriteFileDurably((out / "users/ids.txt").string(), ids));
     RETURN_IF_ERROR(internal::WriteFileDurably(
         (out / "users/summaries.jsonl").string(), summaries));
   }
@@ -313,8 +346,8 @@ absl::Status GenerateSyntheticModel(const SyntheticModelOptions& o) {
       };
       // Up to five distinct earlier clicks from the user's topics.
       std::vector<uint32_t> history_items;
-      for (int tries = 0; tries < 20 && history_items.size() < 5 && !pool.empty();
-           ++tries) {
+      for (int tries = 0;
+           tries < 20 && history_items.size() < 5 && !pool.empty(); ++tries) {
         uint32_t item = pool[rng.Below(pool.size())];
         if (std::find(history_items.begin(), history_items.end(), item) ==
             history_items.end()) {
@@ -341,8 +374,8 @@ absl::Status GenerateSyntheticModel(const SyntheticModelOptions& o) {
       }
       std::vector<int> clicks(candidates.size());
       for (size_t i = 0; i < candidates.size(); ++i) {
-        double p = interested(candidates[i]) ? kClickIfInterested
-                                             : kClickOtherwise;
+        double p =
+            interested(candidates[i]) ? kClickIfInterested : kClickOtherwise;
         clicks[i] = rng.Uniform() < p ? 1 : 0;
       }
       // Every impression has a click and a non-click, as in MIND.

@@ -22,9 +22,9 @@ struct SyntheticModelOptions {
   uint32_t topics = 32;
   bool user_queries = true;
   bool item_keys = true;
-  bool float16 = false;          // write '<f2' instead of '<f4'
-  uint64_t impressions = 2000;   // behaviors.tsv lines
-  uint32_t impression_size = 20; // candidates per impression
+  bool float16 = false;           // write '<f2' instead of '<f4'
+  uint64_t impressions = 2000;    // behaviors.tsv lines
+  uint32_t impression_size = 20;  // candidates per impression
   std::string model_version = "synthetic-1";
 };
 

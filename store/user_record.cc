@@ -46,7 +46,8 @@ std::string EncodeUserRecord(uint32_t m, uint32_t d, std::span<const float> upe,
 }
 
 std::string EncodeUserRecordRaw(uint32_t m, uint32_t d, NpyDType dtype,
-                                const std::byte* upe, const std::byte* queries) {
+                                const std::byte* upe,
+                                const std::byte* queries) {
   size_t bytes = size_t{m} * d * NpyDTypeSize(dtype);
   std::string out =
       Header(m, d, dtype == NpyDType::kFloat16 ? 1 : 0, queries != nullptr);
@@ -61,10 +62,10 @@ std::string EncodeUserRecordRaw(uint32_t m, uint32_t d, NpyDType dtype,
 absl::Status DecodeUserRecord(absl::string_view record, uint32_t m, uint32_t d,
                               absl::string_view where, UserEmbedding* out) {
   auto corrupt = [&](absl::string_view what) {
-    return absl::DataLossError(
-        absl::StrCat("user record ", where, ": ", what));
+    return absl::DataLossError(absl::StrCat("user record ", where, ": ", what));
   };
-  if (record.size() < kUserRecordHeaderBytes) return corrupt("truncated header");
+  if (record.size() < kUserRecordHeaderBytes)
+    return corrupt("truncated header");
   uint8_t version = static_cast<uint8_t>(record[0]);
   if (version != kUserRecordVersion) {
     return corrupt(absl::StrCat("unknown record version ", version));
@@ -76,14 +77,14 @@ absl::Status DecodeUserRecord(absl::string_view record, uint32_t m, uint32_t d,
   uint32_t rm = GetU32(record.data() + 4);
   uint32_t rd = GetU32(record.data() + 8);
   if (rm != m || rd != d) {
-    return corrupt(absl::StrCat("shape ", rm, "x", rd, " but the model is ", m,
-                                "x", d));
+    return corrupt(
+        absl::StrCat("shape ", rm, "x", rd, " but the model is ", m, "x", d));
   }
   bool has_queries = (flags & 1) != 0;
   size_t elements = size_t{m} * d;
   size_t element_bytes = dtype == 1 ? 2 : 4;
-  size_t expected = kUserRecordHeaderBytes +
-                    elements * element_bytes * (has_queries ? 2 : 1);
+  size_t expected =
+      kUserRecordHeaderBytes + elements * element_bytes * (has_queries ? 2 : 1);
   if (record.size() != expected) {
     return corrupt(absl::StrCat(record.size(), " bytes, expected ", expected));
   }

@@ -101,13 +101,13 @@ class SstSequence {
     }
     if (writer_ == nullptr) {
       std::string path = absl::StrCat(prefix_, "-", files_.size(), ".sst");
-      writer_ = std::make_unique<rocksdb::SstFileWriter>(
-          rocksdb::EnvOptions(), options_);
+      writer_ = std::make_unique<rocksdb::SstFileWriter>(rocksdb::EnvOptions(),
+                                                         options_);
       RETURN_IF_ERROR(FromRocksDb(writer_->Open(path), path));
       files_.push_back(path);
     }
     return FromRocksDb(writer_->Put(rocksdb::Slice(key.data(), key.size()),
-                                   rocksdb::Slice(value.data(), value.size())),
+                                    rocksdb::Slice(value.data(), value.size())),
                        files_.back());
   }
 
@@ -168,9 +168,9 @@ absl::Status BuildUserDatabase(const std::string& path,
       queries = artifact.queries->row_data(row);
     }
     RETURN_IF_ERROR(users.Put(
-        ids[row], EncodeUserRecordRaw(m.user_codes, m.dim,
-                                      artifact.upe->dtype(),
-                                      artifact.upe->row_data(row), queries)));
+        ids[row],
+        EncodeUserRecordRaw(m.user_codes, m.dim, artifact.upe->dtype(),
+                            artifact.upe->row_data(row), queries)));
     users_progress.Advance(1);
   }
   RETURN_IF_ERROR(users.Close());
@@ -319,13 +319,13 @@ class RocksDbUserStore : public UserStore {
   absl::Status Get(std::string_view user_id,
                    UserEmbedding* out) const override {
     rocksdb::PinnableSlice value;
-    rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), handles_[0],
-                                 rocksdb::Slice(user_id.data(), user_id.size()),
-                                 &value);
+    rocksdb::Status s =
+        db_->Get(rocksdb::ReadOptions(), handles_[0],
+                 rocksdb::Slice(user_id.data(), user_id.size()), &value);
     if (s.IsNotFound()) return UnknownUser(user_id);
     RETURN_IF_ERROR(FromRocksDb(s, absl::StrCat(path_, ": get")));
-    return DecodeUserRecord(AsView(value), manifest_.user_codes,
-                            manifest_.dim, Describe(user_id), out);
+    return DecodeUserRecord(AsView(value), manifest_.user_codes, manifest_.dim,
+                            Describe(user_id), out);
   }
 
   void MultiGet(std::span<const std::string_view> user_ids,
@@ -337,7 +337,8 @@ class RocksDbUserStore : public UserStore {
     if (n == 0) return;
     std::vector<rocksdb::Slice> keys;
     keys.reserve(n);
-    for (std::string_view id : user_ids) keys.emplace_back(id.data(), id.size());
+    for (std::string_view id : user_ids)
+      keys.emplace_back(id.data(), id.size());
     std::vector<rocksdb::PinnableSlice> values(n);
     std::vector<rocksdb::Status> rs(n);
     db_->MultiGet(rocksdb::ReadOptions(), handles_[0], n, keys.data(),
@@ -348,9 +349,9 @@ class RocksDbUserStore : public UserStore {
       } else if (!rs[i].ok()) {
         (*statuses)[i] = FromRocksDb(rs[i], absl::StrCat(path_, ": multiget"));
       } else {
-        (*statuses)[i] = DecodeUserRecord(
-            AsView(values[i]), manifest_.user_codes, manifest_.dim,
-            Describe(user_ids[i]), &(*out)[i]);
+        (*statuses)[i] =
+            DecodeUserRecord(AsView(values[i]), manifest_.user_codes,
+                             manifest_.dim, Describe(user_ids[i]), &(*out)[i]);
       }
     }
   }
@@ -388,8 +389,8 @@ class RocksDbUserStore : public UserStore {
     }
     std::vector<rocksdb::PinnableSlice> values(keys.size());
     std::vector<rocksdb::Status> rs(keys.size());
-    db_->MultiGet(rocksdb::ReadOptions(), handles_[0], keys.size(),
-                  keys.data(), values.data(), rs.data());
+    db_->MultiGet(rocksdb::ReadOptions(), handles_[0], keys.size(), keys.data(),
+                  values.data(), rs.data());
     uint64_t added = 0;
     for (size_t i = 0; i < keys.size(); ++i) {
       if (rs[i].IsNotFound()) {
@@ -458,11 +459,12 @@ absl::StatusOr<std::unique_ptr<UserStore>> UserStore::Open(
   db_options.create_if_missing = false;
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw = nullptr;
-  rocksdb::Status s =
-      rocksdb::DB::Open(db_options, path,
-                        internal::UserDbColumnFamilies(options), &handles, &raw);
+  rocksdb::Status s = rocksdb::DB::Open(db_options, path,
+                                        internal::UserDbColumnFamilies(options),
+                                        &handles, &raw);
   if (!s.ok()) {
-    absl::Status st = FromRocksDb(s, absl::StrCat(path, ": open users database"));
+    absl::Status st =
+        FromRocksDb(s, absl::StrCat(path, ": open users database"));
     if (st.code() != absl::StatusCode::kDataLoss) {
       st = absl::FailedPreconditionError(st.message());
     }
@@ -485,8 +487,8 @@ absl::StatusOr<std::unique_ptr<UserStore>> UserStore::Open(
   if (!stored.ok()) return fail(absl::DataLossError(stored.status().message()));
   if (ManifestToJson(*stored) != ManifestToJson(manifest)) {
     return fail(absl::FailedPreconditionError(absl::StrCat(
-        path, ": users database was built for model \"",
-        stored->model_version, "\" (", stored->user_codes, "x", stored->dim,
+        path, ": users database was built for model \"", stored->model_version,
+        "\" (", stored->user_codes, "x", stored->dim,
         "), not for the manifest given (\"", manifest.model_version, "\")")));
   }
   s = db->Get(rocksdb::ReadOptions(), handles[2], internal::kMetaUserCountKey,

@@ -23,10 +23,10 @@ namespace embsum::store {
 
 // A user's embedding, decoded to fp32 (owning).
 struct UserEmbedding {
-  uint32_t user_codes = 0;    // m
-  uint32_t dim = 0;           // d
-  std::vector<float> upe;     // m*d
-  std::vector<float> queries; // m*d or empty (Q = A)
+  uint32_t user_codes = 0;     // m
+  uint32_t dim = 0;            // d
+  std::vector<float> upe;      // m*d
+  std::vector<float> queries;  // m*d or empty (Q = A)
 
   scoring::UserView view() const {
     return scoring::UserView{user_codes, dim, upe, queries};

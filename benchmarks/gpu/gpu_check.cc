@@ -18,8 +18,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <cstdarg>
 #include <cmath>
+#include <cstdarg>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -66,20 +66,20 @@ int Die(const std::string& what, const Status& s) {
   std::exit(1);
 }
 
-#define CHECK_OK(expr)                       \
-  do {                                       \
-    const Status check_status_ = (expr);     \
+#define CHECK_OK(expr)                                  \
+  do {                                                  \
+    const Status check_status_ = (expr);                \
     if (!check_status_.ok()) Die(#expr, check_status_); \
   } while (false)
 
-#define CHECK_CUDA(expr)                                               \
-  do {                                                                 \
-    const cudaError_t check_error_ = (expr);                           \
-    if (check_error_ != cudaSuccess) {                                 \
-      std::fprintf(stderr, "FATAL: %s: %s\n", #expr,                   \
-                   cudaGetErrorString(check_error_));                  \
-      std::exit(1);                                                    \
-    }                                                                  \
+#define CHECK_CUDA(expr)                              \
+  do {                                                \
+    const cudaError_t check_error_ = (expr);          \
+    if (check_error_ != cudaSuccess) {                \
+      std::fprintf(stderr, "FATAL: %s: %s\n", #expr,  \
+                   cudaGetErrorString(check_error_)); \
+      std::exit(1);                                   \
+    }                                                 \
   } while (false)
 
 double Median(std::vector<double> v) {
@@ -89,8 +89,8 @@ double Median(std::vector<double> v) {
 }
 
 void ParallelFor(size_t n, const std::function<void(size_t, size_t)>& body) {
-  const size_t threads =
-      std::max<size_t>(1, std::min<size_t>(std::thread::hardware_concurrency(), 64));
+  const size_t threads = std::max<size_t>(
+      1, std::min<size_t>(std::thread::hardware_concurrency(), 64));
   std::vector<std::thread> pool;
   const size_t per = (n + threads - 1) / threads;
   for (size_t t = 0; t < threads; ++t) {
@@ -105,7 +105,8 @@ void ParallelFor(size_t n, const std::function<void(size_t, size_t)>& body) {
 // two rows have a standard deviation of about scale^2.
 void FillRandom(std::mt19937_64& rng, double scale, size_t d,
                 std::span<float> out) {
-  const float a = static_cast<float>(scale * std::sqrt(3.0 / std::max<size_t>(d, 1)));
+  const float a =
+      static_cast<float>(scale * std::sqrt(3.0 / std::max<size_t>(d, 1)));
   std::uniform_real_distribution<float> u(-a, a);
   for (float& x : out) x = u(rng);
 }
@@ -174,8 +175,9 @@ Ref Reference(uint32_t m, uint32_t n, uint32_t d, std::span<const float> a,
   }
   out.magnitude = mag / z;
   std::sort(rows.begin(), rows.end(), std::greater<double>());
-  out.margin = m == 1 ? HUGE_VAL
-                      : (rows[0] - rows[1]) / z / std::max(out.magnitude, 1e-300);
+  out.margin = m == 1
+                   ? HUGE_VAL
+                   : (rows[0] - rows[1]) / z / std::max(out.magnitude, 1e-300);
   return out;
 }
 
@@ -278,7 +280,8 @@ void Dump(const std::string& path, const CaseShape& s, const ItemArena& arena,
                              static_cast<int32_t>(s.dtype),
                              0};
   f.write(reinterpret_cast<const char*>(header), sizeof(header));
-  f.write(reinterpret_cast<const char*>(user.upe.data()), user.upe.size_bytes());
+  f.write(reinterpret_cast<const char*>(user.upe.data()),
+          user.upe.size_bytes());
   if (s.queries) {
     f.write(reinterpret_cast<const char*>(user.queries.data()),
             user.queries.size_bytes());
@@ -366,9 +369,9 @@ void CheckCorrectness(const Flags& flags, std::mt19937_64& rng, Report& report,
   std::uniform_int_distribution<uint32_t> m_dist(1, 40), n_dist(1, 20),
       d_dist(1, 700), t_dist(0, 2), b_dist(0, 1);
   for (int i = 0; i < 8; ++i) {
-    CaseShape s{m_dist(rng), n_dist(rng), d_dist(rng),
-                static_cast<DType>(t_dist(rng)), b_dist(rng) == 1,
-                b_dist(rng) == 1};
+    CaseShape s{m_dist(rng),      n_dist(rng),
+                d_dist(rng),      static_cast<DType>(t_dist(rng)),
+                b_dist(rng) == 1, b_dist(rng) == 1};
     if (i % 2 == 0) s.d = (s.d + 7) / 8 * 8;  // aligned: fast path
     shapes.push_back(s);
   }
@@ -385,10 +388,11 @@ void CheckCorrectness(const Flags& flags, std::mt19937_64& rng, Report& report,
     unwritten += r.unwritten;
     mismatches += r.code_mismatch;
     total += r.candidates;
-    std::printf("  case %2zu %-24s C=%3zu max_rel_err=%.3g unwritten=%zu "
-                "code_mismatch=%zu %s\n",
-                i, ShapeName(s).c_str(), r.candidates, r.max_err, r.unwritten,
-                r.code_mismatch, pass ? "ok" : "FAIL");
+    std::printf(
+        "  case %2zu %-24s C=%3zu max_rel_err=%.3g unwritten=%zu "
+        "code_mismatch=%zu %s\n",
+        i, ShapeName(s).c_str(), r.candidates, r.max_err, r.unwritten,
+        r.code_mismatch, pass ? "ok" : "FAIL");
   }
   report.Add("correct_cases", static_cast<double>(shapes.size()));
   report.Add("correct_candidates", static_cast<double>(total));
@@ -396,12 +400,12 @@ void CheckCorrectness(const Flags& flags, std::mt19937_64& rng, Report& report,
   report.Add("correct_max_rel_err_16bit", worst16);
   report.Add("correct_unwritten", static_cast<double>(unwritten));
   report.Add("correct_code_mismatch", static_cast<double>(mismatches));
-  report.Line(Fmt("correctness vs float64 ReferenceScore: %zu shapes, %zu "
-                  "candidates; max rel err fp32 %.2e (bound 1e-5), 16-bit "
-                  "%.2e (vs stored values, bound 1e-4); unwritten %zu; "
-                  "top_user_code mismatches %zu",
-                  shapes.size(), total, worst32, worst16, unwritten,
-                  mismatches));
+  report.Line(
+      Fmt("correctness vs float64 ReferenceScore: %zu shapes, %zu "
+          "candidates; max rel err fp32 %.2e (bound 1e-5), 16-bit "
+          "%.2e (vs stored values, bound 1e-4); unwritten %zu; "
+          "top_user_code mismatches %zu",
+          shapes.size(), total, worst32, worst16, unwritten, mismatches));
   *ok = *ok && mismatches == 0;
 
   // 16-bit storage against the fp32 inputs (the DESIGN.md contract).
@@ -414,8 +418,9 @@ void CheckCorrectness(const Flags& flags, std::mt19937_64& rng, Report& report,
       std::vector<float> keys = RandomVector(rng, rows_n * nd, d, 2.0);
       ItemArena arena(ArenaLayout{n, d, dtype, true}, rows_n);
       for (size_t r = 0; r < rows_n; ++r) {
-        CHECK_OK(arena.SetRow(r, std::span<const float>(cpe).subspan(r * nd, nd),
-                              std::span<const float>(keys).subspan(r * nd, nd)));
+        CHECK_OK(
+            arena.SetRow(r, std::span<const float>(cpe).subspan(r * nd, nd),
+                         std::span<const float>(keys).subspan(r * nd, nd)));
       }
       arena.Publish(rows_n);
       const auto upe = RandomVector(rng, size_t{m} * d, d, 2.0);
@@ -432,9 +437,10 @@ void CheckCorrectness(const Flags& flags, std::mt19937_64& rng, Report& report,
       }
     }
     report.Add("contract_16bit_vs_fp32_inputs_max_rel_err", worst);
-    report.Line(Fmt("16-bit storage vs float64 on the fp32 inputs (S1): max "
-                    "rel err %.2e (contract 2e-2)",
-                    worst));
+    report.Line(
+        Fmt("16-bit storage vs float64 on the fp32 inputs (S1): max "
+            "rel err %.2e (contract 2e-2)",
+            worst));
     *ok = *ok && worst <= 2e-2;
   }
 
@@ -481,7 +487,8 @@ void CheckCorrectness(const Flags& flags, std::mt19937_64& rng, Report& report,
       const UserView user{m, d, upes[t], qs[t]};
       std::vector<Ref> refs(rows[t].size());
       ParallelFor(rows[t].size(), [&](size_t b, size_t e) {
-        for (size_t c = b; c < e; ++c) refs[c] = RowReference(arena, m, user, rows[t][c]);
+        for (size_t c = b; c < e; ++c)
+          refs[c] = RowReference(arena, m, user, rows[t][c]);
       });
       for (size_t c = 0; c < rows[t].size(); ++c) {
         worst = std::max(worst, RelErr(scores[t][c], refs[c]));
@@ -489,9 +496,10 @@ void CheckCorrectness(const Flags& flags, std::mt19937_64& rng, Report& report,
       }
     }
     report.Add("batched_max_rel_err", worst);
-    report.Line(Fmt("batched concurrent Score (16 threads, one window): max "
-                    "rel err %.2e, unwritten %zu",
-                    worst, bad));
+    report.Line(
+        Fmt("batched concurrent Score (16 threads, one window): max "
+            "rel err %.2e, unwritten %zu",
+            worst, bad));
     *ok = *ok && worst <= 1e-4 && bad == 0;
   }
 
@@ -511,7 +519,8 @@ void CheckCorrectness(const Flags& flags, std::mt19937_64& rng, Report& report,
     CHECK_OK(scorer->ScoreAllTopK(user, arena, live, k, &top));
     std::vector<Ref> refs(rows_n);
     ParallelFor(rows_n, [&](size_t b, size_t e) {
-      for (size_t r = b; r < e; ++r) refs[r] = RowReference(arena, m, user, static_cast<uint32_t>(r));
+      for (size_t r = b; r < e; ++r)
+        refs[r] = RowReference(arena, m, user, static_cast<uint32_t>(r));
     });
     std::vector<uint32_t> order;
     for (uint32_t r = 0; r < rows_n; ++r) {
@@ -526,14 +535,17 @@ void CheckCorrectness(const Flags& flags, std::mt19937_64& rng, Report& report,
     for (size_t i = 0; i < top.size() && i < order.size(); ++i) {
       if (!live[top[i].row]) ++wrong;
       worst = std::max(worst, RelErr(top[i].score, refs[top[i].row]));
-      const double gap = std::abs(refs[order[i]].score - refs[top[i].row].score);
-      if (top[i].row != order[i] && gap > 1e-5 * refs[order[i]].magnitude) ++wrong;
+      const double gap =
+          std::abs(refs[order[i]].score - refs[top[i].row].score);
+      if (top[i].row != order[i] && gap > 1e-5 * refs[order[i]].magnitude)
+        ++wrong;
     }
     report.Add("topk_wrong_rows", static_cast<double>(wrong));
     report.Add("topk_max_rel_err", worst);
-    report.Line(Fmt("ScoreAllTopK(k=100) over %zu fp32 items (1 in 5 dead): "
-                    "%zu rows out of reference order, max rel err %.2e",
-                    rows_n, wrong, worst));
+    report.Line(
+        Fmt("ScoreAllTopK(k=100) over %zu fp32 items (1 in 5 dead): "
+            "%zu rows out of reference order, max rel err %.2e",
+            rows_n, wrong, worst));
     *ok = *ok && wrong == 0 && size_ok && worst <= 1e-5;
   }
 }
@@ -569,8 +581,8 @@ class KernelTimer {
 };
 
 void TimeDtype(const Flags& flags, DType dtype, double copy_bw,
-               const DeviceLimits& limits, std::mt19937_64& rng,
-               Report& report, bool* ok) {
+               const DeviceLimits& limits, std::mt19937_64& rng, Report& report,
+               bool* ok) {
   const std::string name(DTypeName(dtype));
   const uint32_t m = 32, n = 8, d = 512;
   const size_t items = flags.scan_items;
@@ -579,18 +591,21 @@ void TimeDtype(const Flags& flags, DType dtype, double copy_bw,
   auto t0 = std::chrono::steady_clock::now();
   ItemArena arena(layout, items);
   FillArena(arena, items, rng(), 2.0);
-  const double fill_s = std::chrono::duration<double>(
-                            std::chrono::steady_clock::now() - t0).count();
+  const double fill_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+          .count();
   DeviceBuffer dev_arena;
   CHECK_OK(dev_arena.Reserve(items * row_bytes));
   t0 = std::chrono::steady_clock::now();
   CHECK_CUDA(cudaMemcpy(dev_arena.get(), arena.data(), items * row_bytes,
                         cudaMemcpyHostToDevice));
-  const double upload_s = std::chrono::duration<double>(
-                              std::chrono::steady_clock::now() - t0).count();
-  std::printf("  %s: arena of %zu items (%.1f GB) filled in %.1f s, uploaded "
-              "in %.1f s\n",
-              name.c_str(), items, items * row_bytes / 1e9, fill_s, upload_s);
+  const double upload_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+          .count();
+  std::printf(
+      "  %s: arena of %zu items (%.1f GB) filled in %.1f s, uploaded "
+      "in %.1f s\n",
+      name.c_str(), items, items * row_bytes / 1e9, fill_s, upload_s);
 
   const size_t user_floats = size_t{m} * d;
   const uint32_t max_users = 256;
@@ -620,8 +635,7 @@ void TimeDtype(const Flags& flags, DType dtype, double copy_bw,
 
   ScoreShape shape{m, n, d, dtype, true, true};
   KernelTimer timer;
-  auto batch_for = [&](uint32_t users, const uint32_t* rows,
-                       uint32_t count) {
+  auto batch_for = [&](uint32_t users, const uint32_t* rows, uint32_t count) {
     FusedBatch b;
     b.arena = dev_arena.as<std::byte>();
     b.row_bytes = row_bytes;
@@ -645,7 +659,8 @@ void TimeDtype(const Flags& flags, DType dtype, double copy_bw,
     CHECK_OK(dev.prepared.Reserve(max_users * plan.prepared_bytes));
     std::vector<double> times;
     for (int i = 0; i < 20 + flags.rank_reps; ++i) {
-      const uint32_t* rows = dev.rows.as<uint32_t>() + (i % kRowSets) * per_user;
+      const uint32_t* rows =
+          dev.rows.as<uint32_t>() + (i % kRowSets) * per_user;
       const double t = timer.Seconds(batch_for(1, rows, per_user), plan);
       if (i >= 20) times.push_back(t);
     }
@@ -654,11 +669,12 @@ void TimeDtype(const Flags& flags, DType dtype, double copy_bw,
     report.Add("rank500_" + name + "_kernel_us", t * 1e6);
     report.Add("rank500_" + name + "_plan_ksplit", plan.ksplit);
     report.Add("rank500_" + name + "_plan_blocks", plan.blocks_x);
-    report.Line(Fmt("Rank(500) S1 %s: kernel %.2f us median of %d (prep + "
-                    "fused; ksplit %u, %u blocks x %u warps); %.0f GB/s of "
-                    "item rows; target <= 20 us",
-                    name.c_str(), t * 1e6, flags.rank_reps, plan.ksplit,
-                    plan.blocks_x, plan.warps, bytes / t / 1e9));
+    report.Line(
+        Fmt("Rank(500) S1 %s: kernel %.2f us median of %d (prep + "
+            "fused; ksplit %u, %u blocks x %u warps); %.0f GB/s of "
+            "item rows; target <= 20 us",
+            name.c_str(), t * 1e6, flags.rank_reps, plan.ksplit, plan.blocks_x,
+            plan.warps, bytes / t / 1e9));
   }
 
   // One launch for 1..256 users of 500 candidates each.
@@ -702,24 +718,24 @@ void TimeDtype(const Flags& flags, DType dtype, double copy_bw,
     report.Add("scan_" + name + "_ms", t * 1e3);
     report.Add("scan_" + name + "_GBps", bw / 1e9);
     report.Add("scan_" + name + "_frac_of_copy", bw / copy_bw);
-    report.Line(Fmt("full scan %zu items %s: %.3f ms, %.0f GB/s = %.0f%% of "
-                    "the copy bandwidth (target >= 70%%)",
-                    items, name.c_str(), t * 1e3, bw / 1e9,
-                    100.0 * bw / copy_bw));
+    report.Line(
+        Fmt("full scan %zu items %s: %.3f ms, %.0f GB/s = %.0f%% of "
+            "the copy bandwidth (target >= 70%%)",
+            items, name.c_str(), t * 1e3, bw / 1e9, 100.0 * bw / copy_bw));
     // Spot-check scan outputs against the reference.
     std::vector<float> scores(items);
     CHECK_CUDA(cudaMemcpy(scores.data(), dev.scores.get(), items * 4,
                           cudaMemcpyDeviceToHost));
-    const UserView user{m, d,
-                        std::span<const float>(host_users).subspan(0, user_floats),
-                        std::span<const float>(host_users).subspan(user_floats,
-                                                                   user_floats)};
+    const UserView user{
+        m, d, std::span<const float>(host_users).subspan(0, user_floats),
+        std::span<const float>(host_users).subspan(user_floats, user_floats)};
     std::vector<uint32_t> sample(256);
     for (uint32_t& r : sample) r = static_cast<uint32_t>(rng() % items);
     std::vector<double> errs(sample.size());
     ParallelFor(sample.size(), [&](size_t b, size_t e) {
       for (size_t i = b; i < e; ++i) {
-        errs[i] = RelErr(scores[sample[i]], RowReference(arena, m, user, sample[i]));
+        errs[i] =
+            RelErr(scores[sample[i]], RowReference(arena, m, user, sample[i]));
       }
     });
     const double worst = *std::max_element(errs.begin(), errs.end());
@@ -733,10 +749,9 @@ void TimeDtype(const Flags& flags, DType dtype, double copy_bw,
   // The public scorer on the same arena: ScoreAllTopK and Score end to end,
   // and concurrent throughput with and without dynamic batching (bf16 only:
   // each scorer mirrors the arena).
-  const UserView user{m, d,
-                      std::span<const float>(host_users).subspan(0, user_floats),
-                      std::span<const float>(host_users).subspan(user_floats,
-                                                                 user_floats)};
+  const UserView user{
+      m, d, std::span<const float>(host_users).subspan(0, user_floats),
+      std::span<const float>(host_users).subspan(user_floats, user_floats)};
   {
     CudaScorerOptions options;
     options.batch_window_us = 0;
@@ -745,29 +760,34 @@ void TimeDtype(const Flags& flags, DType dtype, double copy_bw,
     std::vector<ScoredRow> top;
     t0 = std::chrono::steady_clock::now();
     CHECK_OK(scorer->ScoreAllTopK(user, arena, {}, 100, &top));  // mirrors
-    const double mirror_s = std::chrono::duration<double>(
-                                std::chrono::steady_clock::now() - t0).count();
+    const double mirror_s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+            .count();
     std::vector<double> times;
     for (int i = 0; i < 7; ++i) {
       t0 = std::chrono::steady_clock::now();
       CHECK_OK(scorer->ScoreAllTopK(user, arena, {}, 100, &top));
-      times.push_back(std::chrono::duration<double>(
-                          std::chrono::steady_clock::now() - t0).count());
+      times.push_back(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+              .count());
     }
     double worst = 0;
     for (const ScoredRow& r : top) {
-      worst = std::max(worst, RelErr(r.score, RowReference(arena, m, user, r.row)));
+      worst =
+          std::max(worst, RelErr(r.score, RowReference(arena, m, user, r.row)));
     }
     bool sorted = true;
-    for (size_t i = 1; i < top.size(); ++i) sorted = sorted && top[i - 1].score >= top[i].score;
+    for (size_t i = 1; i < top.size(); ++i)
+      sorted = sorted && top[i - 1].score >= top[i].score;
     *ok = *ok && sorted && top.size() == 100 &&
           worst <= (dtype == DType::kFloat32 ? 1e-5 : 1e-4);
     report.Add("topk_" + name + "_ms", Median(times) * 1e3);
-    report.Line(Fmt("ScoreAllTopK(k=100) %s over %zu items end to end: %.2f "
-                    "ms median (first call, with the arena upload: %.1f s); "
-                    "top-100 max rel err %.2e, sorted %s",
-                    name.c_str(), items, Median(times) * 1e3, mirror_s, worst,
-                    sorted ? "yes" : "NO"));
+    report.Line(
+        Fmt("ScoreAllTopK(k=100) %s over %zu items end to end: %.2f "
+            "ms median (first call, with the arena upload: %.1f s); "
+            "top-100 max rel err %.2e, sorted %s",
+            name.c_str(), items, Median(times) * 1e3, mirror_s, worst,
+            sorted ? "yes" : "NO"));
     // Score(500) end to end (host to host), no batching window.
     std::vector<float> scores(per_user);
     std::vector<int32_t> codes(per_user);
@@ -778,14 +798,16 @@ void TimeDtype(const Flags& flags, DType dtype, double copy_bw,
       t0 = std::chrono::steady_clock::now();
       CHECK_OK(scorer->Score(user, arena, rs, scores, codes));
       if (i >= 20) {
-        times.push_back(std::chrono::duration<double>(
-                            std::chrono::steady_clock::now() - t0).count());
+        times.push_back(
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+                .count());
       }
     }
     report.Add("score500_" + name + "_end_to_end_us", Median(times) * 1e6);
-    report.Line(Fmt("Score(500) %s end to end (host in, host out, no "
-                    "batching window): %.1f us median",
-                    name.c_str(), Median(times) * 1e6));
+    report.Line(
+        Fmt("Score(500) %s end to end (host in, host out, no "
+            "batching window): %.1f us median",
+            name.c_str(), Median(times) * 1e6));
   }
   if (dtype == DType::kBFloat16 && !flags.quick) {
     for (uint32_t window : {0u, 100u}) {
@@ -794,11 +816,13 @@ void TimeDtype(const Flags& flags, DType dtype, double copy_bw,
       std::unique_ptr<Scorer> scorer;
       CHECK_OK(MakeCudaScorer(options, &scorer));
       std::vector<float> warm(per_user);
-      CHECK_OK(scorer->Score(user, arena,
-                             std::span<const uint32_t>(host_rows.data(), per_user),
-                             warm, {}));
-      std::string line = Fmt("concurrent Score(500) bf16, window %u us "
-                             "(threads: calls/s, p50 us):", window);
+      CHECK_OK(scorer->Score(
+          user, arena, std::span<const uint32_t>(host_rows.data(), per_user),
+          warm, {}));
+      std::string line =
+          Fmt("concurrent Score(500) bf16, window %u us "
+              "(threads: calls/s, p50 us):",
+              window);
       for (int threads : {1, 8, 32, 128}) {
         std::atomic<bool> stop{false};
         std::atomic<uint64_t> calls{0};
@@ -807,12 +831,13 @@ void TimeDtype(const Flags& flags, DType dtype, double copy_bw,
         for (int t = 0; t < threads; ++t) {
           pool.emplace_back([&, t] {
             std::vector<float> out(per_user);
-            const UserView u{m, d,
-                             std::span<const float>(host_users).subspan(
-                                 (t % max_users) * 2 * user_floats, user_floats),
-                             std::span<const float>(host_users).subspan(
-                                 (t % max_users) * 2 * user_floats + user_floats,
-                                 user_floats)};
+            const UserView u{
+                m, d,
+                std::span<const float>(host_users)
+                    .subspan((t % max_users) * 2 * user_floats, user_floats),
+                std::span<const float>(host_users)
+                    .subspan((t % max_users) * 2 * user_floats + user_floats,
+                             user_floats)};
             size_t i = t;
             while (!stop.load(std::memory_order_relaxed)) {
               const std::span<const uint32_t> rs(
@@ -820,7 +845,8 @@ void TimeDtype(const Flags& flags, DType dtype, double copy_bw,
               const auto s = std::chrono::steady_clock::now();
               CHECK_OK(scorer->Score(u, arena, rs, out, {}));
               lat[t].push_back(std::chrono::duration<double>(
-                                   std::chrono::steady_clock::now() - s).count());
+                                   std::chrono::steady_clock::now() - s)
+                                   .count());
               calls.fetch_add(1, std::memory_order_relaxed);
             }
           });
@@ -831,9 +857,12 @@ void TimeDtype(const Flags& flags, DType dtype, double copy_bw,
         std::vector<double> all;
         for (auto& v : lat) all.insert(all.end(), v.begin(), v.end());
         const double qps = calls.load() / 0.6;
-        report.Add(Fmt("concurrent_bf16_window%u_threads%d_qps", window, threads), qps);
-        report.Add(Fmt("concurrent_bf16_window%u_threads%d_p50_us", window, threads),
-                   Median(all) * 1e6);
+        report.Add(
+            Fmt("concurrent_bf16_window%u_threads%d_qps", window, threads),
+            qps);
+        report.Add(
+            Fmt("concurrent_bf16_window%u_threads%d_p50_us", window, threads),
+            Median(all) * 1e6);
         line += Fmt(" %d:%.0f/%.0f", threads, qps, Median(all) * 1e6);
       }
       report.Line(line);
@@ -842,6 +871,7 @@ void TimeDtype(const Flags& flags, DType dtype, double copy_bw,
 }
 
 int Main(int argc, char** argv) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress survives a timeout
   Flags flags;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -880,11 +910,11 @@ int Main(int argc, char** argv) {
   CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
   DeviceLimits limits;
   CHECK_OK(cuda_internal::QueryDeviceLimits(0, &limits));
-  std::printf("device: %s, %d SMs, %.1f GiB, L2 %.0f MiB, cc %d.%d; seed %llu\n",
-              prop.name, prop.multiProcessorCount,
-              prop.totalGlobalMem / 1073741824.0, prop.l2CacheSize / 1048576.0,
-              prop.major, prop.minor,
-              static_cast<unsigned long long>(flags.seed));
+  std::printf(
+      "device: %s, %d SMs, %.1f GiB, L2 %.0f MiB, cc %d.%d; seed %llu\n",
+      prop.name, prop.multiProcessorCount, prop.totalGlobalMem / 1073741824.0,
+      prop.l2CacheSize / 1048576.0, prop.major, prop.minor,
+      static_cast<unsigned long long>(flags.seed));
   report.AddString("device", prop.name);
   report.Add("seed", static_cast<double>(flags.seed));
   bool ok = true;
@@ -895,14 +925,19 @@ int Main(int argc, char** argv) {
   double copy_bw = 0;
   CHECK_OK(CudaCopyBandwidth(size_t{4} << 30, 20, &copy_bw));
   report.Add("copy_GBps", copy_bw / 1e9);
-  report.Line(Fmt("device-to-device copy: %.0f GB/s (read + written, 4 GiB, "
-                  "median of 20)",
-                  copy_bw / 1e9));
-  double bound = 0;
-  CHECK_OK(CudaSgemmBoundSeconds(32, 8, 512, 500, 50, &bound));
+  report.Line(
+      Fmt("device-to-device copy: %.0f GB/s (read + written, 4 GiB, "
+          "median of 20)",
+          copy_bw / 1e9));
+  double bound = NAN;
+  const Status bound_status =
+      CudaSgemmBoundSeconds(32, 8, 512, 500, 50, &bound);
   report.Add("sgemm_bound_rank500_us", bound * 1e6);
-  report.Line(Fmt("cuBLAS sgemm bound, two products at S1 x 500: %.2f us",
-                  bound * 1e6));
+  report.Line(bound_status.ok()
+                  ? Fmt("cuBLAS sgemm bound, two products at S1 x 500: "
+                        "%.2f us",
+                        bound * 1e6)
+                  : "cuBLAS sgemm bound: " + bound_status.message());
   for (DType dtype : {DType::kFloat32, DType::kFloat16, DType::kBFloat16}) {
     TimeDtype(flags, dtype, copy_bw, limits, rng, report, &ok);
   }

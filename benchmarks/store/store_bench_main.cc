@@ -3,7 +3,7 @@
 //   datagen -> ingest (users and items rows/s) -> open (item arena load,
 //   with and without the ANN index) -> cached user Get / MultiGet latency.
 //
-//   embsum-bench-store --work_dir=/tmp/bench --users=10000 --items=100000 \
+//   embsum-bench-store --work_dir=/tmp/bench --users=10000 --items=100000
 //     --dim=512 --user_codes=32 --item_codes=8
 #include <algorithm>
 #include <chrono>
@@ -29,7 +29,8 @@ ABSL_FLAG(uint32_t, item_codes, 8, "n.");
 ABSL_FLAG(bool, keys, true, "Items have attention keys (and users queries).");
 ABSL_FLAG(bool, reuse_model, false,
           "Reuse work_dir/model when present instead of regenerating it.");
-ABSL_FLAG(std::string, arena_dtype, "fp32", "Item arena dtype: fp32|fp16|bf16.");
+ABSL_FLAG(std::string, arena_dtype, "fp32",
+          "Item arena dtype: fp32|fp16|bf16.");
 ABSL_FLAG(uint64_t, lookups, 20000, "Timed Get calls.");
 ABSL_FLAG(uint32_t, batch, 32, "Users per MultiGet call.");
 ABSL_FLAG(uint64_t, block_cache_mb, 4096, "RocksDB block cache.");
@@ -94,7 +95,8 @@ int main(int argc, char** argv) {
   io.progress = [&](const std::string& line) {
     double rate = 0;
     unsigned long long rows = 0;
-    if (std::sscanf(line.c_str(), "users: %llu rows done (%lf", &rows, &rate) == 2) {
+    if (std::sscanf(line.c_str(), "users: %llu rows done (%lf", &rows, &rate) ==
+        2) {
       users_rps = rate;
     } else if (std::sscanf(line.c_str(), "items: %llu rows done (%lf", &rows,
                            &rate) == 2) {
@@ -155,7 +157,8 @@ int main(int argc, char** argv) {
   std::vector<UserEmbedding> out;
   std::vector<absl::Status> statuses;
   for (size_t i = 0; i + batch <= ids.size(); i += batch) {
-    std::vector<std::string_view> keys(ids.begin() + i, ids.begin() + i + batch);
+    std::vector<std::string_view> keys(ids.begin() + i,
+                                       ids.begin() + i + batch);
     auto t = Clock::now();
     (*dir)->users().MultiGet(keys, &out, &statuses);
     multiget_us.push_back(Since(t) * 1e6);
@@ -180,7 +183,8 @@ int main(int argc, char** argv) {
       static_cast<unsigned long long>(users),
       static_cast<unsigned long long>((*dir)->items().Current()->size()),
       absl::GetFlag(FLAGS_dim), absl::GetFlag(FLAGS_user_codes),
-      absl::GetFlag(FLAGS_item_codes), absl::GetFlag(FLAGS_keys) ? "true" : "false",
+      absl::GetFlag(FLAGS_item_codes),
+      absl::GetFlag(FLAGS_keys) ? "true" : "false",
       absl::GetFlag(FLAGS_arena_dtype).c_str(), datagen_s, ingest_s, users_rps,
       items_rps, load_s, open_s, Percentile(get_us, 0.5),
       Percentile(get_us, 0.99), batch, Percentile(multiget_us, 0.5),

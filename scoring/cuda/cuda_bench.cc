@@ -1,6 +1,8 @@
 #include "scoring/cuda/cuda_bench.h"
 
+#if EMBSUM_HAVE_CUBLAS
 #include <cublas_v2.h>
+#endif
 
 #include <algorithm>
 #include <random>
@@ -17,14 +19,14 @@ using cuda_internal::ElapsedMs;
 using cuda_internal::Event;
 using cuda_internal::Stream;
 
-#define EMBSUM_CUBLAS_RETURN_IF_ERROR(expr)                                 \
-  do {                                                                      \
-    const cublasStatus_t embsum_cublas_status_ = (expr);                    \
-    if (embsum_cublas_status_ != CUBLAS_STATUS_SUCCESS) {                   \
-      return Status::Internal(std::string("cuBLAS error in ") + #expr +     \
-                              ": " +                                        \
-                              cublasGetStatusString(embsum_cublas_status_)); \
-    }                                                                       \
+#if EMBSUM_HAVE_CUBLAS
+#define EMBSUM_CUBLAS_RETURN_IF_ERROR(expr)                                    \
+  do {                                                                         \
+    const cublasStatus_t embsum_cublas_status_ = (expr);                       \
+    if (embsum_cublas_status_ != CUBLAS_STATUS_SUCCESS) {                      \
+      return Status::Internal(std::string("cuBLAS error in ") + #expr + ": " + \
+                              cublasGetStatusString(embsum_cublas_status_));   \
+    }                                                                          \
   } while (false)
 
 class CublasHandle {
@@ -44,15 +46,16 @@ class CublasHandle {
  private:
   cublasHandle_t handle_ = nullptr;
 };
+#endif  // EMBSUM_HAVE_CUBLAS
 
-Status UploadRandom(size_t count, std::mt19937& rng, DeviceBuffer* out) {
+[[maybe_unused]] Status UploadRandom(size_t count, std::mt19937& rng,
+                                     DeviceBuffer* out) {
   std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
   std::vector<float> host(count);
   for (float& x : host) x = uniform(rng);
   EMBSUM_SCORING_RETURN_IF_ERROR(out->Reserve(count * sizeof(float)));
-  EMBSUM_CUDA_RETURN_IF_ERROR(cudaMemcpy(out->get(), host.data(),
-                                         count * sizeof(float),
-                                         cudaMemcpyHostToDevice));
+  EMBSUM_CUDA_RETURN_IF_ERROR(cudaMemcpy(
+      out->get(), host.data(), count * sizeof(float), cudaMemcpyHostToDevice));
   return Status::Ok();
 }
 
@@ -65,6 +68,11 @@ double Median(std::vector<double> v) {
 
 Status CudaSgemmBoundSeconds(uint32_t m, uint32_t n, uint32_t d,
                              uint32_t candidates, int reps, double* seconds) {
+#if !EMBSUM_HAVE_CUBLAS
+  (void)m, (void)n, (void)d, (void)candidates, (void)reps, (void)seconds;
+  return Status::Unavailable(
+      "sgemm bound: embsum::scoring_cuda was built without cuBLAS");
+#else
   if (m == 0 || n == 0 || d == 0 || candidates == 0 || reps <= 0) {
     return Status::InvalidArgument(
         "sgemm bound: m, n, d, candidates and reps must be positive");
@@ -74,10 +82,14 @@ Status CudaSgemmBoundSeconds(uint32_t m, uint32_t n, uint32_t d,
   DeviceBuffer a, q, b, g, k, l;
   EMBSUM_SCORING_RETURN_IF_ERROR(UploadRandom(size_t{m} * d, rng, &a));
   EMBSUM_SCORING_RETURN_IF_ERROR(UploadRandom(size_t{m} * d, rng, &q));
-  EMBSUM_SCORING_RETURN_IF_ERROR(UploadRandom(static_cast<size_t>(cols) * d, rng, &b));
-  EMBSUM_SCORING_RETURN_IF_ERROR(UploadRandom(static_cast<size_t>(cols) * d, rng, &g));
-  EMBSUM_SCORING_RETURN_IF_ERROR(k.Reserve(static_cast<size_t>(cols) * m * sizeof(float)));
-  EMBSUM_SCORING_RETURN_IF_ERROR(l.Reserve(static_cast<size_t>(cols) * m * sizeof(float)));
+  EMBSUM_SCORING_RETURN_IF_ERROR(
+      UploadRandom(static_cast<size_t>(cols) * d, rng, &b));
+  EMBSUM_SCORING_RETURN_IF_ERROR(
+      UploadRandom(static_cast<size_t>(cols) * d, rng, &g));
+  EMBSUM_SCORING_RETURN_IF_ERROR(
+      k.Reserve(static_cast<size_t>(cols) * m * sizeof(float)));
+  EMBSUM_SCORING_RETURN_IF_ERROR(
+      l.Reserve(static_cast<size_t>(cols) * m * sizeof(float)));
   CublasHandle handle;
   EMBSUM_SCORING_RETURN_IF_ERROR(handle.Create());
   Stream stream;
@@ -115,12 +127,14 @@ Status CudaSgemmBoundSeconds(uint32_t m, uint32_t n, uint32_t d,
   }
   *seconds = Median(times);
   return Status::Ok();
+#endif  // EMBSUM_HAVE_CUBLAS
 }
 
 Status CudaCopyBandwidth(size_t bytes, int reps, double* bytes_per_second) {
   if (bytes == 0 || reps <= 0) {
-    return Status::InvalidArgument("copy bandwidth: bytes and reps must be "
-                                   "positive");
+    return Status::InvalidArgument(
+        "copy bandwidth: bytes and reps must be "
+        "positive");
   }
   DeviceBuffer src, dst;
   EMBSUM_SCORING_RETURN_IF_ERROR(src.Reserve(bytes));

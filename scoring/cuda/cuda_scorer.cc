@@ -46,8 +46,8 @@ std::string Count(size_t n) { return std::to_string(n); }
 size_t AlignUp(size_t x, size_t a) { return (x + a - 1) / a * a; }
 
 bool SameLayout(const ArenaLayout& x, const ArenaLayout& y) {
-  return x.item_codes == y.item_codes && x.dim == y.dim &&
-         x.dtype == y.dtype && x.has_keys == y.has_keys;
+  return x.item_codes == y.item_codes && x.dim == y.dim && x.dtype == y.dtype &&
+         x.has_keys == y.has_keys;
 }
 
 // Device copy of one host ItemArena.
@@ -122,9 +122,9 @@ class CudaScorer final : public Scorer {
                std::span<int32_t> top_codes) const override {
     EMBSUM_SCORING_RETURN_IF_ERROR(CheckUser(user, arena));
     if (scores.size() != rows.size()) {
-      return Status::InvalidArgument(
-          "cuda scorer: scores has " + Count(scores.size()) +
-          " entries for " + Count(rows.size()) + " rows");
+      return Status::InvalidArgument("cuda scorer: scores has " +
+                                     Count(scores.size()) + " entries for " +
+                                     Count(rows.size()) + " rows");
     }
     if (!top_codes.empty() && top_codes.size() != rows.size()) {
       return Status::InvalidArgument(
@@ -135,9 +135,8 @@ class CudaScorer final : public Scorer {
     for (size_t c = 0; c < rows.size(); ++c) {
       if (rows[c] >= size) {
         return Status::InvalidArgument(
-            "cuda scorer: candidate " + Count(c) + ": row " +
-            Count(rows[c]) + " out of range (arena has " + Count(size) +
-            " rows)");
+            "cuda scorer: candidate " + Count(c) + ": row " + Count(rows[c]) +
+            " out of range (arena has " + Count(size) + " rows)");
       }
     }
     if (rows.empty()) return Status::Ok();
@@ -154,9 +153,9 @@ class CudaScorer final : public Scorer {
     pending.scores = scores;
     pending.codes = top_codes;
     // Requests fuse only with the same mirror and user shape.
-    const uint64_t key =
-        std::hash<const void*>{}(pending.mirror.get()) ^
-        (uint64_t{user.user_codes} << 1) ^ (user.queries.empty() ? 0 : 1);
+    const uint64_t key = std::hash<const void*>{}(pending.mirror.get()) ^
+                         (uint64_t{user.user_codes} << 1) ^
+                         (user.queries.empty() ? 0 : 1);
     return batcher_->Submit(key, &pending);
   }
 
@@ -166,9 +165,9 @@ class CudaScorer final : public Scorer {
     EMBSUM_SCORING_RETURN_IF_ERROR(CheckUser(user, arena));
     const size_t size = arena.size();
     if (!live.empty() && live.size() != size) {
-      return Status::InvalidArgument(
-          "cuda scorer: live has " + Count(live.size()) +
-          " flags, arena has " + Count(size) + " rows (want equal or 0)");
+      return Status::InvalidArgument("cuda scorer: live has " +
+                                     Count(live.size()) + " flags, arena has " +
+                                     Count(size) + " rows (want equal or 0)");
     }
     if (size > UINT32_MAX) {
       return Status::InvalidArgument("cuda scorer: arena has " + Count(size) +
@@ -178,10 +177,8 @@ class CudaScorer final : public Scorer {
     if (size == 0) return Status::Ok();
     size_t live_count = size;
     if (!live.empty()) {
-      live_count = static_cast<size_t>(
-          std::count_if(live.begin(), live.end(), [](uint8_t f) {
-            return f != 0;
-          }));
+      live_count = static_cast<size_t>(std::count_if(
+          live.begin(), live.end(), [](uint8_t f) { return f != 0; }));
     }
     const size_t keep = k == 0 ? live_count : std::min<size_t>(k, live_count);
     if (keep == 0) return Status::Ok();
@@ -206,10 +203,10 @@ class CudaScorer final : public Scorer {
     const size_t size = arena.size();
     for (size_t i = 0; i < rows.size(); ++i) {
       if (rows[i] >= arena.capacity()) {
-        return Status::InvalidArgument(
-            "cuda scorer: SyncArena: changed row " + Count(rows[i]) +
-            " (entry " + Count(i) + ") beyond arena capacity " +
-            Count(arena.capacity()));
+        return Status::InvalidArgument("cuda scorer: SyncArena: changed row " +
+                                       Count(rows[i]) + " (entry " + Count(i) +
+                                       ") beyond arena capacity " +
+                                       Count(arena.capacity()));
       }
     }
     std::shared_ptr<DeviceArena> mirror = Current(arena);
@@ -282,8 +279,7 @@ class CudaScorer final : public Scorer {
     if (!user.queries.empty() && user.queries.size() != expected) {
       return Status::InvalidArgument(
           "cuda scorer: user queries has " + Count(user.queries.size()) +
-          " floats, expected user_codes*dim = " + Count(expected) +
-          " (or 0)");
+          " floats, expected user_codes*dim = " + Count(expected) + " (or 0)");
     }
     return Status::Ok();
   }
@@ -342,12 +338,11 @@ class CudaScorer final : public Scorer {
         status = fresh->data.Reserve(bytes);
       }
       if (!status.ok()) {
-        return Status(status.code(),
-                      "cuda scorer: cannot mirror an arena of " +
-                          Count(fresh->capacity) + " rows x " +
-                          Count(fresh->row_bytes) + " bytes on device " +
-                          std::to_string(options_.device) + ": " +
-                          status.message());
+        return Status(
+            status.code(),
+            "cuda scorer: cannot mirror an arena of " + Count(fresh->capacity) +
+                " rows x " + Count(fresh->row_bytes) + " bytes on device " +
+                std::to_string(options_.device) + ": " + status.message());
       }
       mirror = std::move(fresh);
       EMBSUM_SCORING_RETURN_IF_ERROR(CatchUpLocked(*mirror, arena, size));
@@ -384,9 +379,8 @@ class CudaScorer final : public Scorer {
     for (size_t r = begin; r < end; r += rows_per_slice) {
       const size_t n = std::min(rows_per_slice, end - r);
       EMBSUM_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(
-          mirror.data.as<std::byte>() + r * mirror.row_bytes,
-          arena.row_data(r), n * mirror.row_bytes, cudaMemcpyHostToDevice,
-          upload_stream_.get()));
+          mirror.data.as<std::byte>() + r * mirror.row_bytes, arena.row_data(r),
+          n * mirror.row_bytes, cudaMemcpyHostToDevice, upload_stream_.get()));
     }
     return Status::Ok();
   }
@@ -405,8 +399,8 @@ class CudaScorer final : public Scorer {
       total += c;
       max_count = std::max(max_count, c);
     }
-    const LaunchPlan plan = cuda_internal::PlanLaunch(
-        shape, users, max_count, total, limits_);
+    const LaunchPlan plan =
+        cuda_internal::PlanLaunch(shape, users, max_count, total, limits_);
     const size_t user_floats = size_t{shape.user_codes} * shape.dim;
     const size_t stride = user_floats * (shape.has_queries ? 2 : 1);
     // Input block, same layout on host and device: offsets | rows | users.
@@ -445,8 +439,8 @@ class CudaScorer final : public Scorer {
     }
     offsets[users] = at;
     const cudaStream_t stream = w.stream.get();
-    EMBSUM_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(w.dev_in.get(), host, in_bytes,
-                                                cudaMemcpyHostToDevice, stream));
+    EMBSUM_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(
+        w.dev_in.get(), host, in_bytes, cudaMemcpyHostToDevice, stream));
     auto* dev = w.dev_in.as<std::byte>();
     float* dev_scores = w.dev_out.as<float>();
     auto* dev_codes = reinterpret_cast<int32_t*>(dev_scores + total);
@@ -469,9 +463,9 @@ class CudaScorer final : public Scorer {
     batch.codes = dev_codes;
     EMBSUM_SCORING_RETURN_IF_ERROR(
         cuda_internal::LaunchFusedScore(batch, plan, stream));
-    EMBSUM_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(w.host_out.get(), dev_scores,
-                                                out_bytes,
-                                                cudaMemcpyDeviceToHost, stream));
+    EMBSUM_CUDA_RETURN_IF_ERROR(
+        cudaMemcpyAsync(w.host_out.get(), dev_scores, out_bytes,
+                        cudaMemcpyDeviceToHost, stream));
     EMBSUM_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
     const float* out_scores = w.host_out.as<float>();
     const auto* out_codes =
@@ -500,20 +494,25 @@ class CudaScorer final : public Scorer {
     const size_t live_at = AlignUp(stride * sizeof(float), 16);
     const size_t in_bytes = live_at + (live.empty() ? 0 : size);
     size_t temp_bytes = 0;
-    EMBSUM_SCORING_RETURN_IF_ERROR(cuda_internal::TopKTempBytes(n, &temp_bytes));
+    EMBSUM_SCORING_RETURN_IF_ERROR(
+        cuda_internal::TopKTempBytes(n, &temp_bytes));
     const size_t out_bytes = keep * (sizeof(float) + 2 * sizeof(int32_t));
     EMBSUM_SCORING_RETURN_IF_ERROR(w.host_in.Reserve(in_bytes));
     EMBSUM_SCORING_RETURN_IF_ERROR(w.dev_in.Reserve(in_bytes));
     EMBSUM_SCORING_RETURN_IF_ERROR(w.host_out.Reserve(out_bytes));
     EMBSUM_SCORING_RETURN_IF_ERROR(w.dev_out.Reserve(out_bytes));
     if (plan.fast) {
-      EMBSUM_SCORING_RETURN_IF_ERROR(w.dev_prepared.Reserve(plan.prepared_bytes));
+      EMBSUM_SCORING_RETURN_IF_ERROR(
+          w.dev_prepared.Reserve(plan.prepared_bytes));
     }
     EMBSUM_SCORING_RETURN_IF_ERROR(w.scan_scores.Reserve(size * sizeof(float)));
-    EMBSUM_SCORING_RETURN_IF_ERROR(w.scan_codes.Reserve(size * sizeof(int32_t)));
-    EMBSUM_SCORING_RETURN_IF_ERROR(w.sort_temp.Reserve(std::max<size_t>(temp_bytes, 1)));
+    EMBSUM_SCORING_RETURN_IF_ERROR(
+        w.scan_codes.Reserve(size * sizeof(int32_t)));
+    EMBSUM_SCORING_RETURN_IF_ERROR(
+        w.sort_temp.Reserve(std::max<size_t>(temp_bytes, 1)));
     // keys | sorted keys | iota | sorted rows.
-    EMBSUM_SCORING_RETURN_IF_ERROR(w.sort_keys.Reserve(4 * size * sizeof(uint32_t)));
+    EMBSUM_SCORING_RETURN_IF_ERROR(
+        w.sort_keys.Reserve(4 * size * sizeof(uint32_t)));
 
     auto* host = w.host_in.as<std::byte>();
     std::memcpy(host, user.upe.data(), user_floats * sizeof(float));
@@ -523,8 +522,8 @@ class CudaScorer final : public Scorer {
     }
     if (!live.empty()) std::memcpy(host + live_at, live.data(), size);
     const cudaStream_t stream = w.stream.get();
-    EMBSUM_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(w.dev_in.get(), host, in_bytes,
-                                                cudaMemcpyHostToDevice, stream));
+    EMBSUM_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(
+        w.dev_in.get(), host, in_bytes, cudaMemcpyHostToDevice, stream));
     if (options_.poison_outputs) {
       EMBSUM_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(
           w.scan_scores.get(), 0xff, size * sizeof(float), stream));

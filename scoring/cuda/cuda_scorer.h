@@ -18,7 +18,9 @@ struct CudaScorerOptions {
   // CUDA streams (one per concurrent in-flight batch) with pinned buffers.
   int streams = 4;
   // Dynamic batching: concurrent Score calls arriving within this window are
-  // scored in one launch. 0 disables batching (lowest latency at low load).
+  // scored in one launch. The window is only waited for while another batch
+  // is executing, so a call that finds the device idle runs at once.
+  // 0 disables batching.
   uint32_t batch_window_us = 100;
   // Largest number of requests fused into one launch.
   uint32_t max_batch = 256;

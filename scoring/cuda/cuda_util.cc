@@ -6,16 +6,26 @@ namespace embsum::scoring::cuda_internal {
 
 Status CudaStatus(cudaError_t error, std::string_view what,
                   std::string_view file, int line) {
-  std::string message = "CUDA error in ";
-  message += what;
-  message += " at ";
   const size_t slash = file.rfind('/');
-  message += slash == std::string_view::npos ? file : file.substr(slash + 1);
-  message += ":" + std::to_string(line) + ": ";
-  message += cudaGetErrorString(error);
-  message += " (";
-  message += cudaGetErrorName(error);
-  message += ")";
+  const std::string_view base =
+      slash == std::string_view::npos ? file : file.substr(slash + 1);
+  const std::string line_text = std::to_string(line);
+  const std::string_view description = cudaGetErrorString(error);
+  const std::string_view name = cudaGetErrorName(error);
+  std::string message;
+  message.reserve(64 + what.size() + base.size() + description.size() +
+                  name.size());
+  message.append("CUDA error in ")
+      .append(what)
+      .append(" at ")
+      .append(base)
+      .append(":")
+      .append(line_text)
+      .append(": ")
+      .append(description)
+      .append(" (")
+      .append(name)
+      .append(")");
   switch (error) {
     case cudaErrorMemoryAllocation:
       return Status::ResourceExhausted(std::move(message));
@@ -108,7 +118,8 @@ Status Event::Create() {
 
 Status ElapsedMs(const Event& start, const Event& stop, float* ms) {
   EMBSUM_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(stop.get()));
-  EMBSUM_CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(ms, start.get(), stop.get()));
+  EMBSUM_CUDA_RETURN_IF_ERROR(
+      cudaEventElapsedTime(ms, start.get(), stop.get()));
   return Status::Ok();
 }
 

@@ -24,20 +24,20 @@ Status CudaStatus(cudaError_t error, std::string_view what,
                   std::string_view file, int line);
 
 // Returns the Status of a CUDA runtime call when it failed.
-#define EMBSUM_CUDA_RETURN_IF_ERROR(expr)                                    \
-  do {                                                                       \
-    const cudaError_t embsum_cuda_error_ = (expr);                           \
-    if (embsum_cuda_error_ != cudaSuccess) {                                 \
-      return ::embsum::scoring::cuda_internal::CudaStatus(                   \
-          embsum_cuda_error_, #expr, __FILE__, __LINE__);                    \
-    }                                                                        \
+#define EMBSUM_CUDA_RETURN_IF_ERROR(expr)                  \
+  do {                                                     \
+    const cudaError_t embsum_cuda_error_ = (expr);         \
+    if (embsum_cuda_error_ != cudaSuccess) {               \
+      return ::embsum::scoring::cuda_internal::CudaStatus( \
+          embsum_cuda_error_, #expr, __FILE__, __LINE__);  \
+    }                                                      \
   } while (false)
 
 // Returns when a Status-returning expression failed.
-#define EMBSUM_SCORING_RETURN_IF_ERROR(expr)            \
-  do {                                                  \
-    ::embsum::scoring::Status embsum_status_ = (expr);  \
-    if (!embsum_status_.ok()) return embsum_status_;    \
+#define EMBSUM_SCORING_RETURN_IF_ERROR(expr)           \
+  do {                                                 \
+    ::embsum::scoring::Status embsum_status_ = (expr); \
+    if (!embsum_status_.ok()) return embsum_status_;   \
   } while (false)
 
 // Device memory. Move-only; frees on destruction.
@@ -133,7 +133,8 @@ class Event {
  public:
   Event() = default;
   ~Event();
-  Event(Event&& other) noexcept : event_(std::exchange(other.event_, nullptr)) {}
+  Event(Event&& other) noexcept
+      : event_(std::exchange(other.event_, nullptr)) {}
   Event& operator=(Event&& other) noexcept;
   Event(const Event&) = delete;
   Event& operator=(const Event&) = delete;

@@ -63,11 +63,9 @@ EMBSUM_HOST_DEVICE constexpr uint32_t FragmentRow(uint32_t mtile, uint32_t lane,
 // Column (index into d) of the user matrix held by `lane` in register `reg`,
 // half `half` (0 for 4-byte storage; 0/1 for the two 16-bit halves) in step
 // `step` of chunk `chunk`. Matches the item column the same lane loads.
-EMBSUM_HOST_DEVICE constexpr uint32_t FragmentColumn(uint32_t elem_bytes,
-                                                     uint32_t chunk,
-                                                     uint32_t step,
-                                                     uint32_t lane, uint32_t reg,
-                                                     uint32_t half) {
+EMBSUM_HOST_DEVICE constexpr uint32_t FragmentColumn(
+    uint32_t elem_bytes, uint32_t chunk, uint32_t step, uint32_t lane,
+    uint32_t reg, uint32_t half) {
   const uint32_t t = lane & 3;
   if (elem_bytes == 4) {
     // m16n8k8.tf32: a_r covers logical k = t + 4*(r>>1); lane t holds

@@ -30,6 +30,9 @@ namespace {
 constexpr uint32_t kTf32Mask = 0xffffe000u;
 constexpr uint32_t kTileStride = 33;  // padded user rows per slot column
 constexpr uint32_t kTileFloats = kSlotsPerTask * kTileStride;  // K or L
+// How many of its own chunk iterations ahead a warp prefetches into L2
+// (the register double buffer covers one).
+constexpr uint32_t kPrefetchIterations = 4;
 
 // Kernel arguments (by value).
 struct Args {
@@ -104,8 +107,7 @@ __device__ __forceinline__ void Mma16<__half>(float (&c)[4], const uint4& a,
 template <>
 __device__ __forceinline__ void Mma16<__nv_bfloat16>(float (&c)[4],
                                                      const uint4& a,
-                                                     uint32_t b0,
-                                                     uint32_t b1) {
+                                                     uint32_t b0, uint32_t b1) {
   asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
       "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
@@ -220,7 +222,8 @@ __device__ __forceinline__ void LoadChunk(const unsigned char* const (&pb)[2],
     b[nt] = make_uint4(0, 0, 0, 0);
     g[nt] = make_uint4(0, 0, 0, 0);
     if (in_range && valid[nt]) {
-      b[nt] = __ldg(reinterpret_cast<const uint4*>(pb[nt] + chunk * kChunkBytes));
+      b[nt] =
+          __ldg(reinterpret_cast<const uint4*>(pb[nt] + chunk * kChunkBytes));
       g[nt] = a.has_keys ? __ldg(reinterpret_cast<const uint4*>(
                                pg[nt] + chunk * kChunkBytes))
                          : b[nt];
@@ -228,15 +231,33 @@ __device__ __forceinline__ void LoadChunk(const unsigned char* const (&pb)[2],
   }
 }
 
+// Asks L2 for chunk `chunk` of the lane's rows, so that the register load
+// issued `kPrefetchIterations` later hits L2 instead of device memory: more
+// bytes in flight per warp than registers allow.
+template <typename T>
+__device__ __forceinline__ void PrefetchChunk(
+    const unsigned char* const (&pb)[2], const unsigned char* const (&pg)[2],
+    const bool (&valid)[2], uint32_t chunk, uint32_t lane_col, const Args& a) {
+  constexpr uint32_t kChunkElems = ChunkElements(Storage<T>::kBytes);
+  if (chunk >= a.chunks || chunk * kChunkElems + lane_col >= a.d) return;
+#pragma unroll
+  for (int nt = 0; nt < 2; ++nt) {
+    if (!valid[nt]) continue;
+    asm volatile(
+        "prefetch.global.L2 [%0];" ::"l"(pb[nt] + chunk * kChunkBytes));
+    if (a.has_keys) {
+      asm volatile(
+          "prefetch.global.L2 [%0];" ::"l"(pg[nt] + chunk * kChunkBytes));
+    }
+  }
+}
+
 // K += A·Bᵀ and L += Q·Gᵀ for one chunk.
 template <typename T>
-__device__ __forceinline__ void ChunkMma(const unsigned char* s_a,
-                                         const unsigned char* s_q,
-                                         uint32_t chunk, uint32_t lane,
-                                         const uint4 (&b)[2],
-                                         const uint4 (&g)[2], bool l_is_k,
-                                         float (&acc_k)[2][2][4],
-                                         float (&acc_l)[2][2][4]) {
+__device__ __forceinline__ void ChunkMma(
+    const unsigned char* s_a, const unsigned char* s_q, uint32_t chunk,
+    uint32_t lane, const uint4 (&b)[2], const uint4 (&g)[2], bool l_is_k,
+    float (&acc_k)[2][2][4], float (&acc_l)[2][2][4]) {
   constexpr uint32_t kBytes = Storage<T>::kBytes;
 #pragma unroll
   for (uint32_t s = 0; s < kStepsPerChunk; ++s) {
@@ -375,13 +396,17 @@ __global__ void __launch_bounds__(kMaxWarpsPerBlock * 32, 1)
     float acc_k[2][2][4] = {};
     float acc_l[2][2][4] = {};
     uint4 cur_b[2], cur_g[2];
+    for (uint32_t i = 1; i < kPrefetchIterations; ++i) {
+      PrefetchChunk<T>(pb, pg, valid, kidx + i * a.ksplit, lane_col, a);
+    }
     LoadChunk<T>(pb, pg, valid, kidx, lane_col, a, cur_b, cur_g);
     for (uint32_t chunk = kidx; chunk < a.chunks; chunk += a.ksplit) {
+      PrefetchChunk<T>(pb, pg, valid, chunk + kPrefetchIterations * a.ksplit,
+                       lane_col, a);
       uint4 next_b[2], next_g[2];
       LoadChunk<T>(pb, pg, valid, chunk + a.ksplit, lane_col, a, next_b,
                    next_g);
-      ChunkMma<T>(s_a, s_q, chunk, lane, cur_b, cur_g, l_is_k, acc_k,
-                  acc_l);
+      ChunkMma<T>(s_a, s_q, chunk, lane, cur_b, cur_g, l_is_k, acc_k, acc_l);
 #pragma unroll
       for (int nt = 0; nt < 2; ++nt) {
         cur_b[nt] = next_b[nt];
@@ -471,7 +496,8 @@ __global__ void GenericScoreKernel(Args a) {
   const float* queries = a.has_queries ? upe + size_t{a.m} * a.d : upe;
   for (uint32_t cand = blockIdx.x * warps + threadIdx.x / 32; cand < count;
        cand += gridDim.x * warps) {
-    const uint64_t row = a.rows != nullptr ? a.rows[begin + cand] : begin + cand;
+    const uint64_t row =
+        a.rows != nullptr ? a.rows[begin + cand] : begin + cand;
     const T* cpe = reinterpret_cast<const T*>(a.arena + row * a.row_bytes);
     const T* keys = a.has_keys ? cpe + size_t{a.n} * a.d : cpe;
     // Online softmax; every lane holds the same running values.
@@ -523,13 +549,11 @@ Status Launch(const Args& args, const LaunchPlan& plan, uint32_t users,
     EMBSUM_CUDA_RETURN_IF_ERROR(cudaGetLastError());
     return Status::Ok();
   }
-  const uint32_t words =
-      args.matrix_bytes / 4 * (args.has_queries ? 2 : 1);
+  const uint32_t words = args.matrix_bytes / 4 * (args.has_queries ? 2 : 1);
   const dim3 prep_grid((words + 255) / 256, users);
   PrepareUsersKernel<T><<<prep_grid, 256, 0, stream>>>(args);
   EMBSUM_CUDA_RETURN_IF_ERROR(cudaGetLastError());
-  FusedScoreKernel<T><<<grid, plan.warps * 32, plan.smem_bytes, stream>>>(
-      args);
+  FusedScoreKernel<T><<<grid, plan.warps * 32, plan.smem_bytes, stream>>>(args);
   EMBSUM_CUDA_RETURN_IF_ERROR(cudaGetLastError());
   return Status::Ok();
 }
@@ -538,15 +562,15 @@ Status Launch(const Args& args, const LaunchPlan& plan, uint32_t users,
 
 Status ConfigureKernels(const DeviceLimits& limits) {
   const int smem = static_cast<int>(limits.max_smem_per_block);
-  EMBSUM_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
-      FusedScoreKernel<float>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-      smem));
-  EMBSUM_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
-      FusedScoreKernel<__half>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-      smem));
-  EMBSUM_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
-      FusedScoreKernel<__nv_bfloat16>,
-      cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  EMBSUM_CUDA_RETURN_IF_ERROR(
+      cudaFuncSetAttribute(FusedScoreKernel<float>,
+                           cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  EMBSUM_CUDA_RETURN_IF_ERROR(
+      cudaFuncSetAttribute(FusedScoreKernel<__half>,
+                           cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  EMBSUM_CUDA_RETURN_IF_ERROR(
+      cudaFuncSetAttribute(FusedScoreKernel<__nv_bfloat16>,
+                           cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   return Status::Ok();
 }
 
@@ -554,9 +578,9 @@ Status LaunchFusedScore(const FusedBatch& batch, const LaunchPlan& plan,
                         cudaStream_t stream) {
   if (batch.num_users == 0) return Status::Ok();
   if (batch.num_users > 65535) {
-    return Status::InvalidArgument("fused score: " +
-                                   std::to_string(batch.num_users) +
-                                   " users in one launch (at most 65535)");
+    return Status::InvalidArgument(
+        "fused score: " + std::to_string(batch.num_users) +
+        " users in one launch (at most 65535)");
   }
   Args args{};
   args.arena = reinterpret_cast<const unsigned char*>(batch.arena);

@@ -21,12 +21,10 @@ std::string FastPathRejection(const ScoreShape& shape,
                               const DeviceLimits& limits) {
   const size_t elem = DTypeSize(shape.dtype);
   if (shape.user_codes == 0 || shape.user_codes > kUserRowsPerPass) {
-    return "user_codes " + std::to_string(shape.user_codes) +
-           " outside 1..32";
+    return "user_codes " + std::to_string(shape.user_codes) + " outside 1..32";
   }
   if (shape.item_codes == 0 || shape.item_codes > kSlotsPerTask) {
-    return "item_codes " + std::to_string(shape.item_codes) +
-           " outside 1..16";
+    return "item_codes " + std::to_string(shape.item_codes) + " outside 1..16";
   }
   if (shape.dim == 0 || (size_t{shape.dim} * elem) % kLaneBytes != 0) {
     return "dim " + std::to_string(shape.dim) + " times " +
@@ -49,22 +47,21 @@ LaunchPlan PlanLaunch(const ScoreShape& shape, uint32_t num_users,
   if (!FastPathRejection(shape, limits).empty()) {
     plan.fast = false;
     plan.warps = kFallbackWarpsPerBlock;
-    const uint64_t wanted = CeilDiv(std::max<uint64_t>(max_count, 1),
-                                    kFallbackWarpsPerBlock);
+    const uint64_t wanted =
+        CeilDiv(std::max<uint64_t>(max_count, 1), kFallbackWarpsPerBlock);
     const uint64_t cap = std::max<uint64_t>(1, sms * 8 / num_users);
     plan.blocks_x = static_cast<uint32_t>(std::min(wanted, cap));
     return plan;
   }
   plan.fast = true;
   plan.elem_bytes = static_cast<uint32_t>(DTypeSize(shape.dtype));
-  plan.chunks = static_cast<uint32_t>(
-      CeilDiv(shape.dim, ChunkElements(plan.elem_bytes)));
+  plan.chunks =
+      static_cast<uint32_t>(CeilDiv(shape.dim, ChunkElements(plan.elem_bytes)));
   plan.candidates_per_task = kSlotsPerTask / shape.item_codes;
   plan.prepared_bytes = PreparedUserBytes(shape);
-  const uint32_t max_warps = static_cast<uint32_t>(
-      std::min<size_t>(kMaxWarpsPerBlock,
-                       (limits.max_smem_per_block - plan.prepared_bytes) /
-                           kWarpTileBytes));
+  const uint32_t max_warps = static_cast<uint32_t>(std::min<size_t>(
+      kMaxWarpsPerBlock,
+      (limits.max_smem_per_block - plan.prepared_bytes) / kWarpTileBytes));
   const uint64_t total_tasks =
       std::max<uint64_t>(1, CeilDiv(total_count, plan.candidates_per_task));
   const uint64_t max_tasks =

@@ -52,16 +52,20 @@ Status RequestBatcher::Submit(uint64_t key, void* request) {
   batch->requests.reserve(max_batch_);
   batch->requests.push_back(request);
   open_ = batch;
-  const auto deadline = std::chrono::steady_clock::now() +
-                        std::chrono::microseconds(window_us_);
-  batch->cv.wait_until(lock, deadline, [&] { return batch->closed; });
+  if (executing_ > 0) {
+    const auto deadline = std::chrono::steady_clock::now() +
+                          std::chrono::microseconds(window_us_);
+    batch->cv.wait_until(lock, deadline, [&] { return batch->closed; });
+  }
   batch->closed = true;
   if (open_ == batch) open_.reset();
   ++batches_;
+  ++executing_;
   const std::vector<void*> requests = std::move(batch->requests);
   lock.unlock();
   const Status status = executor_(key, requests);
   lock.lock();
+  --executing_;
   batch->status = status;
   batch->done = true;
   batch->cv.notify_all();

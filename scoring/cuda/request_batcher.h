@@ -2,10 +2,12 @@
 // arrive within `window_us` of the first are executed together by one call
 // of the executor (one kernel launch for all of them).
 //
-// The first request of a batch leads: it waits up to the window (or until
-// max_batch requests joined), closes the batch, runs the executor on the
-// calling thread and wakes the others, which return the same status. A
-// window of 0 or a max_batch of 1 runs every request alone, at once.
+// The first request of a batch leads. When another batch is executing at
+// that moment (the device is busy), it waits up to the window, or until
+// max_batch requests joined; when none is, it runs at once, so a lone
+// request never pays the window. It then closes the batch, runs the
+// executor on the calling thread and wakes the others, which return the
+// same status. A window of 0 or a max_batch of 1 runs every request alone.
 //
 // Thread-safe: Submit may be called from any number of threads.
 #ifndef EMBSUM_SCORING_CUDA_REQUEST_BATCHER_H_
@@ -60,6 +62,7 @@ class RequestBatcher {
   std::shared_ptr<Batch> open_;  // guarded by mu_
   uint64_t batches_ = 0;         // guarded by mu_
   uint64_t requests_ = 0;        // guarded by mu_
+  int executing_ = 0;            // batches in the executor; guarded by mu_
 };
 
 }  // namespace embsum::scoring::cuda_internal

@@ -15,12 +15,22 @@
 
 namespace embsum::scoring::internal {
 
+// How the products K = A B^T and L = Q G^T are computed.
+enum class Products : uint8_t {
+  // Items widened to fp32 (exact for every storage type), fp32 FMA.
+  kFp32 = 0,
+  // Items (bf16, or fp16 rounded to bf16) and user panels in bf16, bf16 dot
+  // products with fp32 accumulation. Only where KernelTable::bf16_products.
+  kBf16 = 1,
+};
+
 // Everything a kernel needs to score candidate rows for one user.
 struct KernelArgs {
-  uint32_t m = 0;  // user codes
-  uint32_t n = 0;  // item codes
-  uint32_t d = 0;  // dimension
-  DType dtype = DType::kFloat32;
+  uint32_t m = 0;                 // user codes
+  uint32_t n = 0;                 // item codes
+  uint32_t d = 0;                 // dimension
+  DType dtype = DType::kFloat32;  // kFloat32 requires Products::kFp32
+  Products products = Products::kFp32;
   bool has_keys = false;
   size_t row_bytes = 0;
   const std::byte* arena = nullptr;  // ItemArena::data()
@@ -33,14 +43,17 @@ struct KernelArgs {
 
 struct KernelTable {
   CpuIsa isa;
-  // Bytes of the panel form of one m x d user matrix for `dtype` storage.
-  size_t (*panel_bytes)(uint32_t m, uint32_t d, DType dtype);
+  // Whether Products::kBf16 is available.
+  bool bf16_products;
+  // Bytes of the panel form of one m x d user matrix.
+  size_t (*panel_bytes)(uint32_t m, uint32_t d, Products products);
   // Writes the panel form of x (m x d, row-major fp32) into `out`
-  // (panel_bytes(m, d, dtype) bytes, 64-byte aligned).
-  void (*build_panels)(const float* x, uint32_t m, uint32_t d, DType dtype,
-                       void* out);
+  // (panel_bytes(m, d, products) bytes, 64-byte aligned).
+  void (*build_panels)(const float* x, uint32_t m, uint32_t d,
+                       Products products, void* out);
   // Floats of per-thread scratch that score_rows needs.
-  size_t (*scratch_floats)(uint32_t m, uint32_t n, uint32_t d, DType dtype);
+  size_t (*scratch_floats)(uint32_t m, uint32_t n, uint32_t d, DType dtype,
+                           Products products);
   // Scores rows[0..count): scores[c], and codes[c] when codes != nullptr.
   // scratch: scratch_floats(...) floats, 64-byte aligned. Rows must be
   // valid arena rows (the caller checks).

@@ -1,13 +1,12 @@
 // The SIMD scoring engine, written once against an `Ops` policy (vector
-// type, lane count, arithmetic) and instantiated by each kernel file
+// type, lane count, arithmetic) and included by each kernel file
 // (kernels_avx2.cc, kernels_avx512.cc, ...) AFTER its `#pragma GCC target`,
-// so that every template here is compiled for that file's instruction set.
-// Each file's Ops type lives in an anonymous namespace, so instantiations
-// never collide across files. Include only standard headers before the
-// pragma (and scoring/internal/cpu_kernels.h and half.h, whose inline
-// functions must keep the default target); nothing from the standard library
-// is instantiated here. Everything is in an anonymous namespace: each file
-// gets its own copies, compiled for its own target.
+// so that every function here is compiled for that file's instruction set.
+// Everything is in an anonymous namespace, so each file gets its own copies
+// and no wide instruction can reach code that runs on a narrower CPU. Before
+// the pragma a kernel file includes the standard headers, cpu_kernels.h and
+// half.h (whose inline functions must keep the default target); nothing from
+// the standard library is instantiated here.
 //
 // Algorithm, per candidate row (see DESIGN.md section 2):
 //  1. The user matrices A and Q are rearranged once per request into
@@ -44,16 +43,16 @@ inline uint32_t PanelCount(uint32_t m) {
   return (m + width - 1) / width;
 }
 
-// bf16 storage multiplied with bf16 dot products (pair-interleaved panels).
+// bf16 dot products (pair-interleaved bf16 panels).
 template <class O>
-inline bool UsesBf16Dot(DType dtype) {
-  return O::kBf16Dot && dtype == DType::kBFloat16;
+inline bool UsesBf16Dot(Products products) {
+  return O::kBf16Dot && products == Products::kBf16;
 }
 
 template <class O>
-size_t PanelBytes(uint32_t m, uint32_t d, DType dtype) {
+size_t PanelBytes(uint32_t m, uint32_t d, Products products) {
   const size_t rows = size_t{PanelCount<O>(m)} * PanelWidth<O>(m);
-  if (UsesBf16Dot<O>(dtype)) {
+  if (UsesBf16Dot<O>(products)) {
     return rows * RoundUp(d, 2) * sizeof(uint16_t);
   }
   return rows * d * sizeof(float);
@@ -63,7 +62,7 @@ size_t PanelBytes(uint32_t m, uint32_t d, DType dtype) {
 // for rows >= m. bf16 pair panels: out[((p * d2 + kp) * P + lane) * 2 + h] =
 // bf16(x[p * P + lane][2 * kp + h]), zero past d or m (d2 = ceil(d / 2)).
 template <class O>
-void BuildPanels(const float* x, uint32_t m, uint32_t d, DType dtype,
+void BuildPanels(const float* x, uint32_t m, uint32_t d, Products products,
                  void* out) {
   // Transposed in blocks of kBlock k: each user row's block is one cache
   // line read in full, and the block's output is a few contiguous lines.
@@ -73,7 +72,7 @@ void BuildPanels(const float* x, uint32_t m, uint32_t d, DType dtype,
   const uint32_t width = PanelWidth<O>(m);
   const uint32_t panels = PanelCount<O>(m);
   if constexpr (O::kBf16Dot) {
-    if (dtype == DType::kBFloat16) {
+    if (products == Products::kBf16) {
       // Transpose a block of 2 * kBlock k into fp32 first, then pack each
       // pair of k rows into bf16 pairs with the vector converter.
       const size_t pairs = (d + 1) / 2;
@@ -120,14 +119,14 @@ void BuildPanels(const float* x, uint32_t m, uint32_t d, DType dtype,
 
 // Scratch (floats, each part 16-float aligned): K tile, L tile (n x i_pad
 // each, [j][i] layout), row bias (i_pad: 0, or -inf for padding rows), row
-// sums (i_pad), and one widened n*d block for 16-bit storage.
+// sums (i_pad), and one converted n*d block: fp32 for 16-bit storage with
+// fp32 products, bf16 for fp16 storage with bf16 products.
 template <class O>
-size_t ScratchFloats(uint32_t m, uint32_t n, uint32_t d, DType dtype) {
+size_t ScratchFloats(uint32_t m, uint32_t n, uint32_t d, DType dtype,
+                     Products /*products*/) {
   const size_t i_pad = size_t{PanelCount<O>(m)} * PanelWidth<O>(m);
   size_t total = 2 * RoundUp(size_t{n} * i_pad, 16) + 2 * RoundUp(i_pad, 16);
-  if (dtype != DType::kFloat32 && !UsesBf16Dot<O>(dtype)) {
-    total += RoundUp(size_t{n} * d, 16);
-  }
+  if (dtype != DType::kFloat32) total += RoundUp(size_t{n} * d, 16);
   return total;
 }
 
@@ -167,11 +166,18 @@ inline void TileF32(const float* panel, const float* items, size_t d,
   }
 }
 
-// Calls the tile for a run-time J in [1, O::kMaxJ].
+// Item rows per register tile with NV panel vectors: as many accumulators
+// as the register file holds (O::kAccumulators), at most 16 rows.
+template <class O, int NV>
+constexpr int MaxTileRows() {
+  return O::kAccumulators / NV < 16 ? O::kAccumulators / NV : 16;
+}
+
+// Calls the tile for a run-time J in [1, MaxTileRows<O, NV>()].
 template <class O, int NV, int J = 1>
 inline void DispatchTile(int j_count, bool bf16_dot, const void* panel,
                          const void* items, size_t d, float* out, size_t ld) {
-  if constexpr (J <= O::kMaxJ) {
+  if constexpr (J <= MaxTileRows<O, NV>()) {
     if (j_count == J) {
       if constexpr (O::kBf16Dot) {
         if (bf16_dot) {
@@ -200,7 +206,11 @@ void Product(const void* panels, const void* items, bool bf16_dot, uint32_t m,
   const size_t elem = bf16_dot ? sizeof(uint16_t) : sizeof(float);
   const size_t panel_bytes =
       (bf16_dot ? RoundUp(d, 2) : size_t{d}) * width * elem;
-  const uint32_t blocks = (n + O::kMaxJ - 1) / O::kMaxJ;
+  // Item rows split into near-equal register tiles.
+  const uint32_t max_rows = width == static_cast<uint32_t>(O::kLanes)
+                                ? MaxTileRows<O, 1>()
+                                : MaxTileRows<O, 2>();
+  const uint32_t blocks = (n + max_rows - 1) / max_rows;
   const uint32_t base = n / blocks, extra = n % blocks;
   for (uint32_t p = 0; p < panel_count; ++p) {
     const auto* panel = static_cast<const std::byte*>(panels) + p * panel_bytes;
@@ -234,6 +244,20 @@ inline void WidenBlock(const std::byte* src, DType dtype, size_t count,
   }
 }
 
+// Prefetches `lines` cache lines from `data` into L2.
+inline void PrefetchLines(const std::byte* data, size_t lines) {
+  for (size_t i = 0; i < lines; ++i) __builtin_prefetch(data + i * 64, 0, 2);
+}
+
+// Rounds `count` fp16 elements to bf16, written at dst (count uint16).
+template <class O>
+inline void NarrowBlock(const std::byte* src, size_t count, float* dst) {
+  if constexpr (O::kBf16Dot) {
+    O::HalfToBf16(reinterpret_cast<const uint16_t*>(src), count,
+                  reinterpret_cast<uint16_t*>(dst));
+  }
+}
+
 template <class O>
 void ScoreRows(const KernelArgs& args, const uint32_t* rows, size_t count,
                float* scores, int32_t* codes, float* scratch) {
@@ -244,8 +268,11 @@ void ScoreRows(const KernelArgs& args, const uint32_t* rows, size_t count,
   const size_t vectors = i_pad / kLanes;
   const size_t block = size_t{n} * d;
   const size_t block_bytes = block * DTypeSize(args.dtype);
-  const bool bf16_dot = UsesBf16Dot<O>(args.dtype);
+  const bool bf16_dot = UsesBf16Dot<O>(args.products);
+  // fp32 products of 16-bit storage: widen each block to fp32. bf16
+  // products of fp16 storage: round each block to bf16.
   const bool widen = args.dtype != DType::kFloat32 && !bf16_dot;
+  const bool narrow = bf16_dot && args.dtype == DType::kFloat16;
 
   float* k_tile = scratch;
   float* l_tile = k_tile + RoundUp(size_t{n} * i_pad, 16);
@@ -258,19 +285,24 @@ void ScoreRows(const KernelArgs& args, const uint32_t* rows, size_t count,
 
   for (size_t c = 0; c < count; ++c) {
     const std::byte* row = args.arena + size_t{rows[c]} * args.row_bytes;
-    if (c + 1 < count) {
-      // The next candidate's first lines; the hardware prefetcher follows.
-      const std::byte* next = args.arena + size_t{rows[c + 1]} * args.row_bytes;
-      for (uint32_t j = 0; j < n; ++j) {
-        __builtin_prefetch(next + size_t{j} * d * DTypeSize(args.dtype));
-      }
-    }
+    // Prefetch the next candidate's whole row into L2 while this one is
+    // computed: short item rows (small n * d) are too short for the
+    // hardware stream prefetcher to ramp up.
+    const std::byte* next =
+        c + 1 < count ? args.arena + size_t{rows[c + 1]} * args.row_bytes
+                      : nullptr;
+    const size_t half_lines = (args.row_bytes + 127) / 128;
+    if (next != nullptr) PrefetchLines(next, half_lines);
     const void* b = row;
     if (widen) {
       WidenBlock<O>(row, args.dtype, block, widened);
       b = widened;
+    } else if (narrow) {
+      NarrowBlock<O>(row, block, widened);
+      b = widened;
     }
     Product<O>(args.a_panels, b, bf16_dot, m, n, d, k_tile);
+    if (next != nullptr) PrefetchLines(next + half_lines * 64, half_lines);
     const float* logits = k_tile;
     if (!args.logits_equal_matches) {
       const void* g = b;
@@ -278,6 +310,9 @@ void ScoreRows(const KernelArgs& args, const uint32_t* rows, size_t count,
         g = row + block_bytes;
         if (widen) {
           WidenBlock<O>(row + block_bytes, args.dtype, block, widened);
+          g = widened;
+        } else if (narrow) {
+          NarrowBlock<O>(row + block_bytes, block, widened);
           g = widened;
         }
       }
@@ -322,7 +357,11 @@ void ScoreRows(const KernelArgs& args, const uint32_t* rows, size_t count,
 
 template <class O>
 constexpr KernelTable MakeTable(CpuIsa isa) {
-  return KernelTable{isa, &PanelBytes<O>, &BuildPanels<O>, &ScratchFloats<O>,
+  return KernelTable{isa,
+                     O::kBf16Dot,
+                     &PanelBytes<O>,
+                     &BuildPanels<O>,
+                     &ScratchFloats<O>,
                      &ScoreRows<O>};
 }
 

@@ -21,8 +21,9 @@ namespace {
 struct Avx2Ops {
   using V = __m256;
   static constexpr int kLanes = 8;
-  // 2 x 6 accumulators + 2 panel vectors + 1 broadcast of 16 registers.
-  static constexpr int kMaxJ = 6;
+  // Accumulators per register tile: 12 plus NV panel vectors and a
+  // broadcast of the 16 ymm registers.
+  static constexpr int kAccumulators = 12;
   static constexpr bool kBf16Dot = false;
 
   static V Zero() { return _mm256_setzero_ps(); }

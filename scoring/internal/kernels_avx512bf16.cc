@@ -28,6 +28,19 @@ namespace {
 struct Avx512Bf16Ops : Avx512Ops {
   static constexpr bool kBf16Dot = true;
 
+  // out[i] = bf16(fp16 in[i]) for i < count, rounded to nearest even.
+  static void HalfToBf16(const uint16_t* in, size_t count, uint16_t* out) {
+    size_t i = 0;
+    for (; i + 32 <= count; i += 32) {
+      const __m512 lo = _mm512_cvtph_ps(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(in + i)));
+      const __m512 hi = _mm512_cvtph_ps(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(in + i + 16)));
+      _mm512_storeu_si512(out + i, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+    }
+    for (; i < count; ++i) out[i] = FloatToBFloat16(HalfToFloat(in[i]));
+  }
+
   // dst[2 * i] = bf16(lo[i]), dst[2 * i + 1] = bf16(hi[i]) for i < count
   // (a multiple of 16), rounded to nearest even.
   static void PackBf16Pairs(const float* lo, const float* hi, size_t count,

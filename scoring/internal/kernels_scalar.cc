@@ -12,17 +12,18 @@ namespace embsum::scoring::internal {
 namespace {
 
 // Panel form of the scalar family: the row-major matrix itself.
-size_t PanelBytes(uint32_t m, uint32_t d, DType /*dtype*/) {
+size_t PanelBytes(uint32_t m, uint32_t d, Products /*products*/) {
   return size_t{m} * d * sizeof(float);
 }
 
-void BuildPanels(const float* x, uint32_t m, uint32_t d, DType /*dtype*/,
+void BuildPanels(const float* x, uint32_t m, uint32_t d, Products /*products*/,
                  void* out) {
   if (size_t{m} * d > 0) std::memcpy(out, x, size_t{m} * d * sizeof(float));
 }
 
 // Scratch: K and L (m*n each), row sums (m), one converted n*d block.
-size_t ScratchFloats(uint32_t m, uint32_t n, uint32_t d, DType /*dtype*/) {
+size_t ScratchFloats(uint32_t m, uint32_t n, uint32_t d, DType /*dtype*/,
+                     Products /*products*/) {
   return 2 * size_t{m} * n + m + size_t{n} * d;
 }
 
@@ -109,7 +110,7 @@ void ScoreRows(const KernelArgs& args, const uint32_t* rows, size_t count,
 }
 
 constexpr KernelTable kScalarTable = {
-    CpuIsa::kScalar, PanelBytes, BuildPanels, ScratchFloats, ScoreRows,
+    CpuIsa::kScalar, false, PanelBytes, BuildPanels, ScratchFloats, ScoreRows,
 };
 
 }  // namespace

@@ -10,8 +10,10 @@ namespace {
 struct Avx512Ops {
   using V = __m512;
   static constexpr int kLanes = 16;
-  // 2 x 8 accumulators + 2 panel vectors + 1 broadcast of 32 registers.
-  static constexpr int kMaxJ = 8;
+  // Accumulators per register tile (NV panel vectors x J item rows): 16
+  // plus NV panel vectors and a broadcast of the 32 zmm registers; more
+  // would leave the core load-bound with no gain at S1.
+  static constexpr int kAccumulators = 16;
   static constexpr bool kBf16Dot = false;
 
   static V Zero() { return _mm512_setzero_ps(); }

@@ -31,8 +31,8 @@ class AnnIndex {
   // quantizer is reused instead of training again.
   static absl::StatusOr<std::shared_ptr<const AnnIndex>> Build(
       const scoring::ItemArena& arena, uint32_t begin, uint32_t end,
-      std::span<const uint8_t> live, const AnnOptions& options,
-      bool force_flat, const AnnIndex* trained);
+      std::span<const uint8_t> live, const AnnOptions& options, bool force_flat,
+      const AnnIndex* trained);
   ~AnnIndex();
 
   uint32_t begin() const { return begin_; }

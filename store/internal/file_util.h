@@ -11,13 +11,14 @@
 #include <string_view>
 
 #include "absl/status/status.h"
-#include "absl/strings/string_view.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace embsum::store::internal {
 
 // Error status for a failed system call: "<path>: <what>: <strerror>".
-absl::Status ErrnoError(int err, absl::string_view path, absl::string_view what);
+absl::Status ErrnoError(int err, absl::string_view path,
+                        absl::string_view what);
 
 absl::StatusOr<std::string> ReadFileToString(const std::string& path);
 
@@ -25,6 +26,13 @@ absl::StatusOr<std::string> ReadFileToString(const std::string& path);
 // fsyncs it, renames it over `path` and fsyncs the directory.
 absl::Status WriteFileDurably(const std::string& path,
                               absl::string_view contents);
+
+// XXH64 of `data` (seed 0): a fast checksum for files without their own.
+uint64_t Checksum64(const void* data, size_t size);
+
+// Writes `data` to a new file at `path` and fsyncs it.
+absl::Status WriteNewFileDurably(const std::string& path, const void* data,
+                                 size_t size);
 
 // fsync of a file or directory by path.
 absl::Status FsyncPath(const std::string& path);

@@ -2,7 +2,9 @@
 //
 //   items/CURRENT                 name of the live snapshot directory
 //   items/snapshot-<G>/meta.json  {"format":1,"items":N,"item_codes":n,"dim":d,
-//                                  "item_keys":bool,"shards":[...]}
+//                                  "item_keys":bool,"shards":[{"first_row",
+//                                  "rows","cpe","cpe_xxh64","keys",
+//                                  "keys_xxh64"}...]}
 //   items/snapshot-<G>/ids.txt    row -> item id
 //   items/snapshot-<G>/cpe-<S>.faiss   IndexIDMap2 over IndexFlatIP: the CPE
 //                                  vectors of the shard's rows, vector j of
@@ -26,8 +28,8 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "absl/strings/string_view.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "store/manifest.h"
 
 namespace faiss {
@@ -67,6 +69,7 @@ class SnapshotWriter {
   std::vector<std::string> ids_;
   std::vector<std::string> shard_files_;  // "cpe-00000.faiss" pairs, flat
   std::vector<uint64_t> shard_rows_;
+  std::vector<uint64_t> shard_checksums_;  // cpe, keys pairs, flat
   std::unique_ptr<faiss::Index> cpe_;
   std::unique_ptr<faiss::Index> keys_;
 };
@@ -82,9 +85,9 @@ class SnapshotReader {
 
   // Calls `fn(first_row, rows, cpe, keys)` per shard in row order: cpe holds
   // rows*n*d floats, keys likewise or is empty. Loads one shard at a time.
-  using ShardFn = std::function<absl::Status(
-      uint64_t first_row, uint64_t rows, std::span<const float> cpe,
-      std::span<const float> keys)>;
+  using ShardFn = std::function<absl::Status(uint64_t first_row, uint64_t rows,
+                                             std::span<const float> cpe,
+                                             std::span<const float> keys)>;
   absl::Status ForEachShard(const ShardFn& fn) const;
 
  private:
@@ -93,6 +96,8 @@ class SnapshotReader {
     uint64_t rows = 0;
     std::string cpe;
     std::string keys;
+    uint64_t cpe_checksum = 0;
+    uint64_t keys_checksum = 0;
   };
   std::string dir_;
   ModelManifest manifest_;

@@ -4,6 +4,7 @@ the runtime images expect them, glibc and excluded libraries stay out, and
 every failure names its cause."""
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import tempfile
@@ -112,6 +113,46 @@ class CollectBinariesTest(unittest.TestCase):
         self.assertIn("unknown argument '--bogus'", run("--bogus").stderr)
         self.assertIn("required", run(f"--out={self.out}").stderr)
         self.assertIn("not a directory", run(f"--build_dir={self.tmp}/none", f"--out={self.out}").stderr)
+
+
+GLIBC = re.compile(r"^(libc|libm|libdl|libpthread|librt|libresolv|libutil|libanl|libmvec|libnsl)\.so")
+
+
+class RealBuildTest(unittest.TestCase):
+    """What the GPU runtime stage does, on this machine's real build: collect
+    the executables with --libs, then run them in a root file system holding
+    nothing but glibc and the collected files (ld.so.conf.d + ldconfig, as
+    the Dockerfile)."""
+
+    def test_executables_run_on_glibc_and_the_collected_libraries_alone(self):
+        if not lib.OPTIONS.build_dir:
+            self.skipTest("no --build_dir with embsum-server and embsum-ingest")
+        if os.geteuid() != 0:
+            self.skipTest("chroot needs root")
+        root = pathlib.Path(tempfile.mkdtemp(prefix="collect_binaries_root."))
+        self.addCleanup(shutil.rmtree, root)
+        result = run(f"--build_dir={lib.OPTIONS.build_dir}", f"--out={root}/opt/embsum",
+                     "--libs")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        for exe in (root / "opt/embsum/bin").iterdir():
+            for line in subprocess.run(["ldd", str(exe)], capture_output=True, text=True,
+                                       check=True).stdout.splitlines():
+                words = line.split()
+                path = words[2] if "=>" in words else words[0]
+                if (GLIBC.match(words[0]) or "ld-linux" in words[0]) and path.startswith("/"):
+                    target = root / path.lstrip("/")
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy(path, target)
+        (root / "etc/ld.so.conf.d").mkdir(parents=True)
+        (root / "etc/ld.so.conf").write_text("include /etc/ld.so.conf.d/*.conf\n")
+        (root / "etc/ld.so.conf.d/embsum.conf").write_text("/opt/embsum/lib\n")
+        subprocess.run(["ldconfig", "-r", str(root)], check=True, capture_output=True)
+        for name in ("embsum-server", "embsum-ingest"):
+            result = subprocess.run(["chroot", str(root), f"/opt/embsum/bin/{name}", "--helpfull"],
+                                    capture_output=True, text=True, timeout=60)
+            self.assertIn("--data_dir", result.stdout + result.stderr,
+                          f"{name} does not start with only the collected libraries:\n"
+                          f"{result.stderr[-2000:]}")
 
 
 if __name__ == "__main__":

@@ -52,15 +52,16 @@ GRPC_CODES = {
     "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
     "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"}
 
-OPTIONS = argparse.Namespace(server=None, promtool="promtool", kubectl=None)
+OPTIONS = argparse.Namespace(server=None, promtool="promtool", kubectl=None, build_dir=None)
 
 
 def parse_args():
-    """Reads --server, --promtool and --kubectl; leaves the rest to unittest."""
+    """Reads --server, --promtool, --kubectl and --build_dir; leaves the rest to unittest."""
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--server", help="embsum-server binary (for its flags)")
     parser.add_argument("--promtool", default="promtool")
     parser.add_argument("--kubectl")
+    parser.add_argument("--build_dir", help="a CMake build tree with embsum-server and -ingest")
     known, rest = parser.parse_known_args()
     for key, value in vars(known).items():
         setattr(OPTIONS, key, value)

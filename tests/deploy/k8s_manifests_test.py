@@ -1,7 +1,6 @@
 """Loads every Kubernetes YAML document under deploy/ with python3-yaml and
 checks kinds, references between objects, and the probe and container ports
 against the server's flags (its --helpfull output when --server is given)."""
-import pathlib
 import re
 import subprocess
 import unittest

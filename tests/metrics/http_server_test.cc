@@ -28,8 +28,8 @@ class MetricsHttpServerTest : public ::testing::Test {
         .WithLabels({"Rank"})
         .Observe(0.003);
     RegisterProcessMetrics(&registry_);
-    auto server = MetricsHttpServer::Start({.listen = "127.0.0.1:0"},
-                                           &registry_);
+    auto server =
+        MetricsHttpServer::Start({.listen = "127.0.0.1:0"}, &registry_);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
     ASSERT_GT(server_->port(), 0);
@@ -42,9 +42,8 @@ class MetricsHttpServerTest : public ::testing::Test {
 TEST_F(MetricsHttpServerTest, ServesTheRegistryInTextFormat) {
   const HttpResponse r = HttpGet(server_->port(), "/metrics");
   EXPECT_EQ(r.status, 200);
-  EXPECT_THAT(r.headers,
-              HasSubstr("Content-Type: text/plain; version=0.0.4; "
-                        "charset=utf-8"));
+  EXPECT_THAT(r.headers, HasSubstr("Content-Type: text/plain; version=0.0.4; "
+                                   "charset=utf-8"));
   EXPECT_THAT(r.body, HasSubstr("demo_requests_total{code=\"OK\"} 7\n"));
   EXPECT_THAT(r.body, HasSubstr("process_resident_memory_bytes "));
 }

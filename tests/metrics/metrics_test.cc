@@ -92,6 +92,11 @@ TEST(FormatTest, Values) {
   EXPECT_EQ(FormatValue(0), "0");
   EXPECT_EQ(FormatValue(42), "42");
   EXPECT_EQ(FormatValue(0.1), "0.1");
+  EXPECT_EQ(FormatValue(-2.5), "-2.5");
+  EXPECT_EQ(FormatValue(1e-4), "0.0001");
+  EXPECT_EQ(FormatValue(2.5e-5), "2.5e-05");
+  EXPECT_EQ(FormatValue(1234567890), "1234567890");
+  EXPECT_EQ(FormatValue(1e21), "1e+21");
   EXPECT_EQ(FormatValue(std::numeric_limits<double>::infinity()), "+Inf");
   EXPECT_EQ(FormatValue(-std::numeric_limits<double>::infinity()), "-Inf");
   EXPECT_EQ(FormatValue(std::numeric_limits<double>::quiet_NaN()), "NaN");
@@ -142,8 +147,9 @@ TEST(RegistryTest, SerializesEveryTypeInTextFormat) {
 TEST(RegistryTest, UnlabelledHistogram) {
   Registry registry;
   const std::vector<double> bounds = {1};
-  registry.AddHistogram("h_seconds", "H.", {}, bounds).WithLabels({}).Observe(
-      2);
+  registry.AddHistogram("h_seconds", "H.", {}, bounds)
+      .WithLabels({})
+      .Observe(2);
   EXPECT_THAT(registry.Serialize(),
               HasSubstr("h_seconds_bucket{le=\"1\"} 0\n"
                         "h_seconds_bucket{le=\"+Inf\"} 1\n"
@@ -165,8 +171,7 @@ TEST(RegistryDeathTest, RejectsBadNames) {
   EXPECT_DEATH(registry.AddCounter("requests", "."), "must end in _total");
   EXPECT_DEATH(registry.AddGauge("g", ".", {"__x"}), "invalid label name");
   const std::vector<double> bounds = {1};
-  EXPECT_DEATH(registry.AddHistogram("h", ".", {"le"}, bounds),
-               "label 'le'");
+  EXPECT_DEATH(registry.AddHistogram("h", ".", {"le"}, bounds), "label 'le'");
   registry.AddGauge("dup", ".");
   EXPECT_DEATH(registry.AddGauge("dup", "."), "registered twice");
   EXPECT_DEATH(registry.AddGauge("g2", ".", {"a"}).WithLabels({}),

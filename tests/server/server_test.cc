@@ -2,14 +2,14 @@
 // over a synthetic model ingested into a temporary data directory.
 #include "server/server.h"
 
+#include <grpcpp/grpcpp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
@@ -38,8 +38,7 @@ class GatedScorer : public scoring::Scorer {
 
   scoring::Status Score(const scoring::UserView& user,
                         const scoring::ItemArena& arena,
-                        std::span<const uint32_t> rows,
-                        std::span<float> scores,
+                        std::span<const uint32_t> rows, std::span<float> scores,
                         std::span<int32_t> top_codes) const override {
     {
       absl::MutexLock lock(&mu_);
@@ -49,11 +48,10 @@ class GatedScorer : public scoring::Scorer {
     }
     return inner_->Score(user, arena, rows, scores, top_codes);
   }
-  scoring::Status ScoreAllTopK(const scoring::UserView& user,
-                               const scoring::ItemArena& arena,
-                               std::span<const uint8_t> live, uint32_t k,
-                               std::vector<scoring::ScoredRow>* out)
-      const override {
+  scoring::Status ScoreAllTopK(
+      const scoring::UserView& user, const scoring::ItemArena& arena,
+      std::span<const uint8_t> live, uint32_t k,
+      std::vector<scoring::ScoredRow>* out) const override {
     return inner_->ScoreAllTopK(user, arena, live, k, out);
   }
 
@@ -68,9 +66,8 @@ class GatedScorer : public scoring::Scorer {
   // Blocks until `n` calls wait at the closed gate.
   void AwaitWaiting(int n) {
     absl::MutexLock lock(&mu_);
-    auto cond = [this, n]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-      return waiting_ >= n;
-    };
+    auto cond = [this, n]()
+                    ABSL_SHARED_LOCKS_REQUIRED(mu_) { return waiting_ >= n; };
     mu_.Await(absl::Condition(&cond));
   }
 
@@ -105,9 +102,9 @@ class ServerTest : public ::testing::Test {
                                 &data_->items(), &scorer_, &registry_);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
-    auto channel = grpc::CreateChannel(
-        "127.0.0.1:" + std::to_string(server_->port()),
-        grpc::InsecureChannelCredentials());
+    auto channel =
+        grpc::CreateChannel("127.0.0.1:" + std::to_string(server_->port()),
+                            grpc::InsecureChannelCredentials());
     auto admin_channel = grpc::CreateChannel(
         "127.0.0.1:" + std::to_string(server_->admin_port()),
         grpc::InsecureChannelCredentials());
@@ -142,12 +139,12 @@ class ServerTest : public ::testing::Test {
   }
 
   template <typename Record>
-  grpc::Status Upsert(
-      std::unique_ptr<grpc::ClientWriter<Record>> (v1::RankerAdmin::Stub::*
-                                                       method)(
-          grpc::ClientContext*, v1::UpsertResponse*),
-      const std::vector<Record>& records, v1::UpsertResponse* response,
-      v1::RankerAdmin::Stub* stub = nullptr) {
+  grpc::Status Upsert(std::unique_ptr<grpc::ClientWriter<Record>> (
+                          v1::RankerAdmin::Stub::*method)(grpc::ClientContext*,
+                                                          v1::UpsertResponse*),
+                      const std::vector<Record>& records,
+                      v1::UpsertResponse* response,
+                      v1::RankerAdmin::Stub* stub = nullptr) {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() +
                          std::chrono::seconds(20));
@@ -194,9 +191,8 @@ class ServerTest : public ::testing::Test {
     context.set_deadline(std::chrono::system_clock::now() +
                          std::chrono::seconds(5));
     grpc::health::v1::HealthCheckResponse response;
-    grpc::Status s =
-        health_->Check(&context, grpc::health::v1::HealthCheckRequest(),
-                       &response);
+    grpc::Status s = health_->Check(
+        &context, grpc::health::v1::HealthCheckRequest(), &response);
     EXPECT_TRUE(s.ok()) << s.error_message();
     return response.status();
   }
@@ -232,11 +228,12 @@ TEST_F(ServerTest, RankEqualsTheFloat64ReferenceOnIngestedData) {
     std::vector<std::string> seen;
     for (int k = 0; k < response.items_size(); ++k) {
       const v1::ScoredItem& item = response.items(k);
-      if (k > 0) EXPECT_LE(item.score(), response.items(k - 1).score());
-      const size_t i =
-          std::find(model_.item_ids.begin(), model_.item_ids.end(),
-                    item.item_id()) -
-          model_.item_ids.begin();
+      if (k > 0) {
+        EXPECT_LE(item.score(), response.items(k - 1).score());
+      }
+      const size_t i = std::find(model_.item_ids.begin(), model_.item_ids.end(),
+                                 item.item_id()) -
+                       model_.item_ids.begin();
       ASSERT_LT(i, model_.item_ids.size()) << item.item_id();
       const scoring::ReferenceResult want = model_.Reference(u, i);
       ExpectNear(item.score(), want.score);
@@ -260,7 +257,8 @@ TEST_F(ServerTest, RankUnknownUserIsNotFound) {
 TEST_F(ServerTest, UnknownItemsAreListedDuplicatesOnceTopK) {
   v1::RankRequest request;
   request.set_user_id(model_.user_ids[1]);
-  for (const char* id : {"ghost-1", "", "ghost-1"}) request.add_candidate_ids(id);
+  for (const char* id : {"ghost-1", "", "ghost-1"})
+    request.add_candidate_ids(id);
   for (int i = 0; i < 10; ++i) request.add_candidate_ids(model_.item_ids[i]);
   request.add_candidate_ids(model_.item_ids[3]);  // duplicate
   request.add_candidate_ids("ghost-2");
@@ -360,7 +358,8 @@ TEST_F(ServerTest, BadRankInputsAreInvalidArgumentAndTheServerKeepsServing) {
 TEST_F(ServerTest, OversizedMessageIsResourceExhausted) {
   v1::RankRequest request;
   request.set_user_id(model_.user_ids[0]);
-  for (int i = 0; i < 300; ++i) request.add_candidate_ids(std::string(1000, 'x'));
+  for (int i = 0; i < 300; ++i)
+    request.add_candidate_ids(std::string(1000, 'x'));
   ASSERT_GT(request.ByteSizeLong(), static_cast<size_t>(kMaxReceiveBytes));
   v1::RankResponse response;
   EXPECT_EQ(Rank(request, &response).error_code(),
@@ -514,9 +513,8 @@ TEST_F(ServerTest, ExactRetrieveIsTheTrueTopKWithoutExcludedItems) {
   ASSERT_TRUE(s.ok()) << s.error_message();
   ASSERT_EQ(response.items_size(), 5);
   EXPECT_EQ(response.model_version(), "test-model-7");
-  const std::vector<size_t> want = {all[0].second, all[2].second,
-                                    all[3].second, all[4].second,
-                                    all[5].second};
+  const std::vector<size_t> want = {all[0].second, all[2].second, all[3].second,
+                                    all[4].second, all[5].second};
   for (int k = 0; k < 5; ++k) {
     EXPECT_EQ(response.items(k).item_id(), model_.item_ids[want[k]]);
     ExpectNear(response.items(k).score(), all[k == 0 ? 0 : k + 1].first);
@@ -536,9 +534,9 @@ TEST_F(ServerTest, AnnRetrieveReranksExactly) {
   for (int k = 0; k < response.items_size(); ++k) {
     const std::string& id = response.items(k).item_id();
     EXPECT_NE(id, model_.item_ids[0]);
-    const size_t i = std::find(model_.item_ids.begin(), model_.item_ids.end(),
-                               id) -
-                     model_.item_ids.begin();
+    const size_t i =
+        std::find(model_.item_ids.begin(), model_.item_ids.end(), id) -
+        model_.item_ids.begin();
     ASSERT_LT(i, model_.item_ids.size());
     ExpectNear(response.items(k).score(), model_.Reference(4, i).score);
     if (k > 0) {
@@ -672,7 +670,8 @@ TEST_F(ServerTest, DeadlinePassedWhileQueuedIsNotScored) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   const std::string text = registry_.Serialize();
-  EXPECT_THAT(text, HasSubstr("embsum_scoring_seconds_count{backend=\"cpu\"} 1\n"));
+  EXPECT_THAT(text,
+              HasSubstr("embsum_scoring_seconds_count{backend=\"cpu\"} 1\n"));
   EXPECT_THAT(text, HasSubstr(want + "OK\"} 1\n"));
 }
 
@@ -690,8 +689,8 @@ TEST_F(ServerTest, MetricsCountRequestsAndModel) {
                               ",grpc_code=\"OK\"} 1\n"));
   EXPECT_THAT(text, HasSubstr("grpc_server_handled_total" + rank +
                               ",grpc_code=\"NOT_FOUND\"} 1\n"));
-  EXPECT_THAT(text, HasSubstr("grpc_server_handling_seconds_count" + rank +
-                              "} 2\n"));
+  EXPECT_THAT(text,
+              HasSubstr("grpc_server_handling_seconds_count" + rank + "} 2\n"));
   EXPECT_THAT(text, HasSubstr("grpc_server_handling_seconds_bucket" + rank +
                               ",le=\"1e-05\"}"));
   EXPECT_THAT(text, HasSubstr("embsum_rank_candidates_count 2\n"));
@@ -701,8 +700,8 @@ TEST_F(ServerTest, MetricsCountRequestsAndModel) {
               HasSubstr("embsum_scoring_seconds_count{backend=\"cpu\"} 1\n"));
   EXPECT_THAT(text, HasSubstr("embsum_users 24\n"));
   EXPECT_THAT(text, HasSubstr("embsum_items 300\n"));
-  EXPECT_THAT(text,
-              HasSubstr("embsum_model_info{model_version=\"test-model-7\"} 1\n"));
+  EXPECT_THAT(
+      text, HasSubstr("embsum_model_info{model_version=\"test-model-7\"} 1\n"));
   EXPECT_THAT(text, HasSubstr("embsum_shed_total 0\n"));
 }
 

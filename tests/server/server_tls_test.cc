@@ -1,8 +1,8 @@
 // TLS and mutual TLS with certificates made by openssl in the test.
+#include <grpcpp/grpcpp.h>
+
 #include <memory>
 #include <string>
-
-#include <grpcpp/grpcpp.h>
 
 #include "embsum/v1/ranking.grpc.pb.h"
 #include "gmock/gmock.h"

@@ -38,8 +38,7 @@ TEST(StatusUtilTest, CodeNames) {
   EXPECT_EQ(GrpcCodeName(grpc::StatusCode::OK), "OK");
   EXPECT_EQ(GrpcCodeName(grpc::StatusCode::RESOURCE_EXHAUSTED),
             "RESOURCE_EXHAUSTED");
-  EXPECT_EQ(GrpcCodeName(grpc::StatusCode::UNAUTHENTICATED),
-            "UNAUTHENTICATED");
+  EXPECT_EQ(GrpcCodeName(grpc::StatusCode::UNAUTHENTICATED), "UNAUTHENTICATED");
 }
 
 TEST(LogTest, KeyValueWithQuotingWhereNeeded) {

@@ -56,9 +56,9 @@ absl::Status ReadNpyF32(const std::string& path, NpyF32* out) {
   const size_t open = header.find("'shape': (");
   const size_t close = header.find(')', open);
   out->shape.clear();
-  for (absl::string_view dim : absl::StrSplit(
-           header.substr(open + 10, close - open - 10), ',',
-           absl::SkipWhitespace())) {
+  for (absl::string_view dim :
+       absl::StrSplit(header.substr(open + 10, close - open - 10), ',',
+                      absl::SkipWhitespace())) {
     out->shape.push_back(std::stoull(std::string(dim)));
   }
   size_t count = 1;
@@ -152,19 +152,15 @@ scoring::ReferenceResult ReferenceOf(uint32_t m, uint32_t n, uint32_t d,
 }
 
 scoring::ReferenceResult TestModel::Reference(size_t u, size_t i) const {
-  return ReferenceOf(options.user_codes, options.item_codes, options.dim,
-                     upe.row(u),
-                     queries.data.empty() ? std::span<const float>()
-                                          : queries.row(u),
-                     cpe.row(i),
-                     keys.data.empty() ? std::span<const float>()
-                                       : keys.row(i));
+  return ReferenceOf(
+      options.user_codes, options.item_codes, options.dim, upe.row(u),
+      queries.data.empty() ? std::span<const float>() : queries.row(u),
+      cpe.row(i), keys.data.empty() ? std::span<const float>() : keys.row(i));
 }
 
 absl::Status MakeTestCerts(const std::string& dir, TestCerts* out) {
   const std::string script = absl::StrCat(
-      "set -e; cd '", dir, "'\n",
-      "exec >openssl.log 2>&1\n",
+      "set -e; cd '", dir, "'\n", "exec >openssl.log 2>&1\n",
       "ca() { openssl req -x509 -newkey rsa:2048 -nodes -days 2 "
       "-subj \"/CN=$1\" -keyout $1.key -out $1.pem; }\n",
       "leaf() { openssl req -newkey rsa:2048 -nodes -subj \"/CN=$2\" "
@@ -173,8 +169,8 @@ absl::Status MakeTestCerts(const std::string& dir, TestCerts* out) {
       "extendedKeyUsage=serverAuth,clientAuth\\n' > $1.ext\n",
       "  openssl x509 -req -in $1.csr -CA $3.pem -CAkey $3.key "
       "-CAcreateserial -days 2 -extfile $1.ext -out $1.pem; }\n",
-      "ca test-ca\n", "ca other-ca\n",
-      "leaf server localhost test-ca\n", "leaf client test-client test-ca\n",
+      "ca test-ca\n", "ca other-ca\n", "leaf server localhost test-ca\n",
+      "leaf client test-client test-ca\n",
       "leaf other-client other-client other-ca\n");
   const std::string script_path = dir + "/make-certs.sh";
   std::ofstream(script_path) << script;

@@ -54,7 +54,8 @@ int main(int argc, char** argv) {
       ItemUpsert item;
       item.item_id = id;
       item.cpe.resize(size_t{m.item_codes} * m.dim);
-      for (size_t j = 0; j < item.cpe.size(); ++j) item.cpe[j] = i + j / 1000.0f;
+      for (size_t j = 0; j < item.cpe.size(); ++j)
+        item.cpe[j] = i + j / 1000.0f;
       if (m.item_keys) {
         for (float v : item.cpe) item.keys.push_back(-v);
       }

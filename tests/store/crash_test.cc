@@ -75,10 +75,10 @@ TEST(CrashTest, KilledIngestLeavesOldOrNewDirectory) {
   int saw_old = 0, saw_new = 0;
   for (const char* point : kill_after) {
     SCOPED_TRACE(point == nullptr ? "completion" : point);
-    Child child({EMBSUM_INGEST_BIN, "--model_dir=" + (tmp / "new"),
-                 "--data_dir=" + (tmp / "data"), "--force",
-                 "--progress_interval_s=0"},
-                /*merge_stderr=*/true);
+    Child child(
+        {EMBSUM_INGEST_BIN, "--model_dir=" + (tmp / "new"),
+         "--data_dir=" + (tmp / "data"), "--force", "--progress_interval_s=0"},
+        /*merge_stderr=*/true);
     if (point != nullptr) {
       ASSERT_TRUE(SkipTo(child, point));
       child.Kill();

@@ -31,8 +31,10 @@ TEST(IdsTest, RejectsBadIdsNamingFileAndLine) {
     std::string message;
   } cases[] = {
       {"a\n\nb\n", "items/ids.txt: line 2: empty id"},
-      {"a\nb\na\n", "items/ids.txt: line 3: duplicate id \"a\" (first on line 1)"},
-      {"a\r\n", "items/ids.txt: line 1: id \"a\\x0d\" contains control character 0x0d"},
+      {"a\nb\na\n",
+       "items/ids.txt: line 3: duplicate id \"a\" (first on line 1)"},
+      {"a\r\n",
+       "items/ids.txt: line 1: id \"a\\x0d\" contains control character 0x0d"},
       {"ok\nx\ty\n", "line 2: id \"x\\x09y\" contains control character 0x09"},
       {"\xff\xfe\n", "line 1: id \"\xff\xfe\" is not valid UTF-8"},
       {std::string(257, 'x') + "\n", "line 1: id \"xxxx"},
@@ -112,11 +114,14 @@ TEST(ManifestTest, RejectsBadFieldsByName) {
     std::string json;
     std::string message;
   } cases[] = {
-      {"{" + base + ", \"dim\": 0}", "field \"dim\": must be in [1, 65536], got 0"},
-      {"{" + base + ", \"dim\": -4}", "field \"dim\": must be in [1, 65536], got -4"},
+      {"{" + base + ", \"dim\": 0}",
+       "field \"dim\": must be in [1, 65536], got 0"},
+      {"{" + base + ", \"dim\": -4}",
+       "field \"dim\": must be in [1, 65536], got -4"},
       {"{" + base + ", \"dim\": 1.5}", "field \"dim\": expected an integer"},
       {"{" + base + "}", "field \"dim\": missing"},
-      {R"({"format_version": 2})", "field \"format_version\": unsupported version 2"},
+      {R"({"format_version": 2})",
+       "field \"format_version\": unsupported version 2"},
       {"[1]", "expected a JSON object"},
       {"{", "not valid JSON"},
       {R"({"format_version": 1, "model_version": "v", "dim": 4, "user_codes": 2,)"

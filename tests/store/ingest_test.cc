@@ -55,7 +55,8 @@ void PokeFloat(const std::string& path, size_t index, float value) {
   WriteAll(path, bytes);
 }
 
-void ReplaceLine(const std::string& path, size_t line, const std::string& text) {
+void ReplaceLine(const std::string& path, size_t line,
+                 const std::string& text) {
   std::string all = ReadAll(path);
   std::vector<std::string> lines;
   size_t pos = 0;
@@ -95,7 +96,8 @@ TEST(IngestTest, RoundTripsFloat16Artifacts) {
   SyntheticModelOptions o = SmallModel(tmp / "model");
   o.float16 = true;
   ASSERT_TRUE(GenerateSyntheticModel(o).ok());
-  ASSERT_TRUE(IngestInto(tmp / "model", tmp / "nested/deeper/data", false).ok());
+  ASSERT_TRUE(
+      IngestInto(tmp / "model", tmp / "nested/deeper/data", false).ok());
   auto dir = DataDir::Open(tmp / "nested/deeper/data", DataDirOptions{});
   ASSERT_TRUE(dir.ok()) << dir.status();
   EXPECT_EQ((*dir)->manifest().model_version, "synthetic-1");
@@ -152,6 +154,30 @@ TEST(IngestTest, RefusesToReplaceWithoutForceAndReplacesWithIt) {
   EXPECT_EQ(Listing(tmp.path()), (std::vector<std::string>{"a", "b", "data"}));
 }
 
+TEST(IngestTest, ForceNeverReplacesWhatIsNotADataDirectory) {
+  TempDir tmp;
+  ASSERT_TRUE(GenerateSyntheticModel(SmallModel(tmp / "model")).ok());
+  fs::create_directories(tmp / "precious/sub");
+  WriteAll(tmp / "precious/file.txt", "keep me");
+  absl::Status s = IngestInto(tmp / "model", tmp / "precious", true);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("is not a data directory (no manifest.json, users/, "
+                        "items/); refusing to replace it"));
+  EXPECT_EQ(ReadAll(tmp / "precious/file.txt"), "keep me");
+  // The model directory itself, or a directory inside it.
+  s = IngestInto(tmp / "model", tmp / "model", true);
+  EXPECT_FALSE(s.ok());
+  EXPECT_TRUE(fs::exists(tmp / "model/manifest.json"));
+  s = IngestInto(tmp / "model", tmp / "model/data", false);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("must not contain each other"));
+  // An empty directory is fine to fill.
+  fs::create_directory(tmp / "empty");
+  EXPECT_TRUE(IngestInto(tmp / "model", tmp / "empty", true).ok());
+}
+
 TEST(IngestTest, MissingDataDirectoryIsRefusedAtOpen) {
   TempDir tmp;
   auto dir = DataDir::Open(tmp / "none", DataDirOptions{});
@@ -168,10 +194,19 @@ TEST(IngestTest, CorruptDataDirectoryIsRefusedNotCrashed) {
   ASSERT_TRUE(IngestInto(tmp / "model", tmp / "data", false).ok());
   const std::string shard = tmp / "data/items/snapshot-000001/cpe-00000.faiss";
   std::string bytes = ReadAll(shard);
+  // One flipped bit in a vector: same size, caught by the checksum.
+  std::string flipped = bytes;
+  flipped[flipped.size() / 2] ^= 0x10;
+  WriteAll(shard, flipped);
+  auto flipped_dir = DataDir::Open(tmp / "data", DataDirOptions{});
+  EXPECT_EQ(flipped_dir.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(flipped_dir.status().message()),
+              HasSubstr("cpe-00000.faiss: checksum mismatch"));
   WriteAll(shard, bytes.substr(0, bytes.size() / 2));
   auto dir = DataDir::Open(tmp / "data", DataDirOptions{});
   EXPECT_EQ(dir.status().code(), absl::StatusCode::kDataLoss);
-  EXPECT_THAT(std::string(dir.status().message()), HasSubstr("cpe-00000.faiss"));
+  EXPECT_THAT(std::string(dir.status().message()),
+              HasSubstr("cpe-00000.faiss"));
   WriteAll(shard, std::string(bytes.size(), 'x'));
   dir = DataDir::Open(tmp / "data", DataDirOptions{});
   EXPECT_EQ(dir.status().code(), absl::StatusCode::kDataLoss);
@@ -218,7 +253,8 @@ TEST(IngestTest, EveryViolationIsRejectedAndLeavesDataUntouched) {
        "expected (40, 3, 17)"},
       {"count mismatch",
        [](const std::string& m) {
-         WriteAll(m + "/items/ids.txt", ReadAll(m + "/items/ids.txt") + "N999\n");
+         WriteAll(m + "/items/ids.txt",
+                  ReadAll(m + "/items/ids.txt") + "N999\n");
        },
        "items/cpe.npy: 120 rows, but items/ids.txt has 121 ids"},
       {"NaN",

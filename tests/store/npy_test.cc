@@ -10,8 +10,8 @@
 namespace embsum::store {
 namespace {
 
-using ::testing::HasSubstr;
 using testing::FloatBytes;
+using ::testing::HasSubstr;
 using testing::NpyBytes;
 using testing::TempDir;
 using testing::WriteAll;
@@ -26,7 +26,7 @@ std::vector<float> Iota(size_t n) {
 }
 
 absl::StatusOr<std::unique_ptr<NpyArray>> OpenBytes(const TempDir& dir,
-                                                   const std::string& bytes) {
+                                                    const std::string& bytes) {
   std::string path = dir / "a.npy";
   WriteAll(path, bytes);
   return NpyArray::Open(path, "users/upe.npy");
@@ -54,8 +54,9 @@ TEST(NpyTest, ReadsFloat16) {
   const uint16_t halves[] = {0x3c00, 0xc000, 0x3800, 0x7bff};
   std::string data(reinterpret_cast<const char*>(halves), sizeof(halves));
   auto a = OpenBytes(
-      dir, NpyBytes("{'descr': '<f2', 'fortran_order': False, 'shape': (2, 2), }",
-                    data));
+      dir,
+      NpyBytes("{'descr': '<f2', 'fortran_order': False, 'shape': (2, 2), }",
+               data));
   ASSERT_TRUE(a.ok()) << a.status();
   EXPECT_EQ((*a)->dtype(), NpyDType::kFloat16);
   std::vector<float> row(2);
@@ -67,10 +68,10 @@ TEST(NpyTest, ReadsFloat16) {
 
 TEST(NpyTest, AcceptsKeysInAnyOrderAndDoubleQuotes) {
   TempDir dir;
-  auto a = OpenBytes(
-      dir, NpyBytes("{\"shape\": (1, 2), \"fortran_order\": False, "
-                    "\"descr\": \"<f4\"}",
-                    FloatBytes({1, 2})));
+  auto a =
+      OpenBytes(dir, NpyBytes("{\"shape\": (1, 2), \"fortran_order\": False, "
+                              "\"descr\": \"<f4\"}",
+                              FloatBytes({1, 2})));
   ASSERT_TRUE(a.ok()) << a.status();
   EXPECT_EQ((*a)->shape(), (std::vector<uint64_t>{1, 2}));
 }
@@ -92,12 +93,14 @@ TEST(NpyTest, RejectsEveryViolationWithTheFileAndProblem) {
       {"magic", bad_magic, "missing \\x93NUMPY magic"},
       {"version", bad_version, "unsupported .npy version 4.0"},
       {"big endian",
-       NpyBytes("{'descr': '>f4', 'fortran_order': False, 'shape': (2, 3, 4), }",
-                good),
+       NpyBytes(
+           "{'descr': '>f4', 'fortran_order': False, 'shape': (2, 3, 4), }",
+           good),
        "dtype '>f4' is not supported"},
       {"float64",
-       NpyBytes("{'descr': '<f8', 'fortran_order': False, 'shape': (1, 3, 4), }",
-                good),
+       NpyBytes(
+           "{'descr': '<f8', 'fortran_order': False, 'shape': (1, 3, 4), }",
+           good),
        "dtype '<f8' is not supported"},
       {"fortran",
        NpyBytes("{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3, 4), }",

@@ -106,7 +106,8 @@ inline std::string FloatBytes(const std::vector<float>& values) {
 // A running child process with its stdout (and optionally stderr) piped.
 class Child {
  public:
-  explicit Child(const std::vector<std::string>& argv, bool merge_stderr = false) {
+  explicit Child(const std::vector<std::string>& argv,
+                 bool merge_stderr = false) {
     int fds[2];
     if (pipe(fds) != 0) std::abort();
     posix_spawn_file_actions_t actions;
@@ -115,7 +116,8 @@ class Child {
     if (merge_stderr) posix_spawn_file_actions_adddup2(&actions, fds[1], 2);
     posix_spawn_file_actions_addclose(&actions, fds[0]);
     std::vector<char*> args;
-    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    for (const std::string& a : argv)
+      args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
     if (posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), environ) !=
         0) {

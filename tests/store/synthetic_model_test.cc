@@ -23,9 +23,9 @@ using testing::SmallModel;
 using testing::TempDir;
 
 const char* const kFiles[] = {
-    "manifest.json",        "behaviors.tsv",   "users/ids.txt",
-    "users/upe.npy",        "users/queries.npy", "users/summaries.jsonl",
-    "items/ids.txt",        "items/cpe.npy",   "items/keys.npy"};
+    "manifest.json", "behaviors.tsv",     "users/ids.txt",
+    "users/upe.npy", "users/queries.npy", "users/summaries.jsonl",
+    "items/ids.txt", "items/cpe.npy",     "items/keys.npy"};
 
 TEST(SyntheticModelTest, SameSeedSameBytesOtherSeedOtherData) {
   TempDir tmp;
@@ -55,8 +55,9 @@ TEST(SyntheticModelTest, WritesAValidArtifact) {
   EXPECT_EQ(a->item_ids.size(), 120u);
   EXPECT_EQ(a->upe->dtype(), NpyDType::kFloat16);
   ASSERT_EQ(a->summaries.size(), 40u);
-  EXPECT_THAT(a->summaries[0].summary,
-              ::testing::AnyOf(HasSubstr("Interested in"), HasSubstr("Follows")));
+  EXPECT_THAT(
+      a->summaries[0].summary,
+      ::testing::AnyOf(HasSubstr("Interested in"), HasSubstr("Follows")));
   // keys = gelu(B W): gelu output is > -0.17 everywhere.
   std::vector<float> keys(32);
   for (uint64_t r = 0; r < 120; ++r) {
@@ -101,9 +102,11 @@ TEST(SyntheticModelTest, BehaviorsAreMindFormatWithPlantedSignal) {
     ASSERT_EQ(cols.size(), 5u) << lines[k];
     EXPECT_EQ(cols[0], std::to_string(k + 1));
     ASSERT_TRUE(user_row.count(cols[1])) << cols[1];
-    EXPECT_THAT(cols[2], ::testing::MatchesRegex(
-                             "11/[0-9]+/2019 [0-9]+:[0-9]{2}:[0-9]{2} (AM|PM)"));
-    for (absl::string_view h : absl::StrSplit(cols[3], ' ', absl::SkipEmpty())) {
+    EXPECT_THAT(cols[2],
+                ::testing::MatchesRegex(
+                    "11/[0-9]+/2019 [0-9]+:[0-9]{2}:[0-9]{2} (AM|PM)"));
+    for (absl::string_view h :
+         absl::StrSplit(cols[3], ' ', absl::SkipEmpty())) {
       EXPECT_TRUE(item_row.count(std::string(h))) << h;
     }
     std::vector<std::string> shown = absl::StrSplit(cols[4], ' ');
@@ -138,7 +141,8 @@ TEST(SyntheticModelTest, RejectsBadOptions) {
   TempDir tmp;
   SyntheticModelOptions o = SmallModel(tmp / "m");
   o.items = 0;
-  EXPECT_EQ(GenerateSyntheticModel(o).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(GenerateSyntheticModel(o).code(),
+            absl::StatusCode::kInvalidArgument);
   o = SmallModel(tmp / "m");
   o.impression_size = 500;
   EXPECT_THAT(std::string(GenerateSyntheticModel(o).message()),

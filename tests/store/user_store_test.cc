@@ -172,9 +172,9 @@ TEST(UserRecordTest, RoundTripsAndRejectsCorruption) {
   EXPECT_EQ(e.queries, q);
   // float16 raw rows.
   const uint16_t halves[] = {0x3c00, 0x4000, 0x4200, 0x4400, 0x4500, 0x4600};
-  std::string rec16 = EncodeUserRecordRaw(
-      2, 3, NpyDType::kFloat16, reinterpret_cast<const std::byte*>(halves),
-      nullptr);
+  std::string rec16 =
+      EncodeUserRecordRaw(2, 3, NpyDType::kFloat16,
+                          reinterpret_cast<const std::byte*>(halves), nullptr);
   ASSERT_TRUE(DecodeUserRecord(rec16, 2, 3, "u", &e).ok());
   EXPECT_EQ(e.upe, a);
   EXPECT_TRUE(e.queries.empty());

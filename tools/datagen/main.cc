@@ -18,13 +18,15 @@ ABSL_FLAG(uint64_t, items, kDefaults.items, "Items N.");
 ABSL_FLAG(uint32_t, dim, kDefaults.dim, "Embedding size d.");
 ABSL_FLAG(uint32_t, user_codes, kDefaults.user_codes, "UPE rows per user m.");
 ABSL_FLAG(uint32_t, item_codes, kDefaults.item_codes, "CPE rows per item n.");
-ABSL_FLAG(uint64_t, seed, kDefaults.seed, "Random seed (same seed, same files).");
+ABSL_FLAG(uint64_t, seed, kDefaults.seed,
+          "Random seed (same seed, same files).");
 ABSL_FLAG(uint32_t, topics, kDefaults.topics, "Planted topics T.");
 ABSL_FLAG(bool, user_queries, kDefaults.user_queries,
           "Write users/queries.npy (else Q = A).");
 ABSL_FLAG(bool, item_keys, kDefaults.item_keys,
           "Write items/keys.npy = gelu(B W) (else G = B).");
-ABSL_FLAG(std::string, dtype, "fp32", "Element type of the .npy files: fp32 or fp16.");
+ABSL_FLAG(std::string, dtype, "fp32",
+          "Element type of the .npy files: fp32 or fp16.");
 ABSL_FLAG(uint64_t, impressions, kDefaults.impressions,
           "Lines of behaviors.tsv.");
 ABSL_FLAG(uint32_t, impression_size, kDefaults.impression_size,
@@ -60,7 +62,8 @@ int main(int argc, char** argv) {
   o.float16 = dtype == "fp16";
   absl::Status s = embsum::store::GenerateSyntheticModel(o);
   if (!s.ok()) {
-    std::fprintf(stderr, "embsum-datagen: %s\n", std::string(s.message()).c_str());
+    std::fprintf(stderr, "embsum-datagen: %s\n",
+                 std::string(s.message()).c_str());
     return 1;
   }
   std::fprintf(stderr,
@@ -68,6 +71,7 @@ int main(int argc, char** argv) {
                "impressions to %s\n",
                static_cast<unsigned long long>(o.users),
                static_cast<unsigned long long>(o.items),
-               static_cast<unsigned long long>(o.impressions), o.out_dir.c_str());
+               static_cast<unsigned long long>(o.impressions),
+               o.out_dir.c_str());
   return 0;
 }

@@ -10,7 +10,8 @@
 #include "absl/strings/str_format.h"
 #include "store/data_dir.h"
 
-ABSL_FLAG(std::string, model_dir, "", "Model artifact directory (DESIGN.md §3).");
+ABSL_FLAG(std::string, model_dir, "",
+          "Model artifact directory (DESIGN.md §3).");
 ABSL_FLAG(std::string, data_dir, "", "Data directory to create.");
 ABSL_FLAG(bool, force, false, "Replace an existing data directory.");
 ABSL_FLAG(double, progress_interval_s, 1.0,
@@ -33,12 +34,13 @@ int main(int argc, char** argv) {
   auto start = std::chrono::steady_clock::now();
   absl::Status s = embsum::store::Ingest(options);
   if (!s.ok()) {
-    std::fprintf(stderr, "embsum-ingest: %s\n", std::string(s.message()).c_str());
+    std::fprintf(stderr, "embsum-ingest: %s\n",
+                 std::string(s.message()).c_str());
     return 1;
   }
-  double seconds = std::chrono::duration<double>(
-                       std::chrono::steady_clock::now() - start)
-                       .count();
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
   std::fprintf(stderr, "embsum-ingest: wrote %s in %.1fs\n",
                options.data_dir.c_str(), seconds);
   return 0;

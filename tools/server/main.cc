@@ -1,6 +1,7 @@
 // embsum-server: the EmbSum online scoring service (DESIGN.md sections 5-7).
 //   embsum-server --data_dir=DIR [--listen=0.0.0.0:50051]
-//                 [--admin_listen=127.0.0.1:50052] [--metrics_listen=0.0.0.0:9464]
+//                 [--admin_listen=127.0.0.1:50052]
+//                 [--metrics_listen=0.0.0.0:9464]
 //   embsum-server --demo      # synthetic model in a temporary data dir
 // See docs/server.md for every flag.
 #include <cstdint>
@@ -15,7 +16,8 @@
 #include "server/app.h"
 #include "server/log.h"
 
-ABSL_FLAG(std::string, data_dir, "", "Data directory written by embsum-ingest.");
+ABSL_FLAG(std::string, data_dir, "",
+          "Data directory written by embsum-ingest.");
 ABSL_FLAG(std::string, listen, "0.0.0.0:50051",
           "HOST:PORT of the Ranker service (port 0 picks a free one).");
 ABSL_FLAG(std::string, admin_listen, "127.0.0.1:50052",

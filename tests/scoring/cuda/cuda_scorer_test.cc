@@ -81,10 +81,10 @@ Problem MakeProblem(std::mt19937_64& rng, uint32_t m, uint32_t n, uint32_t d,
   p.arena = std::make_unique<ItemArena>(layout, std::max(capacity, rows));
   const size_t nd = size_t{n} * d;
   for (size_t r = 0; r < rows; ++r) {
-    const Status s = p.arena->SetRow(
-        r, std::span<const float>(p.cpe).subspan(r * nd, nd),
-        keys ? std::span<const float>(p.g).subspan(r * nd, nd)
-             : std::span<const float>());
+    const Status s =
+        p.arena->SetRow(r, std::span<const float>(p.cpe).subspan(r * nd, nd),
+                        keys ? std::span<const float>(p.g).subspan(r * nd, nd)
+                             : std::span<const float>());
     EXPECT_TRUE(s.ok()) << s.message();
   }
   p.arena->Publish(rows);
@@ -123,18 +123,18 @@ struct Shape {
 
 TEST_F(CudaScorerTest, MatchesReferenceAcrossShapes) {
   const std::vector<Shape> shapes = {
-      {32, 8, 512, DType::kFloat32, true, true},    // S1
+      {32, 8, 512, DType::kFloat32, true, true},  // S1
       {32, 8, 512, DType::kBFloat16, true, true},
       {32, 8, 512, DType::kFloat16, false, true},
       {32, 8, 512, DType::kFloat32, false, false},  // L = K
       {16, 4, 128, DType::kFloat16, true, false},
-      {7, 3, 40, DType::kBFloat16, true, true},     // tails everywhere
+      {7, 3, 40, DType::kBFloat16, true, true},  // tails everywhere
       {1, 1, 8, DType::kFloat32, false, false},
-      {5, 16, 36, DType::kFloat32, true, true},     // fp32 d % 16 != 0
-      {33, 8, 64, DType::kFloat32, true, true},     // m > 32: fallback
-      {4, 17, 32, DType::kBFloat16, false, true},   // n > 16: fallback
-      {6, 5, 37, DType::kFloat16, true, true},      // odd d: fallback
-      {32, 8, 1024, DType::kFloat32, true, true},   // too big: fallback
+      {5, 16, 36, DType::kFloat32, true, true},    // fp32 d % 16 != 0
+      {33, 8, 64, DType::kFloat32, true, true},    // m > 32: fallback
+      {4, 17, 32, DType::kBFloat16, false, true},  // n > 16: fallback
+      {6, 5, 37, DType::kFloat16, true, true},     // odd d: fallback
+      {32, 8, 1024, DType::kFloat32, true, true},  // too big: fallback
   };
   std::mt19937_64 rng(TestSeed());
   SCOPED_TRACE("EMBSUM_TEST_SEED=" + std::to_string(TestSeed()));
@@ -142,8 +142,7 @@ TEST_F(CudaScorerTest, MatchesReferenceAcrossShapes) {
     SCOPED_TRACE("m=" + std::to_string(s.m) + " n=" + std::to_string(s.n) +
                  " d=" + std::to_string(s.d) + " " +
                  std::string(DTypeName(s.dtype)) + " queries=" +
-                 std::to_string(s.queries) + " keys=" +
-                 std::to_string(s.keys));
+                 std::to_string(s.queries) + " keys=" + std::to_string(s.keys));
     Problem p =
         MakeProblem(rng, s.m, s.n, s.d, s.dtype, s.queries, s.keys, 300);
     std::vector<uint32_t> rows(257);
@@ -179,10 +178,10 @@ TEST_F(CudaScorerTest, SixteenBitStorageMeetsTheContractAgainstFp32Inputs) {
     ASSERT_TRUE(scorer_->Score(p.user(), *p.arena, rows, scores, {}).ok());
     const size_t nd = size_t{8} * 512;
     for (uint32_t r = 0; r < 64; ++r) {
-      const ReferenceWithScale ref = ComputeReference(
-          32, 8, 512, p.upe, p.q,
-          std::span<const float>(p.cpe).subspan(r * nd, nd),
-          std::span<const float>(p.g).subspan(r * nd, nd));
+      const ReferenceWithScale ref =
+          ComputeReference(32, 8, 512, p.upe, p.q,
+                           std::span<const float>(p.cpe).subspan(r * nd, nd),
+                           std::span<const float>(p.g).subspan(r * nd, nd));
       EXPECT_LE(RelativeError(scores[r], ref), 2e-2)
           << DTypeName(dtype) << " row " << r;
     }
@@ -246,8 +245,7 @@ TEST_F(CudaScorerTest, TiesKeepRowOrderAndDeadRowsNeverAppear) {
 
 TEST_F(CudaScorerTest, MirrorFollowsUpdatesAppendsAndReplacement) {
   std::mt19937_64 rng(TestSeed() + 4);
-  Problem p =
-      MakeProblem(rng, 32, 8, 128, DType::kFloat32, true, true, 10, 20);
+  Problem p = MakeProblem(rng, 32, 8, 128, DType::kFloat32, true, true, 10, 20);
   const std::vector<uint32_t> rows = {3};
   std::vector<float> before(1), after(1);
   ASSERT_TRUE(scorer_->Score(p.user(), *p.arena, rows, before, {}).ok());

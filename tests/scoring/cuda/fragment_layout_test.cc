@@ -62,11 +62,11 @@ std::vector<double> EmulateTile(const Matrices& x, uint32_t elem_bytes,
           for (uint32_t h = 0; h < halves; ++h) {
             // PTX: A fragment element (row, k) of register r, half h.
             const uint32_t row = g + 8 * (r & 1);
-            const uint32_t k = elem_bytes == 4 ? t + 4 * (r >> 1)
-                                               : 2 * t + h + 8 * (r >> 1);
-            a_tile[row * ksteps + k] = UserValue(
-                x, FragmentRow(mtile, lane, r),
-                FragmentColumn(elem_bytes, c, s, lane, r, h));
+            const uint32_t k =
+                elem_bytes == 4 ? t + 4 * (r >> 1) : 2 * t + h + 8 * (r >> 1);
+            a_tile[row * ksteps + k] =
+                UserValue(x, FragmentRow(mtile, lane, r),
+                          FragmentColumn(elem_bytes, c, s, lane, r, h));
           }
         }
         // The lane's 16-byte load: physical columns of item row g.
@@ -94,9 +94,8 @@ std::vector<double> EmulateTile(const Matrices& x, uint32_t elem_bytes,
   return out;
 }
 
-class FragmentLayoutTest
-    : public ::testing::TestWithParam<std::tuple<uint32_t, uint32_t, uint32_t>> {
-};
+class FragmentLayoutTest : public ::testing::TestWithParam<
+                               std::tuple<uint32_t, uint32_t, uint32_t>> {};
 
 TEST_P(FragmentLayoutTest, EmulatedMmaReproducesProduct) {
   const auto [elem_bytes, m, d] = GetParam();
@@ -120,7 +119,7 @@ TEST_P(FragmentLayoutTest, EmulatedMmaReproducesProduct) {
 INSTANTIATE_TEST_SUITE_P(
     Shapes, FragmentLayoutTest,
     ::testing::Values(std::make_tuple(4u, 32u, 64u),
-                      std::make_tuple(4u, 7u, 20u),   // d tail in a chunk
+                      std::make_tuple(4u, 7u, 20u),  // d tail in a chunk
                       std::make_tuple(4u, 32u, 512u),
                       std::make_tuple(2u, 32u, 64u),
                       std::make_tuple(2u, 19u, 40u),  // d tail in a chunk

@@ -11,8 +11,8 @@
 namespace embsum::store {
 namespace {
 
-using ::testing::HasSubstr;
 using testing::Child;
+using ::testing::HasSubstr;
 using testing::ReadAll;
 using testing::TempDir;
 
@@ -32,11 +32,11 @@ ToolRun Datagen(const std::vector<std::string>& flags) {
 
 TEST(DatagenToolTest, WritesTheRequestedShapes) {
   TempDir tmp;
-  ToolRun r = Datagen({"--out=" + (tmp / "m"), "--users=7", "--items=30",
-                   "--dim=8", "--user_codes=5", "--item_codes=3", "--seed=11",
-                   "--topics=4", "--impressions=9", "--impression_size=6",
-                   "--dtype=fp16", "--item_keys=false",
-                   "--model_version=test-v2"});
+  ToolRun r =
+      Datagen({"--out=" + (tmp / "m"), "--users=7", "--items=30", "--dim=8",
+               "--user_codes=5", "--item_codes=3", "--seed=11", "--topics=4",
+               "--impressions=9", "--impression_size=6", "--dtype=fp16",
+               "--item_keys=false", "--model_version=test-v2"});
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("wrote 7 users, 30 items, 9 impressions"));
   auto a = ModelArtifact::Open(tmp / "m");
@@ -50,14 +50,15 @@ TEST(DatagenToolTest, WritesTheRequestedShapes) {
   std::string tsv = ReadAll(tmp / "m/behaviors.tsv");
   EXPECT_EQ(std::count(tsv.begin(), tsv.end(), '\n'), 9);
   // Same seed, same files.
-  ASSERT_EQ(Datagen({"--out=" + (tmp / "m2"), "--users=7", "--items=30",
-                     "--dim=8", "--user_codes=5", "--item_codes=3",
-                     "--seed=11", "--topics=4", "--impressions=9",
-                     "--impression_size=6", "--dtype=fp16",
-                     "--item_keys=false", "--model_version=test-v2"})
-                .exit_code,
-            0);
-  EXPECT_EQ(ReadAll(tmp / "m/users/upe.npy"), ReadAll(tmp / "m2/users/upe.npy"));
+  ASSERT_EQ(
+      Datagen({"--out=" + (tmp / "m2"), "--users=7", "--items=30", "--dim=8",
+               "--user_codes=5", "--item_codes=3", "--seed=11", "--topics=4",
+               "--impressions=9", "--impression_size=6", "--dtype=fp16",
+               "--item_keys=false", "--model_version=test-v2"})
+          .exit_code,
+      0);
+  EXPECT_EQ(ReadAll(tmp / "m/users/upe.npy"),
+            ReadAll(tmp / "m2/users/upe.npy"));
   EXPECT_EQ(tsv, ReadAll(tmp / "m2/behaviors.tsv"));
 }
 

@@ -11,9 +11,9 @@
 namespace embsum::store {
 namespace {
 
+using testing::Child;
 using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
-using testing::Child;
 using testing::SmallModel;
 using testing::TempDir;
 
@@ -34,8 +34,9 @@ ToolRun Ingest(const std::vector<std::string>& flags) {
 TEST(IngestToolTest, BuildsADataDirectoryWithProgressLines) {
   TempDir tmp;
   ASSERT_TRUE(GenerateSyntheticModel(SmallModel(tmp / "model")).ok());
-  ToolRun r = Ingest({"--model_dir=" + (tmp / "model"),
-                  "--data_dir=" + (tmp / "data"), "--progress_interval_s=0"});
+  ToolRun r =
+      Ingest({"--model_dir=" + (tmp / "model"), "--data_dir=" + (tmp / "data"),
+              "--progress_interval_s=0"});
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("embsum-ingest: users: 1/40 rows ("));
   EXPECT_THAT(r.output, HasSubstr("embsum-ingest: items: 120/120 rows ("));
@@ -52,8 +53,8 @@ TEST(IngestToolTest, ViolationsExitNonZeroWithTheMessage) {
   TempDir tmp;
   ASSERT_TRUE(GenerateSyntheticModel(SmallModel(tmp / "model")).ok());
   testing::WriteAll(tmp / "model/items/ids.txt", "N1\nN1\n");
-  ToolRun r = Ingest({"--model_dir=" + (tmp / "model"),
-                  "--data_dir=" + (tmp / "data")});
+  ToolRun r = Ingest(
+      {"--model_dir=" + (tmp / "model"), "--data_dir=" + (tmp / "data")});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.output,
               HasSubstr("embsum-ingest: items/ids.txt: line 2: duplicate id "

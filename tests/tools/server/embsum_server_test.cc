@@ -1,6 +1,7 @@
 // embsum-server as a process: start-up line, health and reflection, SIGTERM
 // under load, promtool on the real /metrics, and a real Prometheus scrape.
 #include <arpa/inet.h>
+#include <grpcpp/grpcpp.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -13,8 +14,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/synchronization/notification.h"
 #include "embsum/v1/ranking.grpc.pb.h"
@@ -49,9 +48,9 @@ class EmbsumServerTest : public ::testing::Test {
     auto server = ServerProcess::Start(kBinary, args, root_ + "/server.log");
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
-    channel_ = grpc::CreateChannel(
-        "127.0.0.1:" + std::to_string(server_->port()),
-        grpc::InsecureChannelCredentials());
+    channel_ =
+        grpc::CreateChannel("127.0.0.1:" + std::to_string(server_->port()),
+                            grpc::InsecureChannelCredentials());
     ranker_ = v1::Ranker::NewStub(channel_);
     health_ = grpc::health::v1::Health::NewStub(channel_);
   }
@@ -180,7 +179,8 @@ TEST_F(EmbsumServerTest, SigtermDuringLoadFinishesCallsInFlightAndExitsZero) {
   // Wait until the server has received every call, then stop it.
   const std::string started =
       "grpc_server_started_total{grpc_service=\"embsum.v1.Ranker\","
-      "grpc_method=\"Rank\"} " + std::to_string(kCalls) + "\n";
+      "grpc_method=\"Rank\"} " +
+      std::to_string(kCalls) + "\n";
   for (int i = 0; i < 3000 && Metrics().find(started) == std::string::npos;
        ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -310,8 +310,7 @@ TEST(EmbsumServerStartTest, StartupFailuresExitOneWithAReason) {
     std::string message;
   };
   const std::vector<Case> cases = {
-      {{"--listen=127.0.0.1:0", "--metrics_listen="},
-       "--data_dir is required"},
+      {{"--listen=127.0.0.1:0", "--metrics_listen="}, "--data_dir is required"},
       {{"--data_dir=" + dir + "/nope", "--listen=127.0.0.1:0",
         "--admin_listen=127.0.0.1:0", "--metrics_listen="},
        "nope"},
@@ -325,8 +324,8 @@ TEST(EmbsumServerStartTest, StartupFailuresExitOneWithAReason) {
     const std::string log = dir + "/run.log";
     EXPECT_EQ(ServerProcess::Run(kBinary, c.args, log), 1) << c.message;
     const std::string text = ReadFileOrEmpty(log);
-    EXPECT_THAT(text, AllOf(HasSubstr("event=start_failed"),
-                            HasSubstr(c.message)))
+    EXPECT_THAT(text,
+                AllOf(HasSubstr("event=start_failed"), HasSubstr(c.message)))
         << text;
   }
 }

@@ -42,7 +42,8 @@ class ServerProcess {
       dup2(fd, STDERR_FILENO);
       std::vector<char*> argv;
       argv.push_back(const_cast<char*>(binary.c_str()));
-      for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+      for (const std::string& a : args)
+        argv.push_back(const_cast<char*>(a.c_str()));
       argv.push_back(nullptr);
       execv(binary.c_str(), argv.data());
       _exit(127);
