@@ -37,12 +37,14 @@ grpc::ServerUnaryReactor* EchoService::Echo(
 }
 
 absl::StatusOr<std::unique_ptr<EchoServer>> EchoServer::Start(
-    const std::string& address) {
+    const std::string& address, const TlsServerOptions& tls) {
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      MakeServerCredentials(tls);
+  if (!credentials.ok()) return credentials.status();
   std::unique_ptr<EchoServer> server(new EchoServer);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(),
-                           &server->port_);
+  builder.AddListeningPort(address, *credentials, &server->port_);
   builder.RegisterService(&server->service_);
   builder.SetMaxReceiveMessageSize(-1);
   builder.SetMaxSendMessageSize(-1);

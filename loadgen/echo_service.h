@@ -12,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "embsum/v1/echo.grpc.pb.h"
+#include "loadgen/tls.h"
 
 namespace embsum::loadgen {
 
@@ -30,9 +31,10 @@ class EchoService final : public v1::Echo::CallbackService {
 // thread; the destructor shuts down and waits.
 class EchoServer {
  public:
-  // Listens on `address` (HOST:PORT; port 0 picks a free one), plaintext.
+  // Listens on `address` (HOST:PORT; port 0 picks a free one), plaintext
+  // unless `tls` names a certificate.
   static absl::StatusOr<std::unique_ptr<EchoServer>> Start(
-      const std::string& address);
+      const std::string& address, const TlsServerOptions& tls = {});
   ~EchoServer();
 
   int port() const { return port_; }

@@ -139,10 +139,12 @@ absl::StatusOr<EvalResult> RunEval(const EvalOptions& options) {
   ASSIGN_OR_RETURN(std::vector<Impression> impressions,
                    ReadBehaviors(options.behaviors, read));
 
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> credentials,
+                   MakeChannelCredentials(options.tls));
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(-1);
-  auto channel = grpc::CreateCustomChannel(
-      options.target, grpc::InsecureChannelCredentials(), args);
+  ApplyTlsChannelArgs(options.tls, args);
+  auto channel = grpc::CreateCustomChannel(options.target, credentials, args);
   if (!channel->WaitForConnected(
           std::chrono::system_clock::now() +
           absl::ToChronoMilliseconds(options.connect_timeout))) {

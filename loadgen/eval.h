@@ -18,6 +18,7 @@
 #include "embsum/v1/ranking.pb.h"
 #include "loadgen/behaviors.h"
 #include "loadgen/ranking_metrics.h"
+#include "loadgen/tls.h"
 
 namespace embsum::loadgen {
 
@@ -32,6 +33,7 @@ struct EvalOptions {
   uint64_t seed = 1;
   absl::Duration deadline = absl::Seconds(10);
   absl::Duration connect_timeout = absl::Seconds(10);
+  TlsClientOptions tls;  // plaintext unless tls.enabled
 };
 
 struct EvalResult {

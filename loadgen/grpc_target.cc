@@ -36,6 +36,9 @@ class GrpcTarget final : public Target {
   }
 
   absl::Status Init() {
+    absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+        MakeChannelCredentials(options_.tls);
+    if (!credentials.ok()) return credentials.status();
     payloads_.reserve(pool_.payloads.size());
     for (const std::string& p : pool_.payloads) {
       grpc::Slice slice(p);
@@ -52,8 +55,9 @@ class GrpcTarget final : public Target {
       args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
       args.SetMaxReceiveMessageSize(-1);
       args.SetMaxSendMessageSize(-1);
-      auto channel = grpc::CreateCustomChannel(
-          options_.address, grpc::InsecureChannelCredentials(), args);
+      ApplyTlsChannelArgs(options_.tls, args);
+      auto channel =
+          grpc::CreateCustomChannel(options_.address, *credentials, args);
       if (!channel->WaitForConnected(connect_deadline)) {
         return absl::UnavailableError(
             absl::StrCat("cannot connect to ", options_.address, " within ",

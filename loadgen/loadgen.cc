@@ -59,7 +59,7 @@ absl::Status Validate(const LoadgenConfig& c) {
   return absl::OkStatus();
 }
 
-absl::Duration Seconds(double s) {
+absl::Duration FromSeconds(double s) {
   return absl::Nanoseconds(std::llround(s * 1e9));
 }
 
@@ -97,8 +97,9 @@ absl::StatusOr<nlohmann::json> RunLoadgen(const LoadgenConfig& config,
   target_options.address = config.target;
   target_options.channels = config.channels;
   target_options.threads = config.threads;
-  target_options.deadline = Seconds(config.deadline_seconds);
-  target_options.connect_timeout = Seconds(config.connect_timeout_seconds);
+  target_options.deadline = FromSeconds(config.deadline_seconds);
+  target_options.connect_timeout = FromSeconds(config.connect_timeout_seconds);
+  target_options.tls = config.tls;
   ASSIGN_OR_RETURN(std::unique_ptr<Target> target,
                    MakeGrpcTarget(target_options, pool));
 
@@ -107,8 +108,8 @@ absl::StatusOr<nlohmann::json> RunLoadgen(const LoadgenConfig& config,
   load.rate = config.rate;
   load.arrival =
       config.arrival == "constant" ? Arrival::kConstant : Arrival::kPoisson;
-  load.duration = Seconds(config.duration_seconds);
-  load.warmup = Seconds(config.warmup_seconds);
+  load.duration = FromSeconds(config.duration_seconds);
+  load.warmup = FromSeconds(config.warmup_seconds);
   load.max_in_flight = config.max_in_flight;
   load.seed = config.seed;
   if (config.progress) {

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "loadgen/tls.h"
 #include "nlohmann/json.hpp"
 
 namespace embsum::loadgen {
@@ -46,6 +47,7 @@ struct LoadgenConfig {
   int threads = 1;
   double deadline_seconds = 10;
   double connect_timeout_seconds = 10;
+  TlsClientOptions tls;
 
   bool progress = true;  // a line on `err` each second
   std::string json_path;

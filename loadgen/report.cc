@@ -92,6 +92,7 @@ std::string FormatPercentileLabel(int decade) {
   // decade 0 -> "0%", 1 -> "90%", 2 -> "99%", 3 -> "99.9%", ...
   if (decade == 0) return "0%";
   if (decade == 1) return "90%";
+  if (decade == 2) return "99%";
   return absl::StrCat("99.", std::string(decade - 2, '9'), "%");
 }
 

@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "loadgen/request_source.h"
+#include "loadgen/tls.h"
 
 namespace embsum::loadgen {
 
@@ -46,10 +47,12 @@ struct GrpcTargetOptions {
   absl::Duration deadline = absl::Seconds(10);
   // How long the constructor waits for every channel to connect.
   absl::Duration connect_timeout = absl::Seconds(10);
+  TlsClientOptions tls;  // plaintext unless tls.enabled
 };
 
 // Sends the pool's pre-serialized payloads to pool.method through a generic
-// stub (no per-call serialization in the client) over plaintext channels.
+// stub (no per-call serialization in the client) over plaintext or TLS
+// channels.
 // Connects every channel before returning; Unavailable when one does not
 // connect within connect_timeout. `pool` must outlive the target.
 absl::StatusOr<std::unique_ptr<Target>> MakeGrpcTarget(

@@ -133,8 +133,8 @@ const KernelTable* KernelTableFor(CpuIsa isa) {
 
 class CpuScorer final : public Scorer {
  public:
-  // narrow_table: used instead of `table` for m <= 8 (see TableForRequest); may
-  // be null.
+  // narrow_table (may be null) is used instead of `table` for m <= 8; see
+  // TableForRequest.
   CpuScorer(const CpuScorerOptions& options, const KernelTable* table,
             const KernelTable* narrow_table)
       : table_(table), narrow_table_(narrow_table), options_(options) {
@@ -201,6 +201,9 @@ class CpuScorer final : public Scorer {
   Status ScoreAllTopK(const UserView& user, const ItemArena& arena,
                       std::span<const uint8_t> live, uint32_t k,
                       std::vector<ScoredRow>* out) const override {
+    if (out == nullptr) {
+      return Status::InvalidArgument("cpu scorer: ScoreAllTopK out is null");
+    }
     Status status = CheckUser(user, arena);
     if (!status.ok()) return status;
     const size_t size = arena.size();
@@ -252,8 +255,9 @@ class CpuScorer final : public Scorer {
     size_t total = 0;
     for (const auto& part : best) total += part.size();
     out->reserve(total);
-    for (const auto& part : best)
+    for (const auto& part : best) {
       out->insert(out->end(), part.begin(), part.end());
+    }
     KeepBest(out, k);
     std::sort(out->begin(), out->end(), RanksBefore);
     return Status::Ok();

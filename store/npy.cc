@@ -226,6 +226,14 @@ absl::StatusOr<NpyHeader> ParseNpyHeader(std::span<const std::byte> file,
   }
   h.shape = shape->second.tuple;
   h.data_offset = prefix + header_len;
+  // NumPy pads the header to a multiple of 64 bytes; an unaligned offset
+  // would make every element an unaligned load.
+  if (h.data_offset % NpyDTypeSize(h.dtype) != 0) {
+    return Bad(name, absl::StrCat("data starts at byte ", h.data_offset,
+                                  ", not a multiple of the element size ",
+                                  NpyDTypeSize(h.dtype),
+                                  " (header not padded as NumPy pads it)"));
+  }
   uint64_t elements = 1;
   for (uint64_t dim : h.shape) {
     if (dim != 0 && elements > std::numeric_limits<uint64_t>::max() / 8 / dim) {

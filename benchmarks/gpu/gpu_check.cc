@@ -652,29 +652,94 @@ void TimeDtype(const Flags& flags, DType dtype, double copy_bw,
     return b;
   };
 
-  // Rank(500) at S1.
+  // Rank(500) at S1: the default plan, then a sweep of the kernel's knobs
+  // (d-axis split, row-load mode, user preparation in a separate pass or in
+  // every block), each variant checked against the reference.
   {
     const LaunchPlan plan =
         cuda_internal::PlanLaunch(shape, 1, per_user, per_user, limits);
     CHECK_OK(dev.prepared.Reserve(max_users * plan.prepared_bytes));
-    std::vector<double> times;
-    for (int i = 0; i < 20 + flags.rank_reps; ++i) {
-      const uint32_t* rows =
-          dev.rows.as<uint32_t>() + (i % kRowSets) * per_user;
-      const double t = timer.Seconds(batch_for(1, rows, per_user), plan);
-      if (i >= 20) times.push_back(t);
-    }
-    const double t = Median(times);
+    const UserView user0{
+        m, d, std::span<const float>(host_users).subspan(0, user_floats),
+        std::span<const float>(host_users).subspan(user_floats, user_floats)};
+    std::vector<Ref> refs(per_user);
+    ParallelFor(per_user, [&](size_t b, size_t e) {
+      for (size_t c = b; c < e; ++c) {
+        refs[c] = RowReference(arena, m, user0, host_rows[c]);
+      }
+    });
+    auto time_rank = [&](const LaunchPlan& p, int reps, double* err) {
+      std::vector<double> times;
+      for (int i = 0; i < 10 + reps; ++i) {
+        const uint32_t* rows =
+            dev.rows.as<uint32_t>() + (i % kRowSets) * per_user;
+        const double t = timer.Seconds(batch_for(1, rows, per_user), p);
+        if (i >= 10) times.push_back(t);
+      }
+      CHECK_CUDA(cudaMemset(dev.scores.get(), 0xff, per_user * 4));
+      timer.Seconds(batch_for(1, dev.rows.as<uint32_t>(), per_user), p);
+      std::vector<float> scores(per_user);
+      CHECK_CUDA(cudaMemcpy(scores.data(), dev.scores.get(), per_user * 4,
+                            cudaMemcpyDeviceToHost));
+      *err = 0;
+      for (size_t c = 0; c < per_user; ++c) {
+        *err = std::max(*err, RelErr(scores[c], refs[c]));
+      }
+      return Median(times);
+    };
+    double err = 0;
+    const double t = time_rank(plan, flags.rank_reps, &err);
+    const double bound = dtype == DType::kFloat32 ? 1e-5 : 1e-4;
+    *ok = *ok && err <= bound;
     const double bytes = per_user * double(row_bytes);
     report.Add("rank500_" + name + "_kernel_us", t * 1e6);
     report.Add("rank500_" + name + "_plan_ksplit", plan.ksplit);
-    report.Add("rank500_" + name + "_plan_blocks", plan.blocks_x);
     report.Line(
-        Fmt("Rank(500) S1 %s: kernel %.2f us median of %d (prep + "
-            "fused; ksplit %u, %u blocks x %u warps); %.0f GB/s of "
-            "item rows; target <= 20 us",
+        Fmt("Rank(500) S1 %s: kernel %.2f us median of %d (default plan: "
+            "ksplit %u, %u blocks x %u warps, load_mode %u, prepare_in_block "
+            "%d); %.0f GB/s of item rows; max rel err %.1e; target <= 20 us",
             name.c_str(), t * 1e6, flags.rank_reps, plan.ksplit, plan.blocks_x,
-            plan.warps, bytes / t / 1e9));
+            plan.warps, plan.load_mode, plan.prepare_in_block ? 1 : 0,
+            bytes / t / 1e9, err));
+    double best = HUGE_VAL;
+    std::string best_name;
+    std::string sweep =
+        "  Rank(500) sweep " + name + " (ksplit/load/inblock: us):";
+    for (uint32_t ksplit : {1u, 2u, 4u, 8u, 16u}) {
+      for (uint32_t in_block : {0u, 1u}) {
+        for (uint32_t load : {0u, 1u, 2u, 3u}) {
+          LaunchPlan v = plan;
+          v.ksplit = ksplit;
+          v.warps = plan.warps / ksplit * ksplit;
+          const uint32_t groups = v.warps / ksplit;
+          const uint32_t tasks =
+              (per_user + v.candidates_per_task - 1) / v.candidates_per_task;
+          v.blocks_x = std::min<uint32_t>((tasks + groups - 1) / groups,
+                                          limits.sm_count);
+          v.load_mode = load;
+          v.prepare_in_block = in_block != 0;
+          double verr = 0;
+          const double vt = time_rank(v, 100, &verr);
+          const std::string vname = Fmt("k%u_l%u_b%u", ksplit, load, in_block);
+          report.Add("rank500_" + name + "_variant_" + vname + "_us", vt * 1e6);
+          sweep += Fmt(" %s:%.1f", vname.c_str(), vt * 1e6);
+          if (verr > bound) {
+            *ok = false;
+            std::printf("  VARIANT %s WRONG: max rel err %.2e\n", vname.c_str(),
+                        verr);
+          }
+          if (vt < best) {
+            best = vt;
+            best_name = vname;
+          }
+        }
+      }
+    }
+    std::printf("%s\n", sweep.c_str());
+    report.Add("rank500_" + name + "_best_us", best * 1e6);
+    report.AddString("rank500_" + name + "_best_variant", best_name);
+    report.Line(Fmt("Rank(500) S1 %s best variant %s: %.2f us", name.c_str(),
+                    best_name.c_str(), best * 1e6));
   }
 
   // One launch for 1..256 users of 500 candidates each.
@@ -703,46 +768,87 @@ void TimeDtype(const Flags& flags, DType dtype, double copy_bw,
     report.Line(line);
   }
 
-  // Full scan.
+  // Full scan: the default plan, then a sweep of d-axis split and load
+  // mode, each checked on a sample of rows against the reference.
   {
     const uint32_t count = static_cast<uint32_t>(items);
-    const LaunchPlan plan =
-        cuda_internal::PlanLaunch(shape, 1, count, count, limits);
-    std::vector<double> times;
-    for (int i = 0; i < 3 + 15; ++i) {
-      const double t = timer.Seconds(batch_for(1, nullptr, count), plan);
-      if (i >= 3) times.push_back(t);
-    }
-    const double t = Median(times);
-    const double bw = items * double(row_bytes) / t;
-    report.Add("scan_" + name + "_ms", t * 1e3);
-    report.Add("scan_" + name + "_GBps", bw / 1e9);
-    report.Add("scan_" + name + "_frac_of_copy", bw / copy_bw);
-    report.Line(
-        Fmt("full scan %zu items %s: %.3f ms, %.0f GB/s = %.0f%% of "
-            "the copy bandwidth (target >= 70%%)",
-            items, name.c_str(), t * 1e3, bw / 1e9, 100.0 * bw / copy_bw));
-    // Spot-check scan outputs against the reference.
-    std::vector<float> scores(items);
-    CHECK_CUDA(cudaMemcpy(scores.data(), dev.scores.get(), items * 4,
-                          cudaMemcpyDeviceToHost));
     const UserView user{
         m, d, std::span<const float>(host_users).subspan(0, user_floats),
         std::span<const float>(host_users).subspan(user_floats, user_floats)};
     std::vector<uint32_t> sample(256);
     for (uint32_t& r : sample) r = static_cast<uint32_t>(rng() % items);
-    std::vector<double> errs(sample.size());
+    std::vector<Ref> refs(sample.size());
     ParallelFor(sample.size(), [&](size_t b, size_t e) {
       for (size_t i = b; i < e; ++i) {
-        errs[i] =
-            RelErr(scores[sample[i]], RowReference(arena, m, user, sample[i]));
+        refs[i] = RowReference(arena, m, user, sample[i]);
       }
     });
-    const double worst = *std::max_element(errs.begin(), errs.end());
     const double bound = dtype == DType::kFloat32 ? 1e-5 : 1e-4;
-    report.Add("scan_" + name + "_sample_max_rel_err", worst);
-    std::printf("  scan sample of 256 rows: max rel err %.2e\n", worst);
-    *ok = *ok && worst <= bound;
+    std::vector<float> scores(items);
+    auto time_scan = [&](const LaunchPlan& p, int reps, double* err) {
+      CHECK_CUDA(cudaMemset(dev.scores.get(), 0xff, items * 4));
+      std::vector<double> times;
+      for (int i = 0; i < 2 + reps; ++i) {
+        const double t = timer.Seconds(batch_for(1, nullptr, count), p);
+        if (i >= 2) times.push_back(t);
+      }
+      CHECK_CUDA(cudaMemcpy(scores.data(), dev.scores.get(), items * 4,
+                            cudaMemcpyDeviceToHost));
+      *err = 0;
+      for (size_t i = 0; i < sample.size(); ++i) {
+        *err = std::max(*err, RelErr(scores[sample[i]], refs[i]));
+      }
+      return Median(times);
+    };
+    const LaunchPlan plan =
+        cuda_internal::PlanLaunch(shape, 1, count, count, limits);
+    double err = 0;
+    const double t = time_scan(plan, 15, &err);
+    *ok = *ok && err <= bound;
+    const double bw = items * double(row_bytes) / t;
+    report.Add("scan_" + name + "_ms", t * 1e3);
+    report.Add("scan_" + name + "_GBps", bw / 1e9);
+    report.Add("scan_" + name + "_frac_of_copy", bw / copy_bw);
+    report.Add("scan_" + name + "_sample_max_rel_err", err);
+    report.Line(
+        Fmt("full scan %zu items %s: %.3f ms, %.0f GB/s = %.0f%% of "
+            "the copy bandwidth (target >= 70%%; default plan ksplit "
+            "%u load_mode %u); sample max rel err %.1e",
+            items, name.c_str(), t * 1e3, bw / 1e9, 100.0 * bw / copy_bw,
+            plan.ksplit, plan.load_mode, err));
+    double best = HUGE_VAL;
+    std::string best_name;
+    std::string sweep = "  scan sweep " + name + " (ksplit/load: % of copy):";
+    for (uint32_t ksplit : {1u, 2u, 4u, 8u, 16u}) {
+      for (uint32_t load : {0u, 1u, 2u, 3u}) {
+        LaunchPlan v = plan;
+        v.ksplit = ksplit;
+        v.warps = plan.warps / ksplit * ksplit;
+        v.load_mode = load;
+        double verr = 0;
+        const double vt = time_scan(v, 8, &verr);
+        const std::string vname = Fmt("k%u_l%u", ksplit, load);
+        const double frac = items * double(row_bytes) / vt / copy_bw;
+        report.Add("scan_" + name + "_variant_" + vname + "_frac", frac);
+        sweep += Fmt(" %s:%.0f", vname.c_str(), 100 * frac);
+        if (verr > bound) {
+          *ok = false;
+          std::printf("  VARIANT %s WRONG: max rel err %.2e\n", vname.c_str(),
+                      verr);
+        }
+        if (vt < best) {
+          best = vt;
+          best_name = vname;
+        }
+      }
+    }
+    std::printf("%s\n", sweep.c_str());
+    const double best_bw = items * double(row_bytes) / best;
+    report.Add("scan_" + name + "_best_frac_of_copy", best_bw / copy_bw);
+    report.AddString("scan_" + name + "_best_variant", best_name);
+    report.Line(Fmt("full scan %s best variant %s: %.0f GB/s = %.0f%% of copy",
+                    name.c_str(), best_name.c_str(), best_bw / 1e9,
+                    100.0 * best_bw / copy_bw));
   }
   dev_arena.Reset();
 

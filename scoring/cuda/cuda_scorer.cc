@@ -94,6 +94,7 @@ class CudaScorer final : public Scorer {
       : options_(options), limits_(limits) {
     batcher_ = std::make_unique<RequestBatcher>(
         options.batch_window_us, options.max_batch,
+        static_cast<uint32_t>(std::max(options.streams, 1)),
         [this](uint64_t, std::span<void* const> requests) {
           return RunBatch(requests);
         });

@@ -17,10 +17,10 @@ struct CudaScorerOptions {
   int device = 0;
   // CUDA streams (one per concurrent in-flight batch) with pinned buffers.
   int streams = 4;
-  // Dynamic batching: concurrent Score calls arriving within this window are
-  // scored in one launch. The window is only waited for while another batch
-  // is executing, so a call that finds the device idle runs at once.
-  // 0 disables batching.
+  // Dynamic batching: while every stream is busy, Score calls that arrive
+  // within this window (or until a stream frees up) are scored in one
+  // launch; a call that finds a free stream runs at once, so batching adds
+  // no latency at low load. 0 disables batching.
   uint32_t batch_window_us = 100;
   // Largest number of requests fused into one launch.
   uint32_t max_batch = 256;

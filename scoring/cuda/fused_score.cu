@@ -51,6 +51,8 @@ struct Args {
   float* scores;
   int32_t* codes;
   uint32_t chunks, cpt, ksplit;
+  uint32_t load_mode;         // LaunchPlan::load_mode bits
+  uint32_t prepare_in_block;  // build fragments in each block (no prep pass)
 };
 
 template <typename T>
@@ -160,52 +162,74 @@ __device__ __forceinline__ void UserRange(const Args& a, uint32_t u,
 // ---------------------------------------------------------------------------
 // User preparation: fp32 A and Q -> fragment order (fp32, or 16-bit hi/lo).
 
+// Word `w` of one user's prepared fragments (A, then Q when present).
+template <typename T>
+__device__ __forceinline__ uint32_t PreparedWord(const Args& a,
+                                                 const float* user,
+                                                 uint32_t w) {
+  constexpr uint32_t kBytes = Storage<T>::kBytes;
+  const uint32_t mat = w / (a.matrix_bytes / 4);
+  const uint32_t byte = (w % (a.matrix_bytes / 4)) * 4;
+  const float* src = user + size_t{mat} * a.m * a.d;
+  const uint32_t frag_bytes = FragmentBytes(kBytes);
+  const uint32_t frag = byte / frag_bytes;
+  const uint32_t mtile = frag % kMTiles;
+  const uint32_t step = (frag / kMTiles) % kStepsPerChunk;
+  const uint32_t chunk = frag / (kMTiles * kStepsPerChunk);
+  const uint32_t part = (byte % frag_bytes) / 512;
+  const uint32_t lane = (byte % 512) / 16;
+  const uint32_t reg = (byte % 16) / 4;
+  const uint32_t row = FragmentRow(mtile, lane, reg);
+  auto value = [&](uint32_t half) {
+    const uint32_t col = FragmentColumn(kBytes, chunk, step, lane, reg, half);
+    return row < a.m && col < a.d ? src[size_t{row} * a.d + col] : 0.0f;
+  };
+  if constexpr (kBytes == 4) {
+    return __float_as_uint(value(0));
+  } else {
+    uint32_t halves[2];
+#pragma unroll
+    for (uint32_t h = 0; h < 2; ++h) {
+      const float v = value(h);
+      const T hi = Storage<T>::FromFloat(v);
+      const T lo = Storage<T>::FromFloat(v - Storage<T>::ToFloat(hi));
+      halves[h] = Storage<T>::Bits(part == 0 ? hi : lo);
+    }
+    return halves[0] | (halves[1] << 16);
+  }
+}
+
 template <typename T>
 __global__ void PrepareUsersKernel(Args a) {
-  constexpr uint32_t kBytes = Storage<T>::kBytes;
   const uint32_t u = blockIdx.y;
-  const uint32_t matrices = a.has_queries ? 2 : 1;
-  const uint32_t words = a.matrix_bytes / 4 * matrices;
+  const uint32_t words = a.matrix_bytes / 4 * (a.has_queries ? 2 : 1);
   const float* user = a.users + u * a.user_stride;
   uint32_t* out =
       reinterpret_cast<uint32_t*>(a.prepared + u * a.prepared_bytes);
   for (uint32_t w = blockIdx.x * blockDim.x + threadIdx.x; w < words;
        w += gridDim.x * blockDim.x) {
-    const uint32_t mat = w / (a.matrix_bytes / 4);
-    const uint32_t byte = (w % (a.matrix_bytes / 4)) * 4;
-    const float* src = user + size_t{mat} * a.m * a.d;
-    const uint32_t frag_bytes = FragmentBytes(kBytes);
-    const uint32_t frag = byte / frag_bytes;
-    const uint32_t mtile = frag % kMTiles;
-    const uint32_t step = (frag / kMTiles) % kStepsPerChunk;
-    const uint32_t chunk = frag / (kMTiles * kStepsPerChunk);
-    const uint32_t part = (byte % frag_bytes) / 512;
-    const uint32_t lane = (byte % 512) / 16;
-    const uint32_t reg = (byte % 16) / 4;
-    const uint32_t row = FragmentRow(mtile, lane, reg);
-    auto value = [&](uint32_t half) {
-      const uint32_t col = FragmentColumn(kBytes, chunk, step, lane, reg, half);
-      return row < a.m && col < a.d ? src[size_t{row} * a.d + col] : 0.0f;
-    };
-    uint32_t word;
-    if constexpr (kBytes == 4) {
-      word = __float_as_uint(value(0));
-    } else {
-      uint32_t halves[2];
-      for (uint32_t h = 0; h < 2; ++h) {
-        const float v = value(h);
-        const T hi = Storage<T>::FromFloat(v);
-        const T lo = Storage<T>::FromFloat(v - Storage<T>::ToFloat(hi));
-        halves[h] = Storage<T>::Bits(part == 0 ? hi : lo);
-      }
-      word = halves[0] | (halves[1] << 16);
-    }
-    out[w] = word;
+    out[w] = PreparedWord<T>(a, user, w);
   }
 }
 
 // ---------------------------------------------------------------------------
 // Fast kernel.
+
+// 16 bytes of an item row. With kLoadL2Fetch256, L2 fills 256 bytes around
+// the address from device memory, so the row's next chunks (read by the
+// following iterations) hit L2 and DRAM sees full bursts.
+__device__ __forceinline__ uint4 LoadRow(const unsigned char* p,
+                                         uint32_t mode) {
+  uint4 v;
+  if (mode & kLoadL2Fetch256) {
+    asm volatile("ld.global.nc.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "l"(p));
+  } else {
+    v = __ldg(reinterpret_cast<const uint4*>(p));
+  }
+  return v;
+}
 
 template <typename T>
 __device__ __forceinline__ void LoadChunk(const unsigned char* const (&pb)[2],
@@ -222,10 +246,8 @@ __device__ __forceinline__ void LoadChunk(const unsigned char* const (&pb)[2],
     b[nt] = make_uint4(0, 0, 0, 0);
     g[nt] = make_uint4(0, 0, 0, 0);
     if (in_range && valid[nt]) {
-      b[nt] =
-          __ldg(reinterpret_cast<const uint4*>(pb[nt] + chunk * kChunkBytes));
-      g[nt] = a.has_keys ? __ldg(reinterpret_cast<const uint4*>(
-                               pg[nt] + chunk * kChunkBytes))
+      b[nt] = LoadRow(pb[nt] + chunk * kChunkBytes, a.load_mode);
+      g[nt] = a.has_keys ? LoadRow(pg[nt] + chunk * kChunkBytes, a.load_mode)
                          : b[nt];
     }
   }
@@ -239,7 +261,10 @@ __device__ __forceinline__ void PrefetchChunk(
     const unsigned char* const (&pb)[2], const unsigned char* const (&pg)[2],
     const bool (&valid)[2], uint32_t chunk, uint32_t lane_col, const Args& a) {
   constexpr uint32_t kChunkElems = ChunkElements(Storage<T>::kBytes);
-  if (chunk >= a.chunks || chunk * kChunkElems + lane_col >= a.d) return;
+  if ((a.load_mode & kLoadPrefetchL2) == 0 || chunk >= a.chunks ||
+      chunk * kChunkElems + lane_col >= a.d) {
+    return;
+  }
 #pragma unroll
   for (int nt = 0; nt < 2; ++nt) {
     if (!valid[nt]) continue;
@@ -341,13 +366,27 @@ __global__ void __launch_bounds__(kMaxWarpsPerBlock * 32, 1)
   extern __shared__ uint4 smem_words[];
   unsigned char* smem = reinterpret_cast<unsigned char*>(smem_words);
   const uint32_t u = blockIdx.y;
-  {
-    const uint4* src =
-        reinterpret_cast<const uint4*>(a.prepared + u * a.prepared_bytes);
-    const uint32_t words = static_cast<uint32_t>(a.prepared_bytes / 16);
-    for (uint32_t i = threadIdx.x; i < words; i += blockDim.x) {
-      smem_words[i] = src[i];
+  if (a.prepare_in_block) {
+    // Build the fragments straight from the fp32 user (L2-resident).
+    const float* user = a.users + u * a.user_stride;
+    uint32_t* out = reinterpret_cast<uint32_t*>(smem);
+    const uint32_t words = static_cast<uint32_t>(a.prepared_bytes / 4);
+    for (uint32_t w = threadIdx.x; w < words; w += blockDim.x) {
+      out[w] = PreparedWord<T>(a, user, w);
     }
+  } else {
+    // Asynchronous 16-byte copies: every thread's loads are in flight at
+    // once instead of one round trip per loop iteration.
+    const unsigned char* src = a.prepared + u * a.prepared_bytes;
+    const uint32_t words = static_cast<uint32_t>(a.prepared_bytes / 16);
+    const uint32_t base =
+        static_cast<uint32_t>(__cvta_generic_to_shared(smem_words));
+    for (uint32_t i = threadIdx.x; i < words; i += blockDim.x) {
+      asm volatile(
+          "cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(base + i * 16),
+          "l"(src + size_t{i} * 16));
+    }
+    asm volatile("cp.async.wait_all;" ::: "memory");
   }
   const unsigned char* s_a = smem;
   const unsigned char* s_q = smem + (a.has_queries ? a.matrix_bytes : 0);
@@ -435,7 +474,13 @@ __global__ void __launch_bounds__(kMaxWarpsPerBlock * 32, 1)
         my_l[(c0 + 1) * kTileStride + r0 + 8] = lk[3];
       }
     }
-    __syncthreads();
+    // With ksplit 1 a warp reads only its own tiles: no block barrier, so
+    // warps drift apart and keep the memory pipeline full.
+    if (a.ksplit == 1) {
+      __syncwarp();
+    } else {
+      __syncthreads();
+    }
     // Softmax epilogue: lane i owns user code i; candidates of the task are
     // shared round-robin among the warps of the group.
     if (task < ntasks) {
@@ -478,7 +523,11 @@ __global__ void __launch_bounds__(kMaxWarpsPerBlock * 32, 1)
         }
       }
     }
-    __syncthreads();
+    if (a.ksplit == 1) {
+      __syncwarp();
+    } else {
+      __syncthreads();
+    }
   }
 }
 
@@ -549,10 +598,12 @@ Status Launch(const Args& args, const LaunchPlan& plan, uint32_t users,
     EMBSUM_CUDA_RETURN_IF_ERROR(cudaGetLastError());
     return Status::Ok();
   }
-  const uint32_t words = args.matrix_bytes / 4 * (args.has_queries ? 2 : 1);
-  const dim3 prep_grid((words + 255) / 256, users);
-  PrepareUsersKernel<T><<<prep_grid, 256, 0, stream>>>(args);
-  EMBSUM_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  if (!args.prepare_in_block) {
+    const uint32_t words = args.matrix_bytes / 4 * (args.has_queries ? 2 : 1);
+    const dim3 prep_grid((words + 255) / 256, users);
+    PrepareUsersKernel<T><<<prep_grid, 256, 0, stream>>>(args);
+    EMBSUM_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  }
   FusedScoreKernel<T><<<grid, plan.warps * 32, plan.smem_bytes, stream>>>(args);
   EMBSUM_CUDA_RETURN_IF_ERROR(cudaGetLastError());
   return Status::Ok();
@@ -604,6 +655,8 @@ Status LaunchFusedScore(const FusedBatch& batch, const LaunchPlan& plan,
   args.chunks = plan.chunks;
   args.cpt = plan.candidates_per_task;
   args.ksplit = plan.ksplit;
+  args.load_mode = plan.load_mode;
+  args.prepare_in_block = plan.prepare_in_block ? 1 : 0;
   switch (batch.shape.dtype) {
     case DType::kFloat32:
       return Launch<float>(args, plan, batch.num_users, stream);

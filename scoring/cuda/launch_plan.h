@@ -34,6 +34,11 @@ inline constexpr size_t kWarpTileBytes = 2 * 16 * 33 * sizeof(float);
 inline constexpr uint32_t kMaxWarpsPerBlock = 16;
 inline constexpr uint32_t kFallbackWarpsPerBlock = 8;
 
+// LaunchPlan::load_mode bits: how the fast kernel reads item rows.
+inline constexpr uint32_t kLoadL2Fetch256 = 1;  // ld.global.L2::256B hint
+inline constexpr uint32_t kLoadPrefetchL2 = 2;  // prefetch 4 chunks ahead
+inline constexpr uint32_t kDefaultLoadMode = kLoadPrefetchL2;
+
 struct LaunchPlan {
   bool fast = false;
   // Fast kernel only.
@@ -43,6 +48,10 @@ struct LaunchPlan {
   uint32_t ksplit = 1;               // warps sharing one task's d axis
   size_t prepared_bytes = 0;         // per user, A then Q (when present)
   size_t smem_bytes = 0;
+  uint32_t load_mode = kDefaultLoadMode;
+  // Build the user's fragments inside every block (one launch) instead of
+  // in a preparation pass whose output the blocks copy (two launches).
+  bool prepare_in_block = false;
   // Both kernels.
   uint32_t warps = 0;     // per block
   uint32_t blocks_x = 0;  // per user (grid.y = users)

@@ -6,9 +6,10 @@
 namespace embsum::scoring::cuda_internal {
 
 RequestBatcher::RequestBatcher(uint32_t window_us, uint32_t max_batch,
-                               Executor executor)
+                               uint32_t max_in_flight, Executor executor)
     : window_us_(window_us),
       max_batch_(max_batch == 0 ? 1 : max_batch),
+      max_in_flight_(static_cast<int>(max_in_flight == 0 ? 1 : max_in_flight)),
       executor_(std::move(executor)) {}
 
 uint64_t RequestBatcher::batches() const {
@@ -52,10 +53,12 @@ Status RequestBatcher::Submit(uint64_t key, void* request) {
   batch->requests.reserve(max_batch_);
   batch->requests.push_back(request);
   open_ = batch;
-  if (executing_ > 0) {
+  if (executing_ >= max_in_flight_) {
     const auto deadline = std::chrono::steady_clock::now() +
                           std::chrono::microseconds(window_us_);
-    batch->cv.wait_until(lock, deadline, [&] { return batch->closed; });
+    batch->cv.wait_until(lock, deadline, [&] {
+      return batch->closed || executing_ < max_in_flight_;
+    });
   }
   batch->closed = true;
   if (open_ == batch) open_.reset();
@@ -66,6 +69,7 @@ Status RequestBatcher::Submit(uint64_t key, void* request) {
   const Status status = executor_(key, requests);
   lock.lock();
   --executing_;
+  if (open_ != nullptr) open_->cv.notify_all();  // a stream is free
   batch->status = status;
   batch->done = true;
   batch->cv.notify_all();

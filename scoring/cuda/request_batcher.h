@@ -2,12 +2,13 @@
 // arrive within `window_us` of the first are executed together by one call
 // of the executor (one kernel launch for all of them).
 //
-// The first request of a batch leads. When another batch is executing at
-// that moment (the device is busy), it waits up to the window, or until
-// max_batch requests joined; when none is, it runs at once, so a lone
-// request never pays the window. It then closes the batch, runs the
-// executor on the calling thread and wakes the others, which return the
-// same status. A window of 0 or a max_batch of 1 runs every request alone.
+// The first request of a batch leads. While `max_in_flight` batches are
+// already executing (every stream busy), it waits for one of them to
+// finish, at most the window, and closes early when max_batch requests
+// joined; otherwise it runs at once, so a request that finds a free stream
+// never pays the window. It then closes the batch, runs the executor on the
+// calling thread and wakes the others, which return the same status. A
+// window of 0 or a max_batch of 1 runs every request alone.
 //
 // Thread-safe: Submit may be called from any number of threads.
 #ifndef EMBSUM_SCORING_CUDA_REQUEST_BATCHER_H_
@@ -33,7 +34,8 @@ class RequestBatcher {
   using Executor =
       std::function<Status(uint64_t key, std::span<void* const> requests)>;
 
-  RequestBatcher(uint32_t window_us, uint32_t max_batch, Executor executor);
+  RequestBatcher(uint32_t window_us, uint32_t max_batch, uint32_t max_in_flight,
+                 Executor executor);
   RequestBatcher(const RequestBatcher&) = delete;
   RequestBatcher& operator=(const RequestBatcher&) = delete;
 
@@ -57,6 +59,7 @@ class RequestBatcher {
 
   const uint32_t window_us_;
   const uint32_t max_batch_;
+  const int max_in_flight_;
   const Executor executor_;
   mutable std::mutex mu_;
   std::shared_ptr<Batch> open_;  // guarded by mu_

@@ -105,8 +105,9 @@ class FaultTest(unittest.TestCase):
         seen = set()
         # During users, during items, after the last row (swap and fsync),
         # and at exit.
-        for point in ("users: 10/", "users: 2500/", "items: 500/",
-                      "items: 3000 rows done", None):
+        for n, point in enumerate(("users: 10/", "users: 2500/",
+                                   "items: 500/", "items: 3000 rows done",
+                                   None)):
             with self.subTest(kill_after=point):
                 child = subprocess.Popen(
                     [h.INGEST, f"--model_dir={new_dir}", f"--data_dir={data}",
@@ -118,7 +119,7 @@ class FaultTest(unittest.TestCase):
                 child.kill()
                 child.wait()
                 child.stderr.close()
-                server = self.server(data, name=f"ingest-{len(seen)}-{point}")
+                server = self.server(data, name=f"ingest-{n}")
                 server.start()
                 self.assertTrue(server.started, server.read_log())
                 self.assertIn(server.model_version, ("fault-old", "fault-new"))

@@ -137,7 +137,9 @@ TEST(SpectrumSvg, DrawsOneLinePerSeriesAndEscapesText) {
   EXPECT_THAT(svg, HasSubstr("rank &lt;8&gt;"));
   EXPECT_THAT(svg, HasSubstr("echo &amp; co"));
   EXPECT_THAT(svg, HasSubstr("title &quot;quoted&quot;"));
-  EXPECT_THAT(svg, HasSubstr(">99.9%<"));
+  for (const char* tick : {">0%<", ">90%<", ">99%<", ">99.9%<"}) {
+    EXPECT_THAT(svg, HasSubstr(tick));
+  }
   EXPECT_EQ(svg.find("rank <8>"), std::string::npos);
 }
 

@@ -121,6 +121,11 @@ TEST(NpyTest, RejectsEveryViolationWithTheFileAndProblem) {
       {"header cut", std::string("\x93NUMPY\x01\x00\xff\x00{'de", 14),
        "truncated header"},
       {"empty", std::string(), "missing \\x93NUMPY magic"},
+      {"unpadded header",
+       std::string("\x93NUMPY\x01\x00\x3b\x00", 10) +
+           "{'descr': '<f4', 'fortran_order': False, 'shape': (1,), } \n" +
+           FloatBytes({1}),
+       "not a multiple of the element size 4"},
   };
   for (const BadCase& c : cases) {
     auto a = OpenBytes(dir, c.bytes);

@@ -13,6 +13,11 @@
 ABSL_FLAG(std::string, listen, "0.0.0.0:50061",
           "HOST:PORT to serve on (port 0 picks a free port, printed at start)");
 
+ABSL_FLAG(std::string, tls_cert, "", "PEM server certificate (enables TLS)");
+ABSL_FLAG(std::string, tls_key, "", "PEM key of --tls_cert");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM roots for client certificates (requires mTLS)");
+
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("embsum-echo-server --listen=HOST:PORT");
   absl::ParseCommandLine(argc, argv);
@@ -25,7 +30,11 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);
 
   const std::string listen = absl::GetFlag(FLAGS_listen);
-  auto server = embsum::loadgen::EchoServer::Start(listen);
+  embsum::loadgen::TlsServerOptions tls;
+  tls.cert = absl::GetFlag(FLAGS_tls_cert);
+  tls.key = absl::GetFlag(FLAGS_tls_key);
+  tls.client_ca = absl::GetFlag(FLAGS_tls_client_ca);
+  auto server = embsum::loadgen::EchoServer::Start(listen, tls);
   if (!server.ok()) {
     std::cerr << "embsum-echo-server: " << server.status().message() << "\n";
     return 1;

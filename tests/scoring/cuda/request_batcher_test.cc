@@ -55,9 +55,10 @@ class Recorder {
   uint64_t fail_key_ = ~uint64_t{0};
 };
 
+// One batch in flight at a time (one stream).
 RequestBatcher MakeBatcher(Recorder& recorder, uint32_t window_us,
                            uint32_t max_batch) {
-  return RequestBatcher(window_us, max_batch,
+  return RequestBatcher(window_us, max_batch, 1,
                         [&recorder](uint64_t k, std::span<void* const> r) {
                           return recorder.Execute(k, r);
                         });
@@ -117,6 +118,41 @@ TEST(RequestBatcherTest, LoneRequestOnAnIdleDeviceRunsAtOnce) {
   const auto batches = recorder.batches();
   ASSERT_EQ(batches.size(), 1u);
   EXPECT_EQ(batches[0].second, std::vector<int>{42});
+}
+
+TEST(RequestBatcherTest, WaitingLeaderRunsWhenAStreamFrees) {
+  Recorder recorder;
+  RequestBatcher batcher = MakeBatcher(recorder, kHour, 256);
+  std::thread blocker = StartBlocker(batcher, recorder, 2);
+  int id = 5;
+  Status status = Status::Internal("not run");
+  std::thread waiter([&] { status = batcher.Submit(2, &id); });
+  // The waiter leads a batch that waits for the busy stream; releasing the
+  // blocker frees it, and the waiter must run long before the window ends
+  // (the test would hang otherwise).
+  while (batcher.requests() < 2) std::this_thread::yield();
+  recorder.Release();
+  waiter.join();
+  blocker.join();
+  EXPECT_TRUE(status.ok());
+  const auto batches = recorder.batches();
+  ASSERT_EQ(batches.size(), 2u);
+  EXPECT_EQ(batches[1].second, std::vector<int>{5});
+}
+
+TEST(RequestBatcherTest, LeaderWithAFreeStreamDoesNotWait) {
+  Recorder recorder;
+  // Two streams, one busy: a new request still runs at once.
+  RequestBatcher batcher(kHour, 256, 2,
+                         [&recorder](uint64_t k, std::span<void* const> r) {
+                           return recorder.Execute(k, r);
+                         });
+  std::thread blocker = StartBlocker(batcher, recorder, 4);
+  int id = 6;
+  EXPECT_TRUE(batcher.Submit(4, &id).ok());
+  recorder.Release();
+  blocker.join();
+  ASSERT_EQ(recorder.batches().size(), 2u);
 }
 
 TEST(RequestBatcherTest, RequestsArrivingWhileBusyShareOneBatch) {

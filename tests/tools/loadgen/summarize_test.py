@@ -46,7 +46,7 @@ def main():
             "rank_closed_c16.json": report(3500, 0.004, errors=100, concurrency=16),
             "rank_open_50.json": report(1500, 0.0011, rate=1500),
             "rank_open_80.json": report(2400, 0.0020, rate=2400),
-            "bench_scoring.json": {"ours_seconds_p50": 0.0008, "sgemm_bound_seconds_p50": 0.0007,
+            "bench_scoring.json": {"ours_seconds_p50": 0.0009, "sgemm_bound_seconds_p50": 0.0007,
                                    "user_codes": 32, "item_codes": 8, "dim": 512},
         }
         for name, content in files.items():
@@ -69,10 +69,11 @@ def main():
                          "best concurrency: 4) | 3000 /s",
                          "50% of capacity (1500 /s offered, Poisson): p50 / p99 / p99.9 | "
                          "1.100 ms / 3.300 ms / 4.400 ms",
-                         "| 0.800 ms (sgemm bound 0.700 ms) |",
+                         "| 0.900 ms (sgemm bound 0.700 ms) |",
                          "(embsum_scoring_seconds) | 0.800 ms |",      # 0.08 s / 100 calls
                          "(grpc_server_handling_seconds) | 1.000 ms |",  # Rank only
-                         "(target <= 2 x floor = 0.200 ms) | 0.200 ms |"):
+                         # Overhead: Rank p50 1.0 ms - the server's scoring mean 0.8 ms.
+                         "(server mean; target <= 2 x floor = 0.200 ms) | 0.200 ms |"):
             t.check(expected in table, "table lacks %r" % expected)
         with open(os.path.join(out, "summary.json")) as f:
             summary = json.load(f)
