@@ -52,8 +52,8 @@ constexpr char kUsage[] =
     "[--json]\n"
     "    [--queries=true] [--keys=true] [--arena_rows=CANDIDATES] "
     "[--reps=50]\n"
-    "    [--warmup=5] [--threads=0] [--parallel_threshold=N] "
-    "[--isa=scalar|avx2|avx512|avx512bf16]\n"
+    "    [--warmup=5] [--threads=0] [--parallel_threshold=N]\n"
+    "    [--isa=scalar|avx2|avx512|avx512bf16] [--fp16_bf16_products=true]\n"
     "    [--faiss_k=100] [--seed=1]\n"
     "Times the scorer, the two sgemm products of the same shapes (the bound)\n"
     "and FAISS IndexFlatIP over the same CPE rows (the peer) in one run.\n";
@@ -76,6 +76,8 @@ struct Flags {
   int warmup = 5;
   int threads = 0;  // scorer threads, 0 = all cores
   std::optional<uint64_t> parallel_threshold;
+  // CpuScorerOptions::fp16_bf16_products (fp16 storage on AVX512_BF16).
+  bool fp16_bf16_products = true;
   std::string isa;  // empty: the best the CPU supports
   uint32_t faiss_k = 100;
   uint64_t seed = 1;
@@ -177,6 +179,8 @@ bool ParseFlags(int argc, char** argv, Flags* flags, std::string* error) {
       ok = bool_flag(&flags->queries);
     } else if (name == "keys") {
       ok = bool_flag(&flags->keys);
+    } else if (name == "fp16_bf16_products") {
+      ok = bool_flag(&flags->fp16_bf16_products);
     } else {
       *error = "unknown flag --" + std::string(name);
       return false;
@@ -365,6 +369,7 @@ int RunScoringBench(int argc, char** argv) {
   std::string isa_name;
   scoring::CpuScorerOptions cpu_options;
   cpu_options.threads = flags.threads;
+  cpu_options.fp16_bf16_products = flags.fp16_bf16_products;
   if (flags.parallel_threshold) {
     cpu_options.parallel_threshold = *flags.parallel_threshold;
   }
@@ -512,6 +517,7 @@ int RunScoringBench(int argc, char** argv) {
   out.Text("kernel", isa_name);
   out.Bool("queries", flags.queries);
   out.Bool("keys", flags.keys);
+  out.Bool("fp16_bf16_products", flags.fp16_bf16_products);
   out.Number("threads", scorer_threads);
   out.Number("parallel_threshold",
              static_cast<double>(cpu_options.parallel_threshold));

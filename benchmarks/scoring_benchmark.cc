@@ -1,7 +1,8 @@
 // Google Benchmark grid of the CPU scorer (m = 32, with queries and keys):
 // candidates C = 100, 500, 5000; item codes n = 4, 8; dim d = 256, 512;
-// storage fp32, bf16, fp16. With BLAS, the same grid for the sgemm bound
-// (the two products A B^T and Q G^T) to compare against. Run with
+// storage fp32, bf16, fp16 (dtype 0, 1, 2). With BLAS, the same grid for
+// the sgemm bound (the two products A B^T and Q G^T) to compare against.
+// Plus a full-catalogue ScoreAllTopK scan. Run with
 //   embsum_scoring_benchmark --benchmark_filter=... --benchmark_min_time=0.2
 #include <benchmark/benchmark.h>
 
@@ -85,6 +86,53 @@ BENCHMARK(BM_CpuScore)
     ->ArgsProduct({{100, 500, 5000}, {4, 8}, {256, 512}, {0, 1, 2}})
     ->ArgNames({"C", "n", "d", "dtype"})
     ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+
+// Full-catalogue scan (Retrieve with exact = true): every live row of a
+// 20000-item arena, top 100. Arguments: dtype.
+void BM_CpuScoreAllTopK(benchmark::State& state) {
+  constexpr size_t kItems = 20000;
+  constexpr uint32_t kN = 8, kD = 256;
+  const DType dtype = DTypeArg(state.range(0));
+  std::mt19937_64 rng(1);
+  const std::vector<float> a = RandomRows(rng, kUserCodes, kD);
+  const std::vector<float> q = RandomRows(rng, kUserCodes, kD);
+  ItemArena arena({kN, kD, dtype, true}, kItems);
+  for (size_t r = 0; r < kItems; ++r) {
+    if (!arena
+             .AppendRow(RandomRows(rng, kN, kD), RandomRows(rng, kN, kD),
+                        nullptr)
+             .ok()) {
+      state.SkipWithError("arena append failed");
+      return;
+    }
+  }
+  std::vector<uint8_t> live(kItems, 1);
+  for (size_t r = 0; r < kItems; r += 10) live[r] = 0;
+  std::vector<ScoredRow> out;
+  const auto scorer = MakeCpuScorer();
+  const UserView user{kUserCodes, kD, a, q};
+  for (auto _ : state) {
+    const Status status = scorer->ScoreAllTopK(user, arena, live, 100, &out);
+    if (!status.ok()) {
+      state.SkipWithError(status.message().c_str());
+      return;
+    }
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(kItems));
+  state.SetBytesProcessed(
+      state.iterations() *
+      static_cast<int64_t>(kItems * arena.layout().row_bytes()));
+  state.SetLabel(std::string(DTypeName(dtype)));
+}
+
+BENCHMARK(BM_CpuScoreAllTopK)
+    ->Arg(0)
+    ->Arg(1)
+    ->Arg(2)
+    ->ArgName("dtype")
+    ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
 #if EMBSUM_HAVE_BLAS

@@ -1,5 +1,8 @@
 #include "loadgen/loadgen.h"
 
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
 #include <cmath>
 #include <memory>
 #include <vector>
@@ -8,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
+#include "embsum/v1/ranking.grpc.pb.h"
 #include "loadgen/behaviors.h"
 #include "loadgen/driver.h"
 #include "loadgen/report.h"
@@ -61,6 +65,29 @@ absl::Status Validate(const LoadgenConfig& c) {
 
 absl::Duration FromSeconds(double s) {
   return absl::Nanoseconds(std::llround(s * 1e9));
+}
+
+// Ranker.GetModelInfo over a channel of its own.
+absl::StatusOr<v1::ModelInfo> FetchModelInfo(const LoadgenConfig& config) {
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> credentials,
+                   MakeChannelCredentials(config.tls));
+  grpc::ChannelArguments args;
+  ApplyTlsChannelArgs(config.tls, args);
+  auto stub = v1::Ranker::NewStub(
+      grpc::CreateCustomChannel(config.target, credentials, args));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::milliseconds(static_cast<int64_t>(
+                           config.connect_timeout_seconds * 1000)));
+  context.set_wait_for_ready(true);
+  v1::ModelInfo info;
+  const grpc::Status s =
+      stub->GetModelInfo(&context, v1::GetModelInfoRequest(), &info);
+  if (!s.ok()) {
+    return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
+                        s.error_message());
+  }
+  return info;
 }
 
 }  // namespace
@@ -137,6 +164,20 @@ absl::StatusOr<nlohmann::json> RunLoadgen(const LoadgenConfig& config,
   info.mean_request_bytes = pool.mean_request_bytes;
   info.channels = config.channels;
   info.threads = config.threads;
+  if (pool_options.kind == TargetKind::kRank) {
+    if (auto model = FetchModelInfo(config); model.ok()) {
+      info.server_model_version = model->model_version();
+      info.server_backend = model->backend();
+      info.server_dim = model->dim();
+      info.server_user_codes = model->user_codes();
+      info.server_item_codes = model->item_codes();
+      info.server_users = model->users();
+      info.server_items = model->items();
+    } else {
+      err << "embsum-loadgen: GetModelInfo failed (" << model.status()
+          << "); the report will not name the model" << std::endl;
+    }
+  }
 
   nlohmann::json report;
   LoadResult shown;

@@ -121,6 +121,17 @@ nlohmann::json ReportJson(const RunInfo& info, const LoadResult& result,
   j["mean_request_bytes"] = info.mean_request_bytes;
   j["channels"] = info.channels;
   j["threads"] = info.threads;
+  if (!info.server_backend.empty()) {
+    j["server"] = {
+        {"model_version", info.server_model_version},
+        {"backend", info.server_backend},
+        {"dim", info.server_dim},
+        {"user_codes", info.server_user_codes},
+        {"item_codes", info.server_item_codes},
+        {"users", info.server_users},
+        {"items", info.server_items},
+    };
+  }
   AddResult(result, j);
   if (sweep != nullptr) {
     nlohmann::json s;
@@ -154,6 +165,13 @@ std::string ReportText(const RunInfo& info, const LoadResult& r) {
                             info.rate),
       absl::StrFormat(", %.1f s measured after %.1f s warm-up\n",
                       info.duration_seconds, info.warmup_seconds));
+  if (!info.server_backend.empty()) {
+    absl::StrAppendFormat(
+        &out, "  server    model %s (d=%d m=%d n=%d, %d users, %d items), %s\n",
+        info.server_model_version, info.server_dim, info.server_user_codes,
+        info.server_item_codes, info.server_users, info.server_items,
+        info.server_backend);
+  }
   std::vector<std::string> codes;
   for (const auto& [code, n] : r.codes) {
     codes.push_back(absl::StrCat(StatusCodeName(code), "=", n));

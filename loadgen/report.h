@@ -31,6 +31,15 @@ struct RunInfo {
   double mean_request_bytes = 0;
   int channels = 0;
   int threads = 0;
+  // From Ranker.GetModelInfo before the run (rank targets); empty when the
+  // call failed, so reports say what was measured: model, shapes, backend.
+  std::string server_model_version;
+  std::string server_backend;
+  uint32_t server_dim = 0;
+  uint32_t server_user_codes = 0;
+  uint32_t server_item_codes = 0;
+  uint64_t server_users = 0;
+  uint64_t server_items = 0;
 };
 
 // "OK", "RESOURCE_EXHAUSTED", ...; "CODE_<n>" for codes outside gRPC's set.

@@ -4,6 +4,10 @@
 // candidate sets, on a pool owned by the scorer.
 #include "scoring/cpu_scorer.h"
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
+#endif
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -92,11 +96,28 @@ void KeepBest(std::vector<ScoredRow>* rows, size_t k) {
 
 std::string Count(size_t n) { return std::to_string(n); }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+// F16C (CPUID 1: ECX bit 29) and AVX512_BF16 (CPUID 7.1: EAX bit 5), read
+// directly: not every compiler's __builtin_cpu_supports knows them. The OS's
+// ymm/zmm state support is checked through __builtin_cpu_supports("avx2") /
+// ("avx512f").
+bool CpuHasF16c() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (__get_cpuid(1, &eax, &ebx, &ecx, &edx) == 0) return false;
+  return (ecx & (1u << 29)) != 0;
+}
+
+bool CpuHasAvx512Bf16() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (__get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx) == 0) return false;
+  return (eax & (1u << 5)) != 0;
+}
+#endif
+
 bool IsaSupportedByCpu(CpuIsa isa) {
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if defined(__x86_64__) && defined(__GNUC__)
   const bool avx2 = __builtin_cpu_supports("avx2") &&
-                    __builtin_cpu_supports("fma") &&
-                    __builtin_cpu_supports("f16c");
+                    __builtin_cpu_supports("fma") && CpuHasF16c();
   const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") &&
                       __builtin_cpu_supports("avx512bw") &&
                       __builtin_cpu_supports("avx512dq") &&
@@ -109,7 +130,7 @@ bool IsaSupportedByCpu(CpuIsa isa) {
     case CpuIsa::kAvx512:
       return avx512;
     case CpuIsa::kAvx512Bf16:
-      return avx512 && __builtin_cpu_supports("avx512bf16");
+      return avx512 && CpuHasAvx512Bf16();
   }
   return false;
 #else

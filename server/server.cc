@@ -71,6 +71,9 @@ absl::StatusOr<std::unique_ptr<grpc::Server>> BuildServer(
   builder.AddListeningPort(address, credentials, port);
   builder.RegisterService(service);
   builder.SetMaxReceiveMessageSize(max_receive_bytes);
+  // gRPC sets SO_REUSEPORT by default: a second server on the same port
+  // would silently share its traffic. Fail instead.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || *port == 0) {
     return absl::UnavailableError(

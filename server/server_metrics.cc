@@ -67,23 +67,18 @@ void RpcMetrics::Handled(grpc::StatusCode code, double seconds) {
   counter->Increment();
 }
 
-#define EMBSUM_RPC_METRICS(service, method)                              \
-  RpcMetrics(handled_, &started_->WithLabels({service, method}),         \
-             &handling_seconds_->WithLabels({service, method}), service, \
-             method)
-
 ServerMetrics::ServerMetrics(metrics::Registry* registry,
                              const std::string& backend)
     : registry_(registry),
       handled_(AddHandled(registry)),
       started_(AddStarted(registry)),
       handling_seconds_(AddHandlingSeconds(registry)),
-      rank_(EMBSUM_RPC_METRICS(kRanker, "Rank")),
-      retrieve_(EMBSUM_RPC_METRICS(kRanker, "Retrieve")),
-      get_model_info_(EMBSUM_RPC_METRICS(kRanker, "GetModelInfo")),
-      upsert_users_(EMBSUM_RPC_METRICS(kAdmin, "UpsertUsers")),
-      upsert_items_(EMBSUM_RPC_METRICS(kAdmin, "UpsertItems")),
-      delete_items_(EMBSUM_RPC_METRICS(kAdmin, "DeleteItems")) {
+      rank_(MakeRpc(kRanker, "Rank")),
+      retrieve_(MakeRpc(kRanker, "Retrieve")),
+      get_model_info_(MakeRpc(kRanker, "GetModelInfo")),
+      upsert_users_(MakeRpc(kAdmin, "UpsertUsers")),
+      upsert_items_(MakeRpc(kAdmin, "UpsertItems")),
+      delete_items_(MakeRpc(kAdmin, "DeleteItems")) {
   rank_candidates_ = &registry
                           ->AddHistogram("embsum_rank_candidates",
                                          "Candidate ids per Rank request.", {},
@@ -109,7 +104,12 @@ ServerMetrics::ServerMetrics(metrics::Registry* registry,
                .WithLabels({});
 }
 
-#undef EMBSUM_RPC_METRICS
+RpcMetrics ServerMetrics::MakeRpc(const std::string& service,
+                                  const std::string& method) {
+  return RpcMetrics(handled_, &started_->WithLabels({service, method}),
+                    &handling_seconds_->WithLabels({service, method}), service,
+                    method);
+}
 
 void ServerMetrics::SetModel(const std::string& model_version,
                              std::function<double()> users,

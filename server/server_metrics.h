@@ -65,6 +65,9 @@ class ServerMetrics {
                 std::function<double()> items);
 
  private:
+  // Uses handled_, started_ and handling_seconds_ (initialised first).
+  RpcMetrics MakeRpc(const std::string& service, const std::string& method);
+
   metrics::Registry* registry_;
   metrics::Family<metrics::Counter>* handled_;
   metrics::Family<metrics::Counter>* started_;

@@ -48,6 +48,11 @@ def compare(dump_dir, out_json):
         w = torch.softmax(l.reshape(x["c"], -1), dim=1).reshape_as(l)
         score = (w * k).sum(dim=(1, 2))
         magnitude = (w * k.abs()).sum(dim=(1, 2))
+        # Sensitivity of the score to relative errors in the products of
+        # both dot products (see Ref in gpu_check.cc): the error scale.
+        abs_k = torch.einsum("id,cjd->cij", a.abs(), b.abs())
+        abs_l = torch.einsum("id,cjd->cij", q.abs(), g.abs())
+        condition = (w * (abs_k + (k - score[:, None, None]).abs() * abs_l)).sum(dim=(1, 2))
         rows = (w * k).sum(dim=2)                      # (C, m)
         code = rows.argmax(dim=1)
         if x["m"] > 1:
@@ -56,7 +61,7 @@ def compare(dump_dir, out_json):
         else:
             margin = torch.full_like(score, float("inf"))
         ours = torch.from_numpy(x["scores"]).to(device)
-        err = (ours - score).abs() / torch.maximum(score.abs(), magnitude)
+        err = (ours - score).abs() / torch.maximum(score.abs(), condition)
         err = torch.where(torch.isfinite(ours), err, torch.full_like(err, float("inf")))
         codes = torch.from_numpy(x["codes"].astype(np.int64)).to(device)
         bad_codes = int(((codes != code) & (margin > 1e-3)).sum())

@@ -27,7 +27,6 @@
 namespace embsum::scoring::cuda_internal {
 namespace {
 
-constexpr uint32_t kTf32Mask = 0xffffe000u;
 constexpr uint32_t kTileStride = 33;  // padded user rows per slot column
 constexpr uint32_t kTileFloats = kSlotsPerTask * kTileStride;  // K or L
 // How many of its own chunk iterations ahead a warp prefetches into L2
@@ -51,8 +50,8 @@ struct Args {
   float* scores;
   int32_t* codes;
   uint32_t chunks, cpt, ksplit;
-  uint32_t load_mode;         // LaunchPlan::load_mode bits
-  uint32_t prepare_in_block;  // build fragments in each block (no prep pass)
+  uint32_t load_mode;     // LaunchPlan::load_mode bits
+  uint32_t prepare_mode;  // LaunchPlan::prepare_mode
 };
 
 template <typename T>
@@ -116,11 +115,14 @@ __device__ __forceinline__ void Mma16<__nv_bfloat16>(float (&c)[4],
       : "r"(a.x), "r"(a.y), "r"(a.z), "r"(a.w), "r"(b0), "r"(b1));
 }
 
-// Splits an fp32 word into tf32 hi and lo words (hi + lo == x to ~2^-21).
+// Splits an fp32 word into tf32 hi and lo words, both rounded to nearest:
+// |x - hi - lo| <= 2^-22 |x|, so hi*hi' + hi*lo' + lo*hi' carries a
+// relative error of about 2^-21 per product (fp32 FMA: 2^-24).
 __device__ __forceinline__ void SplitTf32(uint32_t x, uint32_t& hi,
                                           uint32_t& lo) {
-  hi = x & kTf32Mask;
-  lo = __float_as_uint(__uint_as_float(x) - __uint_as_float(hi)) & kTf32Mask;
+  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(hi) : "f"(__uint_as_float(x)));
+  const float rest = __uint_as_float(x) - __uint_as_float(hi);
+  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(lo) : "f"(rest));
 }
 
 __device__ __forceinline__ float WarpMax(float v) {
@@ -221,7 +223,13 @@ __global__ void PrepareUsersKernel(Args a) {
 __device__ __forceinline__ uint4 LoadRow(const unsigned char* p,
                                          uint32_t mode) {
   uint4 v;
-  if (mode & kLoadL2Fetch256) {
+  if ((mode & (kLoadL2Fetch256 | kLoadNoL1)) == (kLoadL2Fetch256 | kLoadNoL1)) {
+    asm volatile(
+        "ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0, %1, %2, %3}, "
+        "[%4];"
+        : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+        : "l"(p));
+  } else if (mode & kLoadL2Fetch256) {
     asm volatile("ld.global.nc.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];"
                  : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
                  : "l"(p));
@@ -366,7 +374,49 @@ __global__ void __launch_bounds__(kMaxWarpsPerBlock * 32, 1)
   extern __shared__ uint4 smem_words[];
   unsigned char* smem = reinterpret_cast<unsigned char*>(smem_words);
   const uint32_t u = blockIdx.y;
-  if (a.prepare_in_block) {
+  if (a.prepare_mode == kPrepareScatter) {
+    // Zero the fragments (padding rows and columns), then scatter each fp32
+    // user element, read coalesced, to its fragment slot.
+    const uint32_t zero_words = static_cast<uint32_t>(a.prepared_bytes / 16);
+    for (uint32_t i = threadIdx.x; i < zero_words; i += blockDim.x) {
+      smem_words[i] = make_uint4(0, 0, 0, 0);
+    }
+    __syncthreads();
+    const float* user = a.users + u * a.user_stride;
+    const uint32_t per_matrix = a.m * a.d;
+    const uint32_t total = per_matrix * (a.has_queries ? 2 : 1);
+#pragma unroll 4
+    for (uint32_t e = threadIdx.x; e < total; e += blockDim.x) {
+      const float v = user[e];
+      const uint32_t mat = e / per_matrix;
+      const uint32_t rem = e - mat * per_matrix;
+      const uint32_t row = rem / a.d;
+      const uint32_t col = rem - row * a.d;
+      const uint32_t mtile = row / 16;
+      const uint32_t lane_row = row % 8;
+      const uint32_t reg_lo = (row % 16) / 8;
+      unsigned char* base = smem + mat * a.matrix_bytes;
+      if constexpr (kBytes == 4) {
+        const uint32_t within = col % 16;
+        const uint32_t lane = lane_row * 4 + within / 4;
+        const uint32_t reg = (within % 2) * 2 + reg_lo;
+        *reinterpret_cast<float*>(
+            base + FragmentOffset(4, col / 16, (within % 4) / 2, mtile, 0) +
+            lane * 16 + reg * 4) = v;
+      } else {
+        const uint32_t within = col % 32;
+        const uint32_t lane = lane_row * 4 + within / 8;
+        const uint32_t reg = ((within % 4) / 2) * 2 + reg_lo;
+        const uint32_t off =
+            FragmentOffset(2, col / 32, (within % 8) / 4, mtile, 0) +
+            lane * 16 + reg * 4 + (within % 2) * 2;
+        const T hi = Storage<T>::FromFloat(v);
+        const T lo = Storage<T>::FromFloat(v - Storage<T>::ToFloat(hi));
+        *reinterpret_cast<uint16_t*>(base + off) = Storage<T>::Bits(hi);
+        *reinterpret_cast<uint16_t*>(base + off + 512) = Storage<T>::Bits(lo);
+      }
+    }
+  } else if (a.prepare_mode == kPrepareGather) {
     // Build the fragments straight from the fp32 user (L2-resident).
     const float* user = a.users + u * a.user_stride;
     uint32_t* out = reinterpret_cast<uint32_t*>(smem);
@@ -598,7 +648,7 @@ Status Launch(const Args& args, const LaunchPlan& plan, uint32_t users,
     EMBSUM_CUDA_RETURN_IF_ERROR(cudaGetLastError());
     return Status::Ok();
   }
-  if (!args.prepare_in_block) {
+  if (args.prepare_mode == kPreparePass) {
     const uint32_t words = args.matrix_bytes / 4 * (args.has_queries ? 2 : 1);
     const dim3 prep_grid((words + 255) / 256, users);
     PrepareUsersKernel<T><<<prep_grid, 256, 0, stream>>>(args);
@@ -656,7 +706,7 @@ Status LaunchFusedScore(const FusedBatch& batch, const LaunchPlan& plan,
   args.cpt = plan.candidates_per_task;
   args.ksplit = plan.ksplit;
   args.load_mode = plan.load_mode;
-  args.prepare_in_block = plan.prepare_in_block ? 1 : 0;
+  args.prepare_mode = plan.prepare_mode;
   switch (batch.shape.dtype) {
     case DType::kFloat32:
       return Launch<float>(args, plan, batch.num_users, stream);

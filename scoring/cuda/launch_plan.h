@@ -37,7 +37,20 @@ inline constexpr uint32_t kFallbackWarpsPerBlock = 8;
 // LaunchPlan::load_mode bits: how the fast kernel reads item rows.
 inline constexpr uint32_t kLoadL2Fetch256 = 1;  // ld.global.L2::256B hint
 inline constexpr uint32_t kLoadPrefetchL2 = 2;  // prefetch 4 chunks ahead
-inline constexpr uint32_t kDefaultLoadMode = kLoadPrefetchL2;
+inline constexpr uint32_t kLoadNoL1 = 4;        // with kLoadL2Fetch256 only
+// Measured on an H200 (docs/gpu.md): the 256-byte L2 fill alone streams
+// best; the explicit prefetch adds requests without adding bandwidth.
+inline constexpr uint32_t kDefaultLoadMode = kLoadL2Fetch256;
+
+// LaunchPlan::prepare_mode: how a block gets the user's MMA fragments.
+// kPreparePass: a preparation kernel writes them once, every block copies
+// them (two launches). kPrepareGather / kPrepareScatter: every block builds
+// them from the fp32 user, word by word (gather) or element by element
+// (scatter, coalesced reads): one launch.
+inline constexpr uint32_t kPreparePass = 0;
+inline constexpr uint32_t kPrepareGather = 1;
+inline constexpr uint32_t kPrepareScatter = 2;
+inline constexpr uint32_t kDefaultPrepareMode = kPreparePass;
 
 struct LaunchPlan {
   bool fast = false;
@@ -49,9 +62,7 @@ struct LaunchPlan {
   size_t prepared_bytes = 0;         // per user, A then Q (when present)
   size_t smem_bytes = 0;
   uint32_t load_mode = kDefaultLoadMode;
-  // Build the user's fragments inside every block (one launch) instead of
-  // in a preparation pass whose output the blocks copy (two launches).
-  bool prepare_in_block = false;
+  uint32_t prepare_mode = kDefaultPrepareMode;
   // Both kernels.
   uint32_t warps = 0;     // per block
   uint32_t blocks_x = 0;  // per user (grid.y = users)

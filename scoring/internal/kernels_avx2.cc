@@ -3,7 +3,7 @@
 // them.
 #include "scoring/internal/cpu_kernels.h"
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
 #include <cstddef>
@@ -11,8 +11,13 @@
 
 #include "scoring/internal/half.h"
 
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), \
+                             apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")
+#endif
 #include "scoring/internal/cpu_kernels_inl.h"
 
 namespace embsum::scoring::internal {
@@ -101,13 +106,17 @@ constexpr KernelTable kAvx2Table = MakeTable<Avx2Ops>(CpuIsa::kAvx2);
 
 }  // namespace
 }  // namespace embsum::scoring::internal
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 
 namespace embsum::scoring::internal {
 const KernelTable* Avx2KernelTable() { return &kAvx2Table; }
 }  // namespace embsum::scoring::internal
 
-#else  // not x86-64 GCC
+#else  // not x86-64 GCC or Clang
 
 namespace embsum::scoring::internal {
 const KernelTable* Avx2KernelTable() { return nullptr; }

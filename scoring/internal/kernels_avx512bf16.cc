@@ -4,10 +4,12 @@
 // bytes). The user panels are rounded to bf16 for this path.
 #include "scoring/internal/cpu_kernels.h"
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if defined(__x86_64__) && defined(__GNUC__)
 // GCC 12's AVX-512 intrinsics build "undefined" vectors as `__m512 y = y;`,
 // which -Wmaybe-uninitialized reports falsely (GCC bug 105593).
+#if !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 
 #include <cstddef>
@@ -16,9 +18,16 @@
 
 #include "scoring/internal/half.h"
 
+#if defined(__clang__)
+#pragma clang attribute push(                                             \
+    __attribute__((target(                                                \
+        "avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma,f16c"))), \
+    apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target( \
     "avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma,f16c")
+#endif
 #include "scoring/internal/cpu_kernels_inl.h"
 #include "scoring/internal/ops_avx512_inl.h"
 
@@ -121,13 +130,17 @@ constexpr KernelTable kAvx512Bf16Table =
 
 }  // namespace
 }  // namespace embsum::scoring::internal
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 
 namespace embsum::scoring::internal {
 const KernelTable* Avx512Bf16KernelTable() { return &kAvx512Bf16Table; }
 }  // namespace embsum::scoring::internal
 
-#else  // not x86-64 GCC
+#else  // not x86-64 GCC or Clang
 
 namespace embsum::scoring::internal {
 const KernelTable* Avx512Bf16KernelTable() { return nullptr; }

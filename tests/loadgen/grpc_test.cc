@@ -45,6 +45,20 @@ class FakeRanker final : public v1::Ranker::CallbackService {
     reactor->Finish(grpc::Status::OK);
     return reactor;
   }
+  grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* context,
+                                         const v1::GetModelInfoRequest*,
+                                         v1::ModelInfo* info) override {
+    info->set_model_version("fake-7");
+    info->set_backend("cpu");
+    info->set_dim(16);
+    info->set_user_codes(4);
+    info->set_item_codes(2);
+    info->set_users(2);
+    info->set_items(3);
+    auto* reactor = context->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
 };
 
 class FakeRankerServer {
@@ -189,6 +203,31 @@ TEST(RunLoadgen, WritesJsonCsvAndSvgReports) {
   EXPECT_THAT(ReadAll(c.csv_path), HasSubstr("percentile,latency_seconds"));
   EXPECT_THAT(ReadAll(c.svg_path), HasSubstr("<polyline"));
   EXPECT_THAT(out.str(), HasSubstr("open loop, poisson arrivals at 200.0/s"));
+}
+
+TEST(RunLoadgen, RankReportsNameTheServedModel) {
+  FakeRankerServer server;
+  TempDir dir;
+  dir.Write("model/users/ids.txt", "u1\nmissing\n");
+  dir.Write("model/items/ids.txt", "p1\nn1\nn2\n");
+  LoadgenConfig c;
+  c.target = server.address();
+  c.model_dir = dir.path() + "/model";
+  c.candidates = "3";
+  c.concurrency = 2;
+  c.duration_seconds = 0.2;
+  c.warmup_seconds = 0;
+  c.progress = false;
+  std::ostringstream out, err;
+  auto report = RunLoadgen(c, out, err);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ((*report)["server"]["model_version"], "fake-7");
+  EXPECT_EQ((*report)["server"]["backend"], "cpu");
+  EXPECT_EQ((*report)["server"]["dim"], 16);
+  EXPECT_GT((*report)["codes"]["NOT_FOUND"].get<uint64_t>(), 0u);
+  EXPECT_THAT(out.str(),
+              HasSubstr("model fake-7 (d=16 m=4 n=2, 2 users, 3 items), cpu"));
+  EXPECT_EQ(err.str(), "");  // no progress, no warnings
 }
 
 TEST(RunLoadgen, RejectsBadConfiguration) {

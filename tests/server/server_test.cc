@@ -80,6 +80,7 @@ class GatedScorer : public scoring::Scorer {
 
 constexpr uint32_t kMaxCandidates = 400;
 constexpr int kMaxReceiveBytes = 256 << 10;
+constexpr size_t kMaxUpsertBytes = 64 << 10;
 
 class ServerTest : public ::testing::Test {
  protected:
@@ -98,6 +99,7 @@ class ServerTest : public ::testing::Test {
     options.queue_size = 2;
     options.max_receive_bytes = kMaxReceiveBytes;
     options.core.max_candidates = kMaxCandidates;
+    options.admin.max_upsert_bytes = kMaxUpsertBytes;
     auto server = Server::Start(options, data_->manifest(), &data_->users(),
                                 &data_->items(), &scorer_, &registry_);
     ASSERT_TRUE(server.ok()) << server.status();
@@ -442,6 +444,60 @@ TEST_F(ServerTest, UpsertStreamWithOneInvalidRecordAppliesNothing) {
   request.add_candidate_ids("good-item");
   ASSERT_TRUE(Rank(request, &ranked).ok());
   EXPECT_EQ(ranked.unknown_item_ids_size(), 1);
+}
+
+TEST_F(ServerTest, LaterRecordOfTheSameIdWinsAndCountsUpdate) {
+  grpc::ClientContext before_context;
+  v1::ModelInfo before;
+  ASSERT_TRUE(
+      ranker_->GetModelInfo(&before_context, v1::GetModelInfoRequest(), &before)
+          .ok());
+  const v1::UserRecord first = MakeUser("twice", 1);
+  const v1::UserRecord second = MakeUser("twice", -3);
+  v1::UpsertResponse response;
+  ASSERT_TRUE(UpsertUsers({first, second}, &response).ok());
+  EXPECT_EQ(response.accepted(), 2u);
+  ASSERT_TRUE(
+      UpsertItems({MakeItem("new-1", 1), MakeItem("new-2", 2)}, &response)
+          .ok());
+
+  v1::RankRequest request;
+  request.set_user_id("twice");
+  request.add_candidate_ids(model_.item_ids[0]);
+  v1::RankResponse ranked;
+  ASSERT_TRUE(Rank(request, &ranked).ok());
+  const auto want = embsum::testing::ReferenceOf(
+      model_.options.user_codes, model_.options.item_codes, model_.options.dim,
+      Span(second.upe()), Span(second.queries()), model_.cpe.row(0),
+      model_.keys.row(0));
+  ExpectNear(ranked.items(0).score(), want.score);
+
+  grpc::ClientContext after_context;
+  v1::ModelInfo after;
+  ASSERT_TRUE(
+      ranker_->GetModelInfo(&after_context, v1::GetModelInfoRequest(), &after)
+          .ok());
+  EXPECT_EQ(after.users(), before.users() + 1);
+  EXPECT_EQ(after.items(), before.items() + 2);
+  EXPECT_THAT(registry_.Serialize(),
+              HasSubstr("embsum_users " + std::to_string(after.users())));
+}
+
+TEST_F(ServerTest, OversizedUpsertStreamIsRefusedAndAppliesNothing) {
+  std::vector<v1::UserRecord> records;
+  size_t bytes = 0;
+  for (int i = 0; bytes <= kMaxUpsertBytes; ++i) {
+    records.push_back(MakeUser("bulk-" + std::to_string(i), 1));
+    bytes += records.back().ByteSizeLong();
+  }
+  v1::UpsertResponse response;
+  grpc::Status s = UpsertUsers(records, &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(s.error_message(), HasSubstr("nothing was applied"));
+  v1::RankRequest request;
+  request.set_user_id("bulk-0");
+  v1::RankResponse ranked;
+  EXPECT_EQ(Rank(request, &ranked).error_code(), grpc::StatusCode::NOT_FOUND);
 }
 
 TEST_F(ServerTest, BadUpsertRecordsNameTheProblem) {

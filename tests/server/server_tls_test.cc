@@ -119,6 +119,19 @@ TEST_F(TlsTest, MutualTls) {
                    .ok());
 }
 
+TEST_F(TlsTest, BusyPortIsUnavailable) {
+  ASSERT_TRUE(StartServer({}).ok());
+  ServerOptions options;
+  options.listen = "127.0.0.1:" + std::to_string(server_->port());
+  options.admin_listen = "127.0.0.1:0";
+  metrics::Registry registry;
+  auto second = Server::Start(options, data_->manifest(), &data_->users(),
+                              &data_->items(), scorer_.get(), &registry);
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(second.status().message(), HasSubstr(options.listen));
+}
+
 TEST_F(TlsTest, BadTlsOptionsAreReported) {
   absl::Status s = StartServer(
       {.cert_file = certs_.server_cert, .key_file = "", .client_ca_file = ""});

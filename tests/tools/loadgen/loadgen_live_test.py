@@ -25,6 +25,9 @@ def main():
         t.check(report["mode"] == "closed_loop" and report["mean_candidates"] == 100,
                 "closed-loop report: %r" % report)
         t.check(report["mean_response_bytes"] > 0, "no response bytes")
+        server_info = report.get("server", {})
+        t.check(server_info.get("dim") == 64 and server_info.get("items") == 2000 and
+                server_info.get("backend"), "report does not name the served model: %r" % server_info)
         t.check_csv(closed + ".csv")
         t.check_svg(closed + ".svg")
 
