@@ -133,6 +133,14 @@ absl::StatusOr<EvalResult> RunEval(const EvalOptions& options) {
   if (options.behaviors.empty()) {
     return absl::InvalidArgumentError("--behaviors=FILE is required");
   }
+  const absl::Duration kMax = absl::Hours(24 * 30);
+  for (absl::Duration d : {options.deadline, options.connect_timeout}) {
+    if (d <= absl::ZeroDuration() || d > kMax) {
+      return absl::InvalidArgumentError(
+          "--deadline and --connect_timeout must be positive seconds, at most "
+          "30 days");
+    }
+  }
   ReadBehaviorsOptions read;
   read.require_labels = true;
   read.limit = options.limit;

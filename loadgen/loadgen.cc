@@ -49,16 +49,24 @@ absl::Status Validate(const LoadgenConfig& c) {
         "give exactly one of --concurrency=N (closed loop) and --rate=QPS "
         "(open loop), positive");
   }
-  auto positive = [](double v) { return std::isfinite(v) && v > 0; };
-  if (!positive(c.duration_seconds)) {
-    return absl::InvalidArgumentError("--duration must be positive seconds");
+  // Up to 30 days of seconds, a million requests per second.
+  constexpr double kMaxSeconds = 30 * 86400.0;
+  auto positive = [](double v, double max) { return v > 0 && v <= max; };
+  if (!positive(c.duration_seconds, kMaxSeconds)) {
+    return absl::InvalidArgumentError(
+        "--duration must be positive seconds, at most 30 days");
   }
-  if (!std::isfinite(c.warmup_seconds) || c.warmup_seconds < 0) {
+  if (!(c.warmup_seconds >= 0 && c.warmup_seconds <= kMaxSeconds)) {
     return absl::InvalidArgumentError("--warmup must be >= 0 seconds");
   }
-  if (!positive(c.deadline_seconds) || !positive(c.connect_timeout_seconds)) {
+  if (!positive(c.deadline_seconds, kMaxSeconds) ||
+      !positive(c.connect_timeout_seconds, kMaxSeconds)) {
     return absl::InvalidArgumentError(
         "--deadline and --connect_timeout must be positive seconds");
+  }
+  if (c.rate > 1e6 || std::isnan(c.rate)) {
+    return absl::InvalidArgumentError(
+        "--rate must be at most 1e6 requests per second");
   }
   return absl::OkStatus();
 }

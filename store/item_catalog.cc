@@ -173,7 +173,13 @@ class CatalogImpl final : public ItemCatalog {
   void SetListener(Listener listener) override;
   absl::Status Checkpoint() override {
     absl::MutexLock lock(&mu_);
-    return CheckpointLocked();
+    checkpoint_status_ = CheckpointLocked();
+    retry_checkpoint_at_ = 0;
+    return checkpoint_status_;
+  }
+  absl::Status last_checkpoint_status() const override {
+    absl::MutexLock lock(&mu_);
+    return checkpoint_status_;
   }
 
  private:
@@ -190,7 +196,8 @@ class CatalogImpl final : public ItemCatalog {
   absl::Status ReadLog(
       std::vector<std::pair<std::string, internal::ItemLogEntry>>* entries);
   absl::Status CheckpointLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status MaybeCheckpointLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Checkpoints when the log passed its threshold.
+  void MaybeCheckpointLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Builds the ANN indexes of `snap` (rows [0, rows_)): reuses the main
   // index of `prev` when it still fits and indexes the rest in a tail.
   absl::Status BuildAnn(SnapshotImpl* snap, const SnapshotImpl* prev);
@@ -203,11 +210,13 @@ class CatalogImpl final : public ItemCatalog {
   const ItemCatalogOptions options_;
   std::unique_ptr<rocksdb::DB> log_;
 
-  absl::Mutex mu_;  // serialises writers; readers never take it
+  mutable absl::Mutex mu_;  // serialises writers; readers never take it
   std::shared_ptr<ArenaState> state_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const SnapshotImpl> current_ ABSL_GUARDED_BY(mu_);
   std::string snapshot_name_ ABSL_GUARDED_BY(mu_);
   uint64_t log_entries_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t retry_checkpoint_at_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Status checkpoint_status_ ABSL_GUARDED_BY(mu_);
   Listener listener_ ABSL_GUARDED_BY(mu_);
   std::atomic<std::shared_ptr<const SnapshotImpl>> published_;
 };
@@ -366,16 +375,24 @@ absl::Status CatalogImpl::Load() {
       fs::remove_all(entry.path(), ec);
     }
   }
-  return MaybeCheckpointLocked();
+  MaybeCheckpointLocked();
+  return absl::OkStatus();
 }
 
-absl::Status CatalogImpl::MaybeCheckpointLocked() {
+void CatalogImpl::MaybeCheckpointLocked() {
   const double items = static_cast<double>(current_->size());
   const double limit =
       std::max(static_cast<double>(options_.checkpoint_min_entries),
                options_.checkpoint_fraction * items);
-  if (static_cast<double>(log_entries_) <= limit) return absl::OkStatus();
-  return CheckpointLocked();
+  if (static_cast<double>(log_entries_) <= limit ||
+      log_entries_ < retry_checkpoint_at_) {
+    return;
+  }
+  // The write that got here is durable in the log already, so a failed
+  // checkpoint (say, a full disk) does not fail it; it is retried once the
+  // log has doubled, and reported by last_checkpoint_status().
+  checkpoint_status_ = CheckpointLocked();
+  retry_checkpoint_at_ = checkpoint_status_.ok() ? 0 : 2 * log_entries_;
 }
 
 absl::Status CatalogImpl::CheckpointLocked() {
@@ -517,7 +534,8 @@ absl::Status CatalogImpl::Upsert(std::span<const ItemUpsert> items) {
     written.clear();
   }
   Publish(std::move(snap), written);
-  return MaybeCheckpointLocked();
+  MaybeCheckpointLocked();
+  return absl::OkStatus();
 }
 
 absl::StatusOr<uint64_t> CatalogImpl::Delete(
@@ -553,7 +571,7 @@ absl::StatusOr<uint64_t> CatalogImpl::Delete(
   RETURN_IF_ERROR(BuildAnn(snap.get(), &cur));
   current_ = snap;
   published_.store(snap, std::memory_order_release);
-  RETURN_IF_ERROR(MaybeCheckpointLocked());
+  MaybeCheckpointLocked();
   return existing.size();
 }
 

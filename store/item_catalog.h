@@ -121,6 +121,10 @@ class ItemCatalog {
   // Folds the upsert log into a new FAISS snapshot now (also done
   // automatically, see ItemCatalogOptions). Blocks writers, not readers.
   virtual absl::Status Checkpoint() = 0;
+  // Result of the last checkpoint, automatic or not (OK before any). An
+  // automatic checkpoint that fails does not fail the write that triggered
+  // it (that write is already durable in the log); it is retried later.
+  virtual absl::Status last_checkpoint_status() const = 0;
 };
 
 }  // namespace embsum::store

@@ -90,6 +90,28 @@ EMBSUM_HOST_DEVICE constexpr uint32_t FragmentOffset(uint32_t elem_bytes,
          part * 512u;
 }
 
+// Inverse of the maps above: byte offset, inside one prepared matrix, of
+// user element (row, col), row < 32. For 16-bit storage this is the hi
+// half; the lo half sits 512 bytes further.
+EMBSUM_HOST_DEVICE constexpr uint32_t FragmentSlot(uint32_t elem_bytes,
+                                                   uint32_t row, uint32_t col) {
+  const uint32_t mtile = row / 16;
+  const uint32_t lane_row = row % 8;
+  const uint32_t reg_lo = (row % 16) / 8;
+  if (elem_bytes == 4) {
+    const uint32_t within = col % 16;
+    const uint32_t lane = lane_row * 4 + within / 4;
+    const uint32_t reg = (within % 2) * 2 + reg_lo;
+    return FragmentOffset(4, col / 16, (within % 4) / 2, mtile, 0) + lane * 16 +
+           reg * 4;
+  }
+  const uint32_t within = col % 32;
+  const uint32_t lane = lane_row * 4 + within / 8;
+  const uint32_t reg = ((within % 4) / 2) * 2 + reg_lo;
+  return FragmentOffset(2, col / 32, (within % 8) / 4, mtile, 0) + lane * 16 +
+         reg * 4 + (within % 2) * 2;
+}
+
 // Bytes of one prepared matrix (A or Q) for dimension d.
 EMBSUM_HOST_DEVICE constexpr uint32_t PreparedMatrixBytes(uint32_t elem_bytes,
                                                           uint32_t dim) {

@@ -29,6 +29,7 @@ namespace {
 
 constexpr uint32_t kTileStride = 33;  // padded user rows per slot column
 constexpr uint32_t kTileFloats = kSlotsPerTask * kTileStride;  // K or L
+constexpr uint32_t kTf32Mask = 0xffffe000u;
 // How many of its own chunk iterations ahead a warp prefetches into L2
 // (the register double buffer covers one).
 constexpr uint32_t kPrefetchIterations = 4;
@@ -115,14 +116,16 @@ __device__ __forceinline__ void Mma16<__nv_bfloat16>(float (&c)[4],
       : "r"(a.x), "r"(a.y), "r"(a.z), "r"(a.w), "r"(b0), "r"(b1));
 }
 
-// Splits an fp32 word into tf32 hi and lo words, both rounded to nearest:
-// |x - hi - lo| <= 2^-22 |x|, so hi*hi' + hi*lo' + lo*hi' carries a
-// relative error of about 2^-21 per product (fp32 FMA: 2^-24).
+// Splits an fp32 word into tf32 hi and lo words by truncation (the tensor
+// cores read 10 mantissa bits): |x - hi - lo| < 2^-20 |x|, so
+// hi*hi' + hi*lo' + lo*hi' carries a relative error of at most about 2^-19
+// per product (fp32 FMA: 2^-24); measured on an H200 with fp32 storage:
+// 2e-7 relative to the score at S1 (docs/gpu.md). Rounding both parts to
+// nearest (cvt.rna.tf32.f32) would gain about 4x; not yet measured.
 __device__ __forceinline__ void SplitTf32(uint32_t x, uint32_t& hi,
                                           uint32_t& lo) {
-  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(hi) : "f"(__uint_as_float(x)));
-  const float rest = __uint_as_float(x) - __uint_as_float(hi);
-  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(lo) : "f"(rest));
+  hi = x & kTf32Mask;
+  lo = __float_as_uint(__uint_as_float(x) - __uint_as_float(hi)) & kTf32Mask;
 }
 
 __device__ __forceinline__ float WarpMax(float v) {
@@ -392,37 +395,16 @@ __global__ void __launch_bounds__(kMaxWarpsPerBlock * 32, 1)
       const uint32_t rem = e - mat * per_matrix;
       const uint32_t row = rem / a.d;
       const uint32_t col = rem - row * a.d;
-      const uint32_t mtile = row / 16;
-      const uint32_t lane_row = row % 8;
-      const uint32_t reg_lo = (row % 16) / 8;
-      unsigned char* base = smem + mat * a.matrix_bytes;
+      unsigned char* slot =
+          smem + mat * a.matrix_bytes + FragmentSlot(kBytes, row, col);
       if constexpr (kBytes == 4) {
-        const uint32_t within = col % 16;
-        const uint32_t lane = lane_row * 4 + within / 4;
-        const uint32_t reg = (within % 2) * 2 + reg_lo;
-        *reinterpret_cast<float*>(
-            base + FragmentOffset(4, col / 16, (within % 4) / 2, mtile, 0) +
-            lane * 16 + reg * 4) = v;
+        *reinterpret_cast<float*>(slot) = v;
       } else {
-        const uint32_t within = col % 32;
-        const uint32_t lane = lane_row * 4 + within / 8;
-        const uint32_t reg = ((within % 4) / 2) * 2 + reg_lo;
-        const uint32_t off =
-            FragmentOffset(2, col / 32, (within % 8) / 4, mtile, 0) +
-            lane * 16 + reg * 4 + (within % 2) * 2;
         const T hi = Storage<T>::FromFloat(v);
         const T lo = Storage<T>::FromFloat(v - Storage<T>::ToFloat(hi));
-        *reinterpret_cast<uint16_t*>(base + off) = Storage<T>::Bits(hi);
-        *reinterpret_cast<uint16_t*>(base + off + 512) = Storage<T>::Bits(lo);
+        *reinterpret_cast<uint16_t*>(slot) = Storage<T>::Bits(hi);
+        *reinterpret_cast<uint16_t*>(slot + 512) = Storage<T>::Bits(lo);
       }
-    }
-  } else if (a.prepare_mode == kPrepareGather) {
-    // Build the fragments straight from the fp32 user (L2-resident).
-    const float* user = a.users + u * a.user_stride;
-    uint32_t* out = reinterpret_cast<uint32_t*>(smem);
-    const uint32_t words = static_cast<uint32_t>(a.prepared_bytes / 4);
-    for (uint32_t w = threadIdx.x; w < words; w += blockDim.x) {
-      out[w] = PreparedWord<T>(a, user, w);
     }
   } else {
     // Asynchronous 16-byte copies: every thread's loads are in flight at

@@ -44,11 +44,12 @@ inline constexpr uint32_t kDefaultLoadMode = kLoadL2Fetch256;
 
 // LaunchPlan::prepare_mode: how a block gets the user's MMA fragments.
 // kPreparePass: a preparation kernel writes them once, every block copies
-// them (two launches). kPrepareGather / kPrepareScatter: every block builds
-// them from the fp32 user, word by word (gather) or element by element
-// (scatter, coalesced reads): one launch.
+// them with cp.async (two launches; measured best on an H200, docs/gpu.md).
+// kPrepareScatter: every block scatters the fp32 user, read coalesced,
+// into fragment order itself (one launch; not yet measured on a device).
+// (Building them word by word in every block, a gather, measured 9 us
+// slower at Rank(500) and was dropped.)
 inline constexpr uint32_t kPreparePass = 0;
-inline constexpr uint32_t kPrepareGather = 1;
 inline constexpr uint32_t kPrepareScatter = 2;
 inline constexpr uint32_t kDefaultPrepareMode = kPreparePass;
 

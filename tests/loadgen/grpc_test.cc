@@ -246,12 +246,29 @@ TEST(RunLoadgen, RejectsBadConfiguration) {
   EXPECT_THAT(RunLoadgen(c, out, err).status().message(),
               HasSubstr("--target_kind='grpc'"));
   c.target_kind = "rank";
+  c.duration_seconds = 1e300;
+  EXPECT_THAT(RunLoadgen(c, out, err).status().message(),
+              HasSubstr("--duration"));
+  c.duration_seconds = 1;
   c.sweep = true;
   EXPECT_THAT(RunLoadgen(c, out, err).status().message(),
               HasSubstr("--sweep is open loop"));
   c.sweep = false;
   EXPECT_THAT(RunLoadgen(c, out, err).status().message(),
               HasSubstr("/nonexistent/users/ids.txt"));
+}
+
+TEST(RunEval, RejectsBadOptions) {
+  EvalOptions options;
+  EXPECT_THAT(RunEval(options).status().message(), HasSubstr("--target"));
+  options.target = "127.0.0.1:1";
+  EXPECT_THAT(RunEval(options).status().message(), HasSubstr("--behaviors"));
+  options.behaviors = "b.tsv";
+  options.deadline = absl::InfiniteDuration();
+  EXPECT_THAT(RunEval(options).status().message(), HasSubstr("--deadline"));
+  options.deadline = absl::Seconds(1);
+  EXPECT_THAT(RunEval(options).status().message(),
+              HasSubstr("b.tsv: cannot open"));
 }
 
 TEST(RunEval, ScoresAFakeRankerOverBehaviors) {

@@ -259,6 +259,24 @@ TEST_F(ItemCatalogTest, CheckpointFoldsTheLogIntoANewSnapshot) {
   EXPECT_EQ(catalog_->Current()->size(), 123u);
 }
 
+TEST_F(ItemCatalogTest, FailedAutomaticCheckpointDoesNotFailTheWrite) {
+  options_.checkpoint_min_entries = 1;
+  options_.checkpoint_fraction = 0;
+  Reopen();
+  // Something in the way of the next snapshot's name.
+  std::filesystem::create_directories(tmp_ / "data/items/snapshot-000002/x");
+  std::vector<ItemUpsert> batch = {MakeItem("p", 1), MakeItem("q", 2)};
+  ASSERT_TRUE(catalog_->Upsert(batch).ok());
+  EXPECT_FALSE(catalog_->last_checkpoint_status().ok());
+  EXPECT_TRUE(catalog_->Current()->FindRow("q").has_value());
+  std::filesystem::remove_all(tmp_ / "data/items/snapshot-000002");
+  ASSERT_TRUE(catalog_->Checkpoint().ok());
+  EXPECT_TRUE(catalog_->last_checkpoint_status().ok());
+  EXPECT_EQ(SnapshotDirs(), std::vector<std::string>{"snapshot-000002"});
+  Reopen();
+  EXPECT_EQ(Row(*catalog_->Current(), "p").first, batch[0].cpe);
+}
+
 // Best inner product between any UPE row and any CPE row, per live row.
 std::vector<uint32_t> BruteForceTop(const ItemSnapshot& snap,
                                     const scoring::UserView& user, size_t k) {

@@ -103,8 +103,8 @@ ReferenceWithScale StoredReference(const Problem& p, uint32_t row) {
 // sum_ij w_ij (sum_k |a_ik b_jk| + |K_ij - score| sum_k |q_ik g_jk|) is the
 // score's first-order sensitivity to relative errors in the products of
 // both dot products. fp32 storage uses tf32 tensor-core products split in
-// three (about 2^-21 relative error per product, fp32 FMA: 2^-24); when a
-// dot product of a few terms nearly cancels, its error is only small
+// three (up to about 2^-19 relative error per product; fp32 FMA: 2^-24):
+// when a dot product of a few terms nearly cancels, its error is small only
 // relative to sum_k |a_k b_k|, which RelativeError's scale does not cover.
 double ConditionedError(double ours, const Problem& p, uint32_t row) {
   const uint32_t m = p.m, n = p.n, d = p.d;

@@ -148,6 +148,32 @@ TEST(FragmentLayoutTest, EachUserElementAppearsOncePerTile) {
   }
 }
 
+TEST(FragmentLayoutTest, SlotInvertsRowAndColumn) {
+  for (uint32_t elem_bytes : {4u, 2u}) {
+    const uint32_t halves = elem_bytes == 4 ? 1 : 2;
+    for (uint32_t c = 0; c < 3; ++c) {
+      for (uint32_t s = 0; s < kStepsPerChunk; ++s) {
+        for (uint32_t mt = 0; mt < kMTiles; ++mt) {
+          for (uint32_t lane = 0; lane < 32; ++lane) {
+            for (uint32_t r = 0; r < 4; ++r) {
+              for (uint32_t h = 0; h < halves; ++h) {
+                const uint32_t want = FragmentOffset(elem_bytes, c, s, mt, 0) +
+                                      lane * 16 + r * 4 + h * 2;
+                EXPECT_EQ(
+                    FragmentSlot(elem_bytes, FragmentRow(mt, lane, r),
+                                 FragmentColumn(elem_bytes, c, s, lane, r, h)),
+                    want)
+                    << elem_bytes << " " << c << " " << s << " " << mt << " "
+                    << lane << " " << r << " " << h;
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST(FragmentLayoutTest, OffsetsTileThePreparedMatrix) {
   for (uint32_t elem_bytes : {4u, 2u}) {
     const uint32_t d = 3 * ChunkElements(elem_bytes);
