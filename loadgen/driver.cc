@@ -247,11 +247,14 @@ absl::StatusOr<LoadResult> RunLoad(Target& target, const LoadOptions& options) {
   if (open && !std::isfinite(options.rate)) {
     return absl::InvalidArgumentError("--rate must be finite");
   }
-  if (options.duration <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError("--duration must be positive");
+  const absl::Duration kMax = absl::Hours(24 * 30);
+  if (options.duration <= absl::ZeroDuration() || options.duration > kMax) {
+    return absl::InvalidArgumentError(
+        "--duration must be positive, at most 30 days");
   }
-  if (options.warmup < absl::ZeroDuration()) {
-    return absl::InvalidArgumentError("--warmup must not be negative");
+  if (options.warmup < absl::ZeroDuration() || options.warmup > kMax) {
+    return absl::InvalidArgumentError(
+        "--warmup must not be negative, at most 30 days");
   }
   if (open && options.max_in_flight < 1) {
     return absl::InvalidArgumentError("--max_in_flight must be at least 1");

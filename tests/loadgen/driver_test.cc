@@ -174,6 +174,11 @@ TEST(RunLoad, RejectsBadOptions) {
   zero_duration.duration = absl::ZeroDuration();
   EXPECT_THAT(RunLoad(target, zero_duration).status().message(),
               HasSubstr("--duration"));
+  LoadOptions forever;
+  forever.concurrency = 1;
+  forever.duration = absl::InfiniteDuration();
+  EXPECT_THAT(RunLoad(target, forever).status().message(),
+              HasSubstr("--duration"));
   LoadOptions no_slots;
   no_slots.rate = 10;
   no_slots.max_in_flight = 0;
