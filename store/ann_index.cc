@@ -119,13 +119,18 @@ absl::Status AnnIndex::Search(
   k = std::min<size_t>(k, static_cast<size_t>(index_->ntotal));
   std::vector<float> distances(size_t{nq} * k);
   std::vector<faiss::Index::idx_t> labels(size_t{nq} * k);
+  // The thread limit is per calling thread: restore it, so that later
+  // OpenMP work on this thread (an index rebuild, say) is not serialised.
+  const int previous_threads = omp_get_max_threads();
   if (threads > 0) omp_set_num_threads(threads);
   try {
     index_->search(nq, queries.data(), static_cast<faiss::Index::idx_t>(k),
                    distances.data(), labels.data());
   } catch (const std::exception& e) {
+    omp_set_num_threads(previous_threads);
     return absl::InternalError(absl::StrCat("ANN search: ", e.what()));
   }
+  omp_set_num_threads(previous_threads);
   for (size_t i = 0; i < labels.size(); ++i) {
     if (labels[i] < 0) continue;
     uint32_t row = static_cast<uint32_t>(labels[i]);

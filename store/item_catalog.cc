@@ -164,7 +164,8 @@ class CatalogImpl final : public ItemCatalog {
   absl::Status Load() ABSL_LOCKS_EXCLUDED(mu_);
 
   std::shared_ptr<const ItemSnapshot> Current() const override {
-    return published_.load(std::memory_order_acquire);
+    absl::ReaderMutexLock lock(&published_mu_);
+    return published_;
   }
 
   absl::Status Upsert(std::span<const ItemUpsert> items) override;
@@ -201,6 +202,13 @@ class CatalogImpl final : public ItemCatalog {
   // Builds the ANN indexes of `snap` (rows [0, rows_)): reuses the main
   // index of `prev` when it still fits and indexes the rest in a tail.
   absl::Status BuildAnn(SnapshotImpl* snap, const SnapshotImpl* prev);
+  void SetPublished(std::shared_ptr<const SnapshotImpl> snap)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    absl::MutexLock lock(&published_mu_);
+    published_.swap(snap);
+    // The previous snapshot, if this was its last reference, is destroyed
+    // here after the lock is released (it may free a whole arena).
+  }
   void Publish(std::shared_ptr<SnapshotImpl> snap,
                std::span<const uint32_t> rows)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -218,7 +226,11 @@ class CatalogImpl final : public ItemCatalog {
   uint64_t retry_checkpoint_at_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Status checkpoint_status_ ABSL_GUARDED_BY(mu_);
   Listener listener_ ABSL_GUARDED_BY(mu_);
-  std::atomic<std::shared_ptr<const SnapshotImpl>> published_;
+  // Held only to copy or swap the pointer, never during I/O. (A mutex rather
+  // than std::atomic<std::shared_ptr>: libstdc++ 12's load unlocks with
+  // relaxed order, a formal data race that ThreadSanitizer reports.)
+  mutable absl::Mutex published_mu_ ABSL_ACQUIRED_AFTER(mu_);
+  std::shared_ptr<const SnapshotImpl> published_ ABSL_GUARDED_BY(published_mu_);
 };
 
 absl::Status CatalogImpl::ReadLog(
@@ -283,7 +295,7 @@ absl::Status CatalogImpl::BuildAnn(SnapshotImpl* snap,
 void CatalogImpl::Publish(std::shared_ptr<SnapshotImpl> snap,
                           std::span<const uint32_t> rows) {
   current_ = snap;
-  published_.store(snap, std::memory_order_release);
+  SetPublished(snap);
   if (listener_) listener_(*snap, rows);
 }
 
@@ -570,7 +582,7 @@ absl::StatusOr<uint64_t> CatalogImpl::Delete(
   }
   RETURN_IF_ERROR(BuildAnn(snap.get(), &cur));
   current_ = snap;
-  published_.store(snap, std::memory_order_release);
+  SetPublished(snap);
   MaybeCheckpointLocked();
   return existing.size();
 }

@@ -111,7 +111,7 @@ class ItemCatalog {
   // Called (under the writer's lock, after publication) with the new
   // snapshot and the arena rows written; rows empty = whole new arena.
   // For mirrors such as the CUDA scorer's device arena.
-  // SetListener calls the new listener once at once with the current
+  // SetListener calls the new listener right away, once, with the current
   // snapshot and empty rows, so a mirror starts from a consistent state.
   // Deletes change only liveness (snapshot.live()) and do not call it.
   using Listener = std::function<void(const ItemSnapshot& snapshot,

@@ -104,12 +104,17 @@ def summary(out_dir):
     print(f"{'what':44s} {'fp32':>12s} {'fp16':>12s} {'bf16':>12s}")
     rows = [
         ("Rank(500) S1 kernel us (target <= 20)", "rank500_{}_kernel_us", ".2f"),
+        ("  same, device only (no host launch latency)", "rank500_{}_device_us", ".2f"),
+        ("  best correct variant, host-launched us", "rank500_{}_best_us", ".2f"),
+        ("  best correct variant, device-only us", "rank500_{}_best_device_us", ".2f"),
         ("Score(500) end to end us", "score500_{}_end_to_end_us", ".1f"),
         ("1M scan ms", "scan_{}_ms", ".3f"),
         ("1M scan GB/s", "scan_{}_GBps", ".0f"),
         ("1M scan / copy bandwidth (target >= 0.70)", "scan_{}_frac_of_copy", ".2f"),
+        ("  best correct variant / copy", "scan_{}_best_frac_of_copy", ".2f"),
         ("ScoreAllTopK(100) over 1M, ms", "topk_{}_ms", ".2f"),
         ("batch 256 users: gain vs 256 launches", "batch_{}_users256_gain", ".1f"),
+        ("  same, variant l9_p2_e1", "batch_{}_variant_users256_gain", ".1f"),
         ("batch 256 users: us per user", None, ".2f"),
     ]
     for label, key, spec in rows:
@@ -133,6 +138,9 @@ def summary(out_dir):
     print(f"{'max rel err vs C++ float64 ref (fp32/16-bit)':44s} "
           f"{fmt(g('correct_max_rel_err_fp32'), '.1e'):>12s} "
           f"{fmt(g('correct_max_rel_err_16bit'), '.1e'):>12s}")
+    print(f"{'variant (new modes) max rel err (fp32/16-bit)':44s} "
+          f"{fmt(g('correct_variant_max_rel_err_fp32'), '.1e'):>12s} "
+          f"{fmt(g('correct_variant_max_rel_err_16bit'), '.1e'):>12s}")
     print(f"{'max rel err vs torch float64 (fp32/fp16/bf16)':44s} "
           f"{fmt(torch_json.get('max_rel_err_fp32'), '.1e'):>12s} "
           f"{fmt(torch_json.get('max_rel_err_fp16'), '.1e'):>12s} "

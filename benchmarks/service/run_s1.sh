@@ -6,7 +6,8 @@
 #   2. gRPC floor: embsum-echo-server driven by embsum-loadgen
 #      --target_kind=echo with Rank-sized payloads (concurrency 1, and
 #      closed-loop capacity)
-#   3. embsum-server: unloaded Rank latency (concurrency 1), closed-loop
+#   3. embsum-server: unloaded Rank latency (concurrency 1; also with one
+#      candidate, the fixed per-request cost), closed-loop
 #      capacity (best of CONCURRENCIES), open loop at 50% and 80% of it
 #   4. scoring alone: embsum-bench-scoring on the same shapes, and the
 #      server's own embsum_scoring_seconds from /metrics
@@ -125,6 +126,10 @@ scrape "$OUT/metrics_before_c1.txt"
 record "${LG[@]}" --target="127.0.0.1:$PORT" --concurrency=1 \
   --json="$OUT/rank_c1.json" --svg="$OUT/rank_c1.svg" >"$OUT/rank_c1.txt"
 scrape "$OUT/metrics_after_c1.txt"
+# The fixed per-request cost: the same with one candidate.
+record "${LG[@]}" --target="127.0.0.1:$PORT" --concurrency=1 --candidates=1 \
+  --json="$OUT/rank_c1_one.json" >"$OUT/rank_c1_one.txt"
+scrape "$OUT/metrics_after_c1_one.txt"
 for c in $CONCURRENCIES; do
   [[ $c == 1 ]] && continue
   record "${LG[@]}" --target="127.0.0.1:$PORT" --concurrency="$c" \

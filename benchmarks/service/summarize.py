@@ -52,10 +52,12 @@ def metric_sum(path, name, label_filter=""):
     return total if found else None
 
 
-def delta_mean(out, name, label_filter=""):
-    """Mean of a histogram over the concurrency-1 run, from /metrics scrapes."""
-    before = os.path.join(out, "metrics_before_c1.txt")
-    after = os.path.join(out, "metrics_after_c1.txt")
+def delta_mean(out, name, label_filter="", before="metrics_before_c1.txt",
+               after="metrics_after_c1.txt"):
+    """Mean of a histogram between two /metrics scrapes (default: over the
+    concurrency-1 run)."""
+    before = os.path.join(out, before)
+    after = os.path.join(out, after)
     s0, s1 = metric_sum(before, name + "_sum", label_filter), metric_sum(after, name + "_sum", label_filter)
     c0, c1 = metric_sum(before, name + "_count", label_filter), metric_sum(after, name + "_count", label_filter)
     if None in (s0, s1, c0, c1) or c1 <= c0:
@@ -104,10 +106,22 @@ def table(out):
             "%s / %s / %s (%.0f OK/s, %d errors)" % (
                 ms(r["latency_seconds"]["p50"]), ms(r["latency_seconds"]["p99"]),
                 ms(r["latency_seconds"]["p999"]), r["qps"], r["errors"])))
-    rows.append(("Scoring alone, p50 (embsum-bench-scoring, fp32, cpu)",
-                 ms(scoring_bench) + (" (sgemm bound %s)" % ms(bench["sgemm_bound_seconds_p50"]) if bench else "")))
+    bench_detail = ""
+    if bench:
+        bench_detail = " (min %s; sgemm bound p50 %s)" % (
+            ms(bench.get("ours_seconds_min")), ms(bench.get("sgemm_bound_seconds_p50")))
+    rows.append(("Scoring alone, p50 (embsum-bench-scoring, fp32, cpu)", ms(scoring_bench) + bench_detail))
     rows.append(("Scoring inside the server, mean (embsum_scoring_seconds)", ms(scoring_server)))
     rows.append(("Server handling of Rank, mean (grpc_server_handling_seconds)", ms(handling)))
+    one_path = os.path.join(out, "rank_c1_one.json")
+    one = one_handling = one_scoring = None
+    if os.path.exists(one_path):
+        one = load(one_path)
+        spans = ("metrics_after_c1.txt", "metrics_after_c1_one.txt")
+        one_handling = delta_mean(out, "grpc_server_handling_seconds", 'grpc_method="Rank"', *spans)
+        one_scoring = delta_mean(out, "embsum_scoring_seconds", "", *spans)
+        rows.append(("Rank with 1 candidate, concurrency 1: p50; server handling mean; scoring mean",
+                     "%s; %s; %s" % (ms(one["latency_seconds"]["p50"]), ms(one_handling), ms(one_scoring))))
     rows.append(("Server overhead: Rank p50 at concurrency 1 - scoring (%s; target <= 2 x floor = %s)" % (
         "server mean" if scoring_server is not None else "bench p50", ms(2 * floor)), ms(overhead)))
 
@@ -136,6 +150,9 @@ def table(out):
         "request_bytes": rank1["mean_request_bytes"],
         "rank_response_bytes": rank1["mean_response_bytes"],
         "echo_response_bytes": echo["mean_response_bytes"],
+        "rank_one_candidate_p50_seconds": one["latency_seconds"]["p50"] if one else None,
+        "rank_one_candidate_handling_mean_seconds": one_handling,
+        "rank_one_candidate_scoring_mean_seconds": one_scoring,
     }
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)

@@ -386,6 +386,20 @@ class CudaScorer final : public Scorer {
     return Status::Ok();
   }
 
+  // `plan` with the kernel modes of the options that are set.
+  LaunchPlan WithModeOverrides(LaunchPlan plan) const {
+    if (options_.load_mode >= 0) {
+      plan.load_mode = static_cast<uint32_t>(options_.load_mode);
+    }
+    if (options_.prepare_mode >= 0) {
+      plan.prepare_mode = static_cast<uint32_t>(options_.prepare_mode);
+    }
+    if (options_.epilogue_mode >= 0) {
+      plan.epilogue_mode = static_cast<uint32_t>(options_.epilogue_mode);
+    }
+    return plan;
+  }
+
   // Scores one batch of PendingScore (same mirror and user shape) in one
   // launch on one worker.
   Status RunBatch(std::span<void* const> requests) const {
@@ -400,8 +414,8 @@ class CudaScorer final : public Scorer {
       total += c;
       max_count = std::max(max_count, c);
     }
-    const LaunchPlan plan =
-        cuda_internal::PlanLaunch(shape, users, max_count, total, limits_);
+    const LaunchPlan plan = WithModeOverrides(
+        cuda_internal::PlanLaunch(shape, users, max_count, total, limits_));
     const size_t user_floats = size_t{shape.user_codes} * shape.dim;
     const size_t stride = user_floats * (shape.has_queries ? 2 : 1);
     // Input block, same layout on host and device: offsets | rows | users.
@@ -489,7 +503,8 @@ class CudaScorer final : public Scorer {
                  std::vector<ScoredRow>* out) const {
     const ScoreShape shape = ShapeOf(mirror, user);
     const uint32_t n = static_cast<uint32_t>(size);
-    const LaunchPlan plan = cuda_internal::PlanLaunch(shape, 1, n, n, limits_);
+    const LaunchPlan plan =
+        WithModeOverrides(cuda_internal::PlanLaunch(shape, 1, n, n, limits_));
     const size_t user_floats = size_t{shape.user_codes} * shape.dim;
     const size_t stride = user_floats * (shape.has_queries ? 2 : 1);
     const size_t live_at = AlignUp(stride * sizeof(float), 16);
@@ -620,6 +635,20 @@ bool CudaDeviceAvailable(std::string* why) {
 
 Status MakeCudaScorer(const CudaScorerOptions& options,
                       std::unique_ptr<Scorer>* out) {
+  {
+    const LaunchPlan defaults;
+    const std::string bad = cuda_internal::KernelModeRejection(
+        options.load_mode >= 0 ? static_cast<uint32_t>(options.load_mode)
+                               : defaults.load_mode,
+        options.prepare_mode >= 0 ? static_cast<uint32_t>(options.prepare_mode)
+                                  : defaults.prepare_mode,
+        options.epilogue_mode >= 0
+            ? static_cast<uint32_t>(options.epilogue_mode)
+            : defaults.epilogue_mode);
+    if (!bad.empty()) {
+      return Status::InvalidArgument("cuda scorer: options: " + bad);
+    }
+  }
   std::string why;
   if (!CudaDeviceAvailable(&why)) {
     return Status::Unavailable("cuda scorer: " + why);

@@ -28,6 +28,12 @@ struct CudaScorerOptions {
   // that an output the kernel failed to write cannot pass as a result.
   // Costs one memset per launch.
   bool poison_outputs = false;
+  // Tuning and checking aid (benchmarks/gpu): when >= 0, replaces the fast
+  // kernel's load, prepare or epilogue mode (LaunchPlan in
+  // scoring/cuda/launch_plan.h) in every launch. -1 keeps the defaults.
+  int load_mode = -1;
+  int prepare_mode = -1;
+  int epilogue_mode = -1;
 };
 
 // True when a CUDA device can be used; otherwise *why (if non-null) says

@@ -51,8 +51,9 @@ struct Args {
   float* scores;
   int32_t* codes;
   uint32_t chunks, cpt, ksplit;
-  uint32_t load_mode;     // LaunchPlan::load_mode bits
-  uint32_t prepare_mode;  // LaunchPlan::prepare_mode
+  uint32_t load_mode;      // LaunchPlan::load_mode bits
+  uint32_t prepare_mode;   // LaunchPlan::prepare_mode
+  uint32_t epilogue_mode;  // LaunchPlan::epilogue_mode
 };
 
 template <typename T>
@@ -204,8 +205,25 @@ __device__ __forceinline__ uint32_t PreparedWord(const Args& a,
   }
 }
 
+// Programmatic dependent launch (sm_90+; no-ops where the kernels were
+// launched without it): the pass lets the fused kernel launch at once, and
+// the fused kernel waits for the pass's completion and memory before it
+// reads the fragments.
+__device__ __forceinline__ void AllowDependentLaunch() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void WaitForPrerequisiteGrid() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
 template <typename T>
 __global__ void PrepareUsersKernel(Args a) {
+  if (a.prepare_mode == kPreparePassOverlap) AllowDependentLaunch();
   const uint32_t u = blockIdx.y;
   const uint32_t words = a.matrix_bytes / 4 * (a.has_queries ? 2 : 1);
   const float* user = a.users + u * a.user_stride;
@@ -370,6 +388,135 @@ __device__ __forceinline__ void ChunkMma(
   }
 }
 
+// Writes four consecutive fp32 user elements (flat index e, a multiple of
+// 4, within one row since d is a multiple of 4 on the fast path) to their
+// fragment slots: for 16-bit storage, elements (c, c+1) and (c+2, c+3)
+// each fill one 32-bit word of hi halves and one of lo halves.
+template <typename T>
+__device__ __forceinline__ void ScatterQuad(const Args& a, unsigned char* smem,
+                                            uint32_t e, const float4& v) {
+  constexpr uint32_t kBytes = Storage<T>::kBytes;
+  // A then Q: a comparison instead of a division picks the matrix.
+  const uint32_t per_matrix = a.m * a.d;
+  const uint32_t mat = e >= per_matrix ? 1 : 0;
+  const uint32_t rem = e - mat * per_matrix;
+  const uint32_t row = rem / a.d;
+  const uint32_t col = rem - row * a.d;
+  unsigned char* base = smem + mat * a.matrix_bytes;
+  if constexpr (kBytes == 4) {
+    *reinterpret_cast<float*>(base + FragmentSlot(4, row, col)) = v.x;
+    *reinterpret_cast<float*>(base + FragmentSlot(4, row, col + 1)) = v.y;
+    *reinterpret_cast<float*>(base + FragmentSlot(4, row, col + 2)) = v.z;
+    *reinterpret_cast<float*>(base + FragmentSlot(4, row, col + 3)) = v.w;
+  } else {
+    const float f[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int p = 0; p < 2; ++p) {
+      uint32_t hi = 0, lo = 0;
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const float x = f[2 * p + h];
+        const T xh = Storage<T>::FromFloat(x);
+        const T xl = Storage<T>::FromFloat(x - Storage<T>::ToFloat(xh));
+        hi |= uint32_t{Storage<T>::Bits(xh)} << (16 * h);
+        lo |= uint32_t{Storage<T>::Bits(xl)} << (16 * h);
+      }
+      unsigned char* slot = base + FragmentSlot(2, row, col + 2 * p);
+      *reinterpret_cast<uint32_t*>(slot) = hi;
+      *reinterpret_cast<uint32_t*>(slot + 512) = lo;
+    }
+  }
+}
+
+// kPrepareScatter: the block writes user u's fragments into shared memory
+// itself (no preparation pass, one launch). The fp32 user is read with
+// 16-byte loads, kScatterBatch per thread in flight before any is used, so
+// the staging costs about one memory latency; padding (rows m..31, columns
+// past d in the last chunk) is zeroed first, only where there is any.
+template <typename T>
+__device__ __forceinline__ void ScatterUser(const Args& a, uint32_t u,
+                                            unsigned char* smem) {
+  constexpr uint32_t kScatterBatch = 8;
+  constexpr uint32_t kChunkElems = ChunkElements(Storage<T>::kBytes);
+  if (a.m < kUserRowsPerPass || a.d % kChunkElems != 0) {
+    uint4* words = reinterpret_cast<uint4*>(smem);
+    const uint32_t zero_words = static_cast<uint32_t>(a.prepared_bytes / 16);
+    for (uint32_t i = threadIdx.x; i < zero_words; i += blockDim.x) {
+      words[i] = make_uint4(0, 0, 0, 0);
+    }
+    __syncthreads();
+  }
+  const float* user = a.users + u * a.user_stride;
+  const uint32_t total = a.m * a.d * (a.has_queries ? 2 : 1);
+  // On the fast path d is a multiple of 4 and the user stride too; the
+  // base is checked so that a misaligned caller stays correct.
+  const bool vector = reinterpret_cast<uintptr_t>(user) % 16 == 0;
+  const uint32_t quads = vector ? total / 4 : 0;
+  const float4* user4 = reinterpret_cast<const float4*>(user);
+  for (uint32_t first = 0; first < quads; first += kScatterBatch * blockDim.x) {
+    float4 v[kScatterBatch];
+#pragma unroll
+    for (uint32_t k = 0; k < kScatterBatch; ++k) {
+      const uint32_t q = first + k * blockDim.x + threadIdx.x;
+      if (q < quads) v[k] = __ldg(user4 + q);
+    }
+#pragma unroll
+    for (uint32_t k = 0; k < kScatterBatch; ++k) {
+      const uint32_t q = first + k * blockDim.x + threadIdx.x;
+      if (q < quads) ScatterQuad<T>(a, smem, q * 4, v[k]);
+    }
+  }
+  for (uint32_t e = quads * 4 + threadIdx.x; e < total; e += blockDim.x) {
+    // Scalar path (misaligned user): one element at a time.
+    const uint32_t per_matrix = a.m * a.d;
+    const uint32_t mat = e / per_matrix;
+    const uint32_t rem = e - mat * per_matrix;
+    const uint32_t row = rem / a.d;
+    const uint32_t col = rem - row * a.d;
+    unsigned char* slot = smem + mat * a.matrix_bytes +
+                          FragmentSlot(Storage<T>::kBytes, row, col);
+    const float x = user[e];
+    if constexpr (Storage<T>::kBytes == 4) {
+      *reinterpret_cast<float*>(slot) = x;
+    } else {
+      const T xh = Storage<T>::FromFloat(x);
+      const T xl = Storage<T>::FromFloat(x - Storage<T>::ToFloat(xh));
+      *reinterpret_cast<uint16_t*>(slot) = Storage<T>::Bits(xh);
+      *reinterpret_cast<uint16_t*>(slot + 512) = Storage<T>::Bits(xl);
+    }
+  }
+}
+
+// The lane's two item rows of task `task` (slots quad_row and 8 + quad_row):
+// CPE and key pointers at the lane's 16 bytes, or invalid past the end.
+__device__ __forceinline__ void TaskRows(const Args& a, uint32_t task,
+                                         uint32_t ntasks, uint32_t begin,
+                                         uint32_t count, uint32_t lane,
+                                         uint64_t code_bytes,
+                                         const unsigned char* (&pb)[2],
+                                         const unsigned char* (&pg)[2],
+                                         bool (&valid)[2]) {
+  const uint32_t quad_row = lane >> 2;
+  const uint32_t quad_col = lane & 3;
+#pragma unroll
+  for (int nt = 0; nt < 2; ++nt) {
+    const uint32_t slot = nt * 8 + quad_row;
+    const uint32_t cl = slot / a.n;
+    const uint32_t j = slot - cl * a.n;
+    const uint32_t cand = task * a.cpt + cl;
+    valid[nt] = task < ntasks && cl < a.cpt && cand < count;
+    pb[nt] = a.arena;
+    pg[nt] = a.arena;
+    if (valid[nt]) {
+      const uint64_t row =
+          a.rows != nullptr ? a.rows[begin + cand] : begin + cand;
+      pb[nt] =
+          a.arena + row * a.row_bytes + j * code_bytes + quad_col * kLaneBytes;
+      pg[nt] = pb[nt] + (a.has_keys ? a.n * code_bytes : 0);
+    }
+  }
+}
+
 template <typename T>
 __global__ void __launch_bounds__(kMaxWarpsPerBlock * 32, 1)
     FusedScoreKernel(Args a) {
@@ -377,36 +524,32 @@ __global__ void __launch_bounds__(kMaxWarpsPerBlock * 32, 1)
   extern __shared__ uint4 smem_words[];
   unsigned char* smem = reinterpret_cast<unsigned char*>(smem_words);
   const uint32_t u = blockIdx.y;
+  uint32_t begin, count;
+  UserRange(a, u, begin, count);
+  const uint32_t ntasks = (count + a.cpt - 1) / a.cpt;
+  const uint32_t warp = threadIdx.x / 32;
+  const uint32_t lane = threadIdx.x % 32;
+  const uint32_t groups = blockDim.x / 32 / a.ksplit;
+  const uint32_t group = warp / a.ksplit;
+  const uint32_t kidx = warp % a.ksplit;
+  const uint32_t lane_col = (lane & 3) * (kLaneBytes / kBytes);
+  const uint64_t code_bytes = uint64_t{a.d} * kBytes;
+  const bool early = (a.load_mode & kLoadEarly) != 0;
+  // The lane's rows of the current task and its first chunk, in registers.
+  const unsigned char* pb[2];
+  const unsigned char* pg[2];
+  bool valid[2];
+  uint4 cur_b[2], cur_g[2];
+  if (early) {
+    // The first task's rows are on their way while the user is staged.
+    TaskRows(a, blockIdx.x * groups + group, ntasks, begin, count, lane,
+             code_bytes, pb, pg, valid);
+    LoadChunk<T>(pb, pg, valid, kidx, lane_col, a, cur_b, cur_g);
+  }
   if (a.prepare_mode == kPrepareScatter) {
-    // Zero the fragments (padding rows and columns), then scatter each fp32
-    // user element, read coalesced, to its fragment slot.
-    const uint32_t zero_words = static_cast<uint32_t>(a.prepared_bytes / 16);
-    for (uint32_t i = threadIdx.x; i < zero_words; i += blockDim.x) {
-      smem_words[i] = make_uint4(0, 0, 0, 0);
-    }
-    __syncthreads();
-    const float* user = a.users + u * a.user_stride;
-    const uint32_t per_matrix = a.m * a.d;
-    const uint32_t total = per_matrix * (a.has_queries ? 2 : 1);
-#pragma unroll 4
-    for (uint32_t e = threadIdx.x; e < total; e += blockDim.x) {
-      const float v = user[e];
-      const uint32_t mat = e / per_matrix;
-      const uint32_t rem = e - mat * per_matrix;
-      const uint32_t row = rem / a.d;
-      const uint32_t col = rem - row * a.d;
-      unsigned char* slot =
-          smem + mat * a.matrix_bytes + FragmentSlot(kBytes, row, col);
-      if constexpr (kBytes == 4) {
-        *reinterpret_cast<float*>(slot) = v;
-      } else {
-        const T hi = Storage<T>::FromFloat(v);
-        const T lo = Storage<T>::FromFloat(v - Storage<T>::ToFloat(hi));
-        *reinterpret_cast<uint16_t*>(slot) = Storage<T>::Bits(hi);
-        *reinterpret_cast<uint16_t*>(slot + 512) = Storage<T>::Bits(lo);
-      }
-    }
+    ScatterUser<T>(a, u, smem);
   } else {
+    if (a.prepare_mode == kPreparePassOverlap) WaitForPrerequisiteGrid();
     // Asynchronous 16-byte copies: every thread's loads are in flight at
     // once instead of one round trip per loop iteration.
     const unsigned char* src = a.prepared + u * a.prepared_bytes;
@@ -425,52 +568,27 @@ __global__ void __launch_bounds__(kMaxWarpsPerBlock * 32, 1)
   float* tiles = reinterpret_cast<float*>(smem + a.prepared_bytes);
   __syncthreads();
 
-  uint32_t begin, count;
-  UserRange(a, u, begin, count);
-  const uint32_t ntasks = (count + a.cpt - 1) / a.cpt;
-  const uint32_t warp = threadIdx.x / 32;
-  const uint32_t lane = threadIdx.x % 32;
-  const uint32_t groups = blockDim.x / 32 / a.ksplit;
-  const uint32_t group = warp / a.ksplit;
-  const uint32_t kidx = warp % a.ksplit;
   const uint32_t quad_row = lane >> 2;
   const uint32_t quad_col = lane & 3;
-  const uint32_t lane_col = quad_col * (kLaneBytes / kBytes);
   const bool l_is_k = !a.has_queries && !a.has_keys;
   float* my_k = tiles + warp * 2 * kTileFloats;
   float* my_l = my_k + kTileFloats;
-  const float* group_tiles = tiles + group * a.ksplit * 2 * kTileFloats;
-  const uint64_t code_bytes = uint64_t{a.d} * kBytes;
+  float* group_tiles = tiles + group * a.ksplit * 2 * kTileFloats;
+  const bool reduce = a.epilogue_mode == kEpilogueReduce && a.ksplit > 1;
+  // Partial tiles the softmax sums per logit.
+  const uint32_t parts = reduce ? 1 : a.ksplit;
 
   for (uint32_t tile = blockIdx.x; tile * groups < ntasks; tile += gridDim.x) {
     const uint32_t task = tile * groups + group;
-    const unsigned char* pb[2];
-    const unsigned char* pg[2];
-    bool valid[2];
-#pragma unroll
-    for (int nt = 0; nt < 2; ++nt) {
-      const uint32_t slot = nt * 8 + quad_row;
-      const uint32_t cl = slot / a.n;
-      const uint32_t j = slot - cl * a.n;
-      const uint32_t cand = task * a.cpt + cl;
-      valid[nt] = task < ntasks && cl < a.cpt && cand < count;
-      pb[nt] = a.arena;
-      pg[nt] = a.arena;
-      if (valid[nt]) {
-        const uint64_t row =
-            a.rows != nullptr ? a.rows[begin + cand] : begin + cand;
-        pb[nt] = a.arena + row * a.row_bytes + j * code_bytes +
-                 quad_col * kLaneBytes;
-        pg[nt] = pb[nt] + (a.has_keys ? a.n * code_bytes : 0);
-      }
+    if (!early) {
+      TaskRows(a, task, ntasks, begin, count, lane, code_bytes, pb, pg, valid);
     }
     float acc_k[2][2][4] = {};
     float acc_l[2][2][4] = {};
-    uint4 cur_b[2], cur_g[2];
     for (uint32_t i = 1; i < kPrefetchIterations; ++i) {
       PrefetchChunk<T>(pb, pg, valid, kidx + i * a.ksplit, lane_col, a);
     }
-    LoadChunk<T>(pb, pg, valid, kidx, lane_col, a, cur_b, cur_g);
+    if (!early) LoadChunk<T>(pb, pg, valid, kidx, lane_col, a, cur_b, cur_g);
     for (uint32_t chunk = kidx; chunk < a.chunks; chunk += a.ksplit) {
       PrefetchChunk<T>(pb, pg, valid, chunk + kPrefetchIterations * a.ksplit,
                        lane_col, a);
@@ -506,11 +624,30 @@ __global__ void __launch_bounds__(kMaxWarpsPerBlock * 32, 1)
         my_l[(c0 + 1) * kTileStride + r0 + 8] = lk[3];
       }
     }
+    if (early) {
+      // The next task's first chunk loads during this task's epilogue.
+      TaskRows(a, (tile + gridDim.x) * groups + group, ntasks, begin, count,
+               lane, code_bytes, pb, pg, valid);
+      LoadChunk<T>(pb, pg, valid, kidx, lane_col, a, cur_b, cur_g);
+    }
     // With ksplit 1 a warp reads only its own tiles: no block barrier, so
     // warps drift apart and keep the memory pipeline full.
     if (a.ksplit == 1) {
       __syncwarp();
     } else {
+      __syncthreads();
+    }
+    if (reduce) {
+      // Sum the group's partial tiles into its first warp's, each warp a
+      // slice, adding in the order the serial epilogue would.
+      for (uint32_t i = kidx * 32 + lane; i < 2 * kTileFloats;
+           i += a.ksplit * 32) {
+        float v = group_tiles[i];
+        for (uint32_t w = 1; w < a.ksplit; ++w) {
+          v += group_tiles[w * 2 * kTileFloats + i];
+        }
+        group_tiles[i] = v;
+      }
       __syncthreads();
     }
     // Softmax epilogue: lane i owns user code i; candidates of the task are
@@ -524,7 +661,7 @@ __global__ void __launch_bounds__(kMaxWarpsPerBlock * 32, 1)
         for (uint32_t j = 0; j < a.n; ++j) {
           const uint32_t idx = (cl * a.n + j) * kTileStride + lane;
           float l = 0.0f;
-          for (uint32_t w = 0; w < a.ksplit; ++w) {
+          for (uint32_t w = 0; w < parts; ++w) {
             l += group_tiles[w * 2 * kTileFloats + kTileFloats + idx];
           }
           lmax = fmaxf(lmax, l);
@@ -535,7 +672,7 @@ __global__ void __launch_bounds__(kMaxWarpsPerBlock * 32, 1)
           for (uint32_t j = 0; j < a.n; ++j) {
             const uint32_t idx = (cl * a.n + j) * kTileStride + lane;
             float k = 0.0f, l = 0.0f;
-            for (uint32_t w = 0; w < a.ksplit; ++w) {
+            for (uint32_t w = 0; w < parts; ++w) {
               k += group_tiles[w * 2 * kTileFloats + idx];
               l += group_tiles[w * 2 * kTileFloats + kTileFloats + idx];
             }
@@ -630,18 +767,61 @@ Status Launch(const Args& args, const LaunchPlan& plan, uint32_t users,
     EMBSUM_CUDA_RETURN_IF_ERROR(cudaGetLastError());
     return Status::Ok();
   }
-  if (args.prepare_mode == kPreparePass) {
-    const uint32_t words = args.matrix_bytes / 4 * (args.has_queries ? 2 : 1);
-    const dim3 prep_grid((words + 255) / 256, users);
-    PrepareUsersKernel<T><<<prep_grid, 256, 0, stream>>>(args);
+  if (args.prepare_mode == kPrepareScatter) {
+    FusedScoreKernel<T>
+        <<<grid, plan.warps * 32, plan.smem_bytes, stream>>>(args);
     EMBSUM_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+    return Status::Ok();
   }
-  FusedScoreKernel<T><<<grid, plan.warps * 32, plan.smem_bytes, stream>>>(args);
+  const bool overlap = args.prepare_mode == kPreparePassOverlap;
+  const uint32_t words = args.matrix_bytes / 4 * (args.has_queries ? 2 : 1);
+  // Overlapped: 128-thread blocks, small enough (with ~20 registers per
+  // thread) to share a multiprocessor with a 16-warp fused block.
+  const uint32_t prep_threads = overlap ? 128 : 256;
+  const dim3 prep_grid((words + prep_threads - 1) / prep_threads, users);
+  PrepareUsersKernel<T><<<prep_grid, prep_threads, 0, stream>>>(args);
   EMBSUM_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  cudaLaunchConfig_t config = {};
+  config.gridDim = grid;
+  config.blockDim = dim3(plan.warps * 32);
+  config.dynamicSmemBytes = plan.smem_bytes;
+  config.stream = stream;
+  cudaLaunchAttribute attribute[1];
+  attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute[0].val.programmaticStreamSerializationAllowed = 1;
+  if (overlap) {
+    int device = 0, major = 0;
+    EMBSUM_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+    EMBSUM_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(
+        &major, cudaDevAttrComputeCapabilityMajor, device));
+    if (major >= 9) {
+      config.attrs = attribute;
+      config.numAttrs = 1;
+    }
+  }
+  EMBSUM_CUDA_RETURN_IF_ERROR(
+      cudaLaunchKernelEx(&config, FusedScoreKernel<T>, args));
   return Status::Ok();
 }
 
+__global__ void DelayKernel(uint64_t nanoseconds) {
+  uint64_t start;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(start));
+  for (;;) {
+    uint64_t now;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
+    if (now - start >= nanoseconds) break;
+    __nanosleep(1000);
+  }
+}
+
 }  // namespace
+
+Status LaunchDelay(uint32_t microseconds, cudaStream_t stream) {
+  DelayKernel<<<1, 1, 0, stream>>>(uint64_t{microseconds} * 1000);
+  EMBSUM_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  return Status::Ok();
+}
 
 Status ConfigureKernels(const DeviceLimits& limits) {
   const int smem = static_cast<int>(limits.max_smem_per_block);
@@ -689,6 +869,7 @@ Status LaunchFusedScore(const FusedBatch& batch, const LaunchPlan& plan,
   args.ksplit = plan.ksplit;
   args.load_mode = plan.load_mode;
   args.prepare_mode = plan.prepare_mode;
+  args.epilogue_mode = plan.epilogue_mode;
   switch (batch.shape.dtype) {
     case DType::kFloat32:
       return Launch<float>(args, plan, batch.num_users, stream);

@@ -73,6 +73,12 @@ struct TopKBatch {
   int32_t* out_codes = nullptr;
 };
 
+// Enqueues a one-thread kernel that spins for `microseconds` on the device
+// clock. Timing aid (benchmarks/gpu): launches enqueued behind it start
+// back to back, so events around them measure device time without the
+// host's launch latency.
+Status LaunchDelay(uint32_t microseconds, cudaStream_t stream);
+
 Status TopKTempBytes(uint32_t n, size_t* bytes);
 Status LaunchTopK(const TopKBatch& batch, cudaStream_t stream);
 

@@ -38,6 +38,29 @@ std::string FastPathRejection(const ScoreShape& shape,
   return "";
 }
 
+std::string KernelModeRejection(uint32_t load_mode, uint32_t prepare_mode,
+                                uint32_t epilogue_mode) {
+  constexpr uint32_t kLoadBits =
+      kLoadL2Fetch256 | kLoadPrefetchL2 | kLoadNoL1 | kLoadEarly;
+  if ((load_mode & ~kLoadBits) != 0) {
+    return "load_mode " + std::to_string(load_mode) + " has bits outside 0.." +
+           std::to_string(kLoadBits);
+  }
+  if (prepare_mode != kPreparePass && prepare_mode != kPreparePassOverlap &&
+      prepare_mode != kPrepareScatter) {
+    return "prepare_mode " + std::to_string(prepare_mode) + " is not " +
+           std::to_string(kPreparePass) + " (pass), " +
+           std::to_string(kPreparePassOverlap) + " (overlapped pass) or " +
+           std::to_string(kPrepareScatter) + " (scatter)";
+  }
+  if (epilogue_mode != kEpilogueSerial && epilogue_mode != kEpilogueReduce) {
+    return "epilogue_mode " + std::to_string(epilogue_mode) + " is not " +
+           std::to_string(kEpilogueSerial) + " (serial) or " +
+           std::to_string(kEpilogueReduce) + " (reduce)";
+  }
+  return "";
+}
+
 LaunchPlan PlanLaunch(const ScoreShape& shape, uint32_t num_users,
                       uint64_t max_count, uint64_t total_count,
                       const DeviceLimits& limits) {

@@ -121,6 +121,42 @@ TEST(IngestTest, RoundTripsFloat16Artifacts) {
       << "no temporary directories left behind";
 }
 
+TEST(IngestTest, EmptyModelIngestsAndServesNothing) {
+  TempDir tmp;
+  const std::string m = tmp / "model";
+  fs::create_directories(m + "/users");
+  fs::create_directories(m + "/items");
+  WriteAll(m + "/manifest.json",
+           R"({"format_version": 1, "model_version": "empty", "dim": 4,
+               "user_codes": 2, "item_codes": 3, "user_queries": false,
+               "item_keys": false})");
+  WriteAll(m + "/users/ids.txt", "");
+  WriteAll(m + "/items/ids.txt", "");
+  for (const auto& [file, shape] :
+       {std::pair<std::string, std::vector<uint64_t>>{"users/upe.npy",
+                                                      {0, 2, 4}},
+        {"items/cpe.npy", {0, 3, 4}}}) {
+    auto w = NpyWriter::Create(m + "/" + file, NpyDType::kFloat32, shape);
+    ASSERT_TRUE(w.ok());
+    ASSERT_TRUE((*w)->Finish().ok());
+  }
+  ASSERT_TRUE(IngestInto(m, tmp / "data", false).ok());
+  auto dir = DataDir::Open(tmp / "data", DataDirOptions{});
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  EXPECT_EQ((*dir)->users().size(), 0u);
+  auto snap = (*dir)->items().Current();
+  EXPECT_EQ(snap->size(), 0u);
+  std::vector<float> upe(8, 1.0f);
+  std::vector<uint32_t> rows = {7};
+  ASSERT_TRUE(
+      snap->AnnCandidates(scoring::UserView{2, 4, upe, {}}, 5, &rows).ok());
+  EXPECT_TRUE(rows.empty());
+  // The first upserts go into the empty catalogue.
+  ItemUpsert item{"first", std::vector<float>(12, 0.5f), {}};
+  ASSERT_TRUE((*dir)->items().Upsert({&item, 1}).ok());
+  EXPECT_EQ((*dir)->items().Current()->size(), 1u);
+}
+
 TEST(IngestTest, ModelWithoutQueriesKeysOrSummaries) {
   TempDir tmp;
   SyntheticModelOptions o = SmallModel(tmp / "model");

@@ -1,5 +1,7 @@
 #include "store/item_catalog.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -339,6 +341,19 @@ TEST_F(ItemCatalogTest, AnnCandidatesFlatIsExactIncludingRecentUpserts) {
             absl::StatusCode::kInvalidArgument);
   ASSERT_TRUE(now->AnnCandidates(user, 0, &rows).ok());
   EXPECT_TRUE(rows.empty());
+}
+
+TEST_F(ItemCatalogTest, AnnSearchLeavesTheCallersOpenMpThreadsAlone) {
+  // search_threads = 1 limits the search only; an index rebuild later on
+  // the same thread must still get every thread.
+  omp_set_num_threads(3);
+  std::vector<float> upe(3 * 16, 0.5f);
+  std::vector<uint32_t> rows;
+  ASSERT_TRUE(catalog_->Current()
+                  ->AnnCandidates(scoring::UserView{3, 16, upe, {}}, 4, &rows)
+                  .ok());
+  EXPECT_EQ(rows.size(), 4u);
+  EXPECT_EQ(omp_get_max_threads(), 3);
 }
 
 TEST_F(ItemCatalogTest, AnnCandidatesIvfFindsTheTopItems) {

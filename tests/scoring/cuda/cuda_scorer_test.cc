@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "scoring/cuda/launch_plan.h"
 #include "scoring/item_arena.h"
 #include "scoring/scorer.h"
 #include "tests/scoring/scoring_test_util.h"
@@ -40,6 +41,27 @@ TEST(CudaScorerAvailabilityTest, MakeCudaScorerAgreesWithDeviceProbe) {
         << status.message();
     EXPECT_EQ(scorer, nullptr);
   }
+}
+
+TEST(CudaScorerAvailabilityTest, RejectsUnknownKernelModesWithOrWithoutDevice) {
+  std::unique_ptr<Scorer> scorer;
+  CudaScorerOptions options;
+  options.prepare_mode = 3;
+  Status status = MakeCudaScorer(options, &scorer);
+  EXPECT_EQ(status.code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(status.message().find("prepare_mode 3"), std::string::npos)
+      << status.message();
+  options = {};
+  options.load_mode = 64;
+  status = MakeCudaScorer(options, &scorer);
+  EXPECT_EQ(status.code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(status.message().find("load_mode 64"), std::string::npos);
+  options = {};
+  options.epilogue_mode = 5;
+  status = MakeCudaScorer(options, &scorer);
+  EXPECT_EQ(status.code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(status.message().find("epilogue_mode 5"), std::string::npos);
+  EXPECT_EQ(scorer, nullptr);
 }
 
 // One user and an arena of random items.
@@ -163,6 +185,22 @@ class CudaScorerTest : public ::testing::Test {
     ASSERT_TRUE(status.ok()) << status.message();
   }
 
+  // A scorer with the kernel modes not yet measured on a device: early
+  // row loads, parallel reduction of the d-axis split and `prepare_mode`
+  // (launch_plan.h).
+  std::unique_ptr<Scorer> MakeVariantScorer(uint32_t prepare_mode) {
+    CudaScorerOptions options;
+    options.poison_outputs = true;
+    options.load_mode = static_cast<int>(cuda_internal::kLoadL2Fetch256 |
+                                         cuda_internal::kLoadEarly);
+    options.prepare_mode = static_cast<int>(prepare_mode);
+    options.epilogue_mode = static_cast<int>(cuda_internal::kEpilogueReduce);
+    std::unique_ptr<Scorer> scorer;
+    const Status status = MakeCudaScorer(options, &scorer);
+    EXPECT_TRUE(status.ok()) << status.message();
+    return scorer;
+  }
+
   std::unique_ptr<Scorer> scorer_;
 };
 
@@ -189,31 +227,44 @@ TEST_F(CudaScorerTest, MatchesReferenceAcrossShapes) {
   };
   std::mt19937_64 rng(TestSeed());
   SCOPED_TRACE("EMBSUM_TEST_SEED=" + std::to_string(TestSeed()));
-  for (const Shape& s : shapes) {
-    SCOPED_TRACE("m=" + std::to_string(s.m) + " n=" + std::to_string(s.n) +
-                 " d=" + std::to_string(s.d) + " " +
-                 std::string(DTypeName(s.dtype)) + " queries=" +
-                 std::to_string(s.queries) + " keys=" + std::to_string(s.keys));
-    Problem p =
-        MakeProblem(rng, s.m, s.n, s.d, s.dtype, s.queries, s.keys, 300);
-    std::vector<uint32_t> rows(257);
-    std::uniform_int_distribution<uint32_t> pick(0, 299);
-    for (uint32_t& r : rows) r = pick(rng);
-    std::vector<float> scores(rows.size(), NAN);
-    std::vector<int32_t> codes(rows.size(), -7);
-    const Status status =
-        scorer_->Score(p.user(), *p.arena, rows, scores, codes);
-    ASSERT_TRUE(status.ok()) << status.message();
-    const double bound = s.dtype == DType::kFloat32 ? 1e-5 : 1e-4;
-    for (size_t c = 0; c < rows.size(); ++c) {
-      const ReferenceWithScale ref = StoredReference(p, rows[c]);
-      ASSERT_TRUE(std::isfinite(scores[c])) << "candidate " << c;
-      EXPECT_LE(ConditionedError(scores[c], p, rows[c]), bound)
-          << "candidate " << c << ": " << scores[c] << " vs " << ref.score;
-      ASSERT_GE(codes[c], 0) << "candidate " << c;
-      ASSERT_LT(codes[c], static_cast<int32_t>(s.m));
-      if (ref.top_margin > 1e-3) {
-        EXPECT_EQ(codes[c], ref.top_user_code) << "candidate " << c;
+  const std::unique_ptr<Scorer> scatter =
+      MakeVariantScorer(cuda_internal::kPrepareScatter);
+  const std::unique_ptr<Scorer> overlap =
+      MakeVariantScorer(cuda_internal::kPreparePassOverlap);
+  ASSERT_NE(scatter, nullptr);
+  ASSERT_NE(overlap, nullptr);
+  for (int pass = 0; pass < 3; ++pass) {
+    Scorer& scorer = pass == 0 ? *scorer_ : pass == 1 ? *scatter : *overlap;
+    SCOPED_TRACE(pass == 0   ? "default kernel modes"
+                 : pass == 1 ? "variant modes, scatter preparation"
+                             : "variant modes, overlapped preparation pass");
+    for (const Shape& s : shapes) {
+      SCOPED_TRACE("m=" + std::to_string(s.m) + " n=" + std::to_string(s.n) +
+                   " d=" + std::to_string(s.d) + " " +
+                   std::string(DTypeName(s.dtype)) +
+                   " queries=" + std::to_string(s.queries) +
+                   " keys=" + std::to_string(s.keys));
+      Problem p =
+          MakeProblem(rng, s.m, s.n, s.d, s.dtype, s.queries, s.keys, 300);
+      std::vector<uint32_t> rows(257);
+      std::uniform_int_distribution<uint32_t> pick(0, 299);
+      for (uint32_t& r : rows) r = pick(rng);
+      std::vector<float> scores(rows.size(), NAN);
+      std::vector<int32_t> codes(rows.size(), -7);
+      const Status status =
+          scorer.Score(p.user(), *p.arena, rows, scores, codes);
+      ASSERT_TRUE(status.ok()) << status.message();
+      const double bound = s.dtype == DType::kFloat32 ? 1e-5 : 1e-4;
+      for (size_t c = 0; c < rows.size(); ++c) {
+        const ReferenceWithScale ref = StoredReference(p, rows[c]);
+        ASSERT_TRUE(std::isfinite(scores[c])) << "candidate " << c;
+        EXPECT_LE(ConditionedError(scores[c], p, rows[c]), bound)
+            << "candidate " << c << ": " << scores[c] << " vs " << ref.score;
+        ASSERT_GE(codes[c], 0) << "candidate " << c;
+        ASSERT_LT(codes[c], static_cast<int32_t>(s.m));
+        if (ref.top_margin > 1e-3) {
+          EXPECT_EQ(codes[c], ref.top_user_code) << "candidate " << c;
+        }
       }
     }
   }
@@ -241,38 +292,52 @@ TEST_F(CudaScorerTest, SixteenBitStorageMeetsTheContractAgainstFp32Inputs) {
 
 TEST_F(CudaScorerTest, ScoreAllTopKMatchesReferenceOrder) {
   std::mt19937_64 rng(TestSeed() + 2);
-  for (DType dtype : {DType::kFloat32, DType::kBFloat16}) {
-    const size_t rows = 3000;
-    Problem p = MakeProblem(rng, 32, 8, 256, dtype, true, true, rows);
-    std::vector<uint8_t> live(rows, 1);
-    for (size_t r = 0; r < rows; r += 3) live[r] = 0;
-    std::vector<ScoredRow> top;
-    const Status status =
-        scorer_->ScoreAllTopK(p.user(), *p.arena, live, 50, &top);
-    ASSERT_TRUE(status.ok()) << status.message();
-    ASSERT_EQ(top.size(), 50u);
-    std::vector<std::pair<double, uint32_t>> want;
-    for (uint32_t r = 0; r < rows; ++r) {
-      if (live[r]) want.push_back({StoredReference(p, r).score, r});
-    }
-    std::sort(want.begin(), want.end(), [](const auto& x, const auto& y) {
-      return x.first != y.first ? x.first > y.first : x.second < y.second;
-    });
-    for (size_t i = 0; i < top.size(); ++i) {
-      EXPECT_EQ(live[top[i].row], 1) << "rank " << i;
-      const ReferenceWithScale ref = StoredReference(p, top[i].row);
-      EXPECT_LE(RelativeError(top[i].score, ref), 1e-4) << "rank " << i;
-      if (i > 0) {
-        EXPECT_GE(top[i - 1].score, top[i].score) << "rank " << i;
+  const std::unique_ptr<Scorer> scatter =
+      MakeVariantScorer(cuda_internal::kPrepareScatter);
+  const std::unique_ptr<Scorer> overlap =
+      MakeVariantScorer(cuda_internal::kPreparePassOverlap);
+  ASSERT_NE(scatter, nullptr);
+  ASSERT_NE(overlap, nullptr);
+  for (int pass = 0; pass < 3; ++pass) {
+    Scorer& scorer = pass == 0 ? *scorer_ : pass == 1 ? *scatter : *overlap;
+    SCOPED_TRACE(pass == 0   ? "default kernel modes"
+                 : pass == 1 ? "variant modes, scatter preparation"
+                             : "variant modes, overlapped preparation pass");
+    for (DType dtype : {DType::kFloat32, DType::kBFloat16}) {
+      // 2500 tasks: more than one per warp of 132 x 16, so the full scan's
+      // warps go on to a second task (the early-load path across tasks).
+      const size_t rows = 5000;
+      Problem p = MakeProblem(rng, 32, 8, 256, dtype, true, true, rows);
+      std::vector<uint8_t> live(rows, 1);
+      for (size_t r = 0; r < rows; r += 3) live[r] = 0;
+      std::vector<ScoredRow> top;
+      const Status status =
+          scorer.ScoreAllTopK(p.user(), *p.arena, live, 50, &top);
+      ASSERT_TRUE(status.ok()) << status.message();
+      ASSERT_EQ(top.size(), 50u);
+      std::vector<std::pair<double, uint32_t>> want;
+      for (uint32_t r = 0; r < rows; ++r) {
+        if (live[r]) want.push_back({StoredReference(p, r).score, r});
       }
-      // Same row as the reference unless the two are within rounding.
-      if (std::abs(want[i].first - ref.score) > 1e-4 * ref.magnitude) {
-        EXPECT_EQ(top[i].row, want[i].second) << "rank " << i;
+      std::sort(want.begin(), want.end(), [](const auto& x, const auto& y) {
+        return x.first != y.first ? x.first > y.first : x.second < y.second;
+      });
+      for (size_t i = 0; i < top.size(); ++i) {
+        EXPECT_EQ(live[top[i].row], 1) << "rank " << i;
+        const ReferenceWithScale ref = StoredReference(p, top[i].row);
+        EXPECT_LE(RelativeError(top[i].score, ref), 1e-4) << "rank " << i;
+        if (i > 0) {
+          EXPECT_GE(top[i - 1].score, top[i].score) << "rank " << i;
+        }
+        // Same row as the reference unless the two are within rounding.
+        if (std::abs(want[i].first - ref.score) > 1e-4 * ref.magnitude) {
+          EXPECT_EQ(top[i].row, want[i].second) << "rank " << i;
+        }
       }
+      // k = 0: every live row.
+      ASSERT_TRUE(scorer.ScoreAllTopK(p.user(), *p.arena, live, 0, &top).ok());
+      EXPECT_EQ(top.size(), want.size());
     }
-    // k = 0: every live row.
-    ASSERT_TRUE(scorer_->ScoreAllTopK(p.user(), *p.arena, live, 0, &top).ok());
-    EXPECT_EQ(top.size(), want.size());
   }
 }
 

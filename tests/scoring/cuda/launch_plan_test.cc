@@ -104,5 +104,36 @@ TEST(LaunchPlanTest, CandidatesPerTaskFollowItemCodes) {
   }
 }
 
+TEST(LaunchPlanTest, DefaultsAreTheModesMeasuredBest) {
+  const LaunchPlan plan = PlanLaunch(S1(DType::kFloat16), 1, 500, 500, kHopper);
+  EXPECT_EQ(plan.load_mode, kLoadL2Fetch256);
+  EXPECT_EQ(plan.prepare_mode, kPreparePass);
+  EXPECT_EQ(plan.epilogue_mode, kEpilogueSerial);
+  EXPECT_EQ(KernelModeRejection(plan.load_mode, plan.prepare_mode,
+                                plan.epilogue_mode),
+            "");
+}
+
+TEST(LaunchPlanTest, KnownKernelModesAreAcceptedAndOthersNamed) {
+  for (uint32_t load = 0; load < 16; ++load) {
+    for (uint32_t prepare :
+         {kPreparePass, kPreparePassOverlap, kPrepareScatter}) {
+      for (uint32_t epilogue : {kEpilogueSerial, kEpilogueReduce}) {
+        EXPECT_EQ(KernelModeRejection(load, prepare, epilogue), "")
+            << load << " " << prepare << " " << epilogue;
+      }
+    }
+  }
+  EXPECT_NE(KernelModeRejection(16, kPreparePass, kEpilogueSerial)
+                .find("load_mode 16"),
+            std::string::npos);
+  EXPECT_NE(KernelModeRejection(kLoadL2Fetch256, 3, kEpilogueSerial)
+                .find("prepare_mode 3"),
+            std::string::npos);
+  EXPECT_NE(KernelModeRejection(kLoadL2Fetch256, kPrepareScatter, 2)
+                .find("epilogue_mode 2"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace embsum::scoring::cuda_internal
