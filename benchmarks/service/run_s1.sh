@@ -20,8 +20,10 @@
 # [benchmarks/service/results/<UTC time>], USERS [1000], ITEMS [10000],
 # DIM [512], USER_CODES [32], ITEM_CODES [8], CANDIDATES [500],
 # DURATION [10] and WARMUP [2] seconds per run, CONCURRENCIES [1 2 4 8 16],
-# CHANNELS [4], LOADGEN_THREADS [1], and the binaries LOADGEN, ECHO_SERVER,
-# SERVER, DATAGEN, INGEST, BENCH_SCORING (BENCH_SCORING= skips step 4a).
+# CHANNELS [4], LOADGEN_THREADS [1], SERVER_FLAGS [] (extra embsum-server
+# flags, e.g. --item_dtype=bf16; the scoring benchmark follows its dtype),
+# and the binaries LOADGEN, ECHO_SERVER, SERVER, DATAGEN, INGEST,
+# BENCH_SCORING (BENCH_SCORING= skips step 4a).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -38,6 +40,11 @@ WARMUP=${WARMUP:-2}
 CONCURRENCIES=${CONCURRENCIES:-1 2 4 8 16}
 CHANNELS=${CHANNELS:-4}
 LOADGEN_THREADS=${LOADGEN_THREADS:-1}
+read -r -a EXTRA_SERVER_FLAGS <<<"${SERVER_FLAGS:-}"
+BENCH_DTYPE=fp32
+for f in "${EXTRA_SERVER_FLAGS[@]}"; do
+  [[ $f == --item_dtype=* ]] && BENCH_DTYPE=${f#--item_dtype=}
+done
 LOADGEN=${LOADGEN:-$BUILD_DIR/tools/loadgen/embsum-loadgen}
 ECHO_SERVER=${ECHO_SERVER:-$BUILD_DIR/tools/echo_server/embsum-echo-server}
 SERVER=${SERVER:-$BUILD_DIR/tools/server/embsum-server}
@@ -110,7 +117,8 @@ log "3/5 embsum-server"
 PORT=$(free_port)
 METRICS_PORT=$(free_port)
 SERVER_ARGS=(--data_dir="$WORK/data" --listen="127.0.0.1:$PORT"
-  --admin_listen="127.0.0.1:$(free_port)" --metrics_listen="127.0.0.1:$METRICS_PORT")
+  --admin_listen="127.0.0.1:$(free_port)" --metrics_listen="127.0.0.1:$METRICS_PORT"
+  "${EXTRA_SERVER_FLAGS[@]}")
 note "$SERVER" "${SERVER_ARGS[@]}" \&
 "$SERVER" "${SERVER_ARGS[@]}" >"$OUT/server.log" 2>&1 &
 PIDS+=($!)
@@ -149,7 +157,7 @@ unset 'PIDS[-1]'
 log "4/5 scoring alone"
 if [[ -n $BENCH_SCORING && -x $BENCH_SCORING ]]; then
   record "$BENCH_SCORING" --user_codes="$USER_CODES" --item_codes="$ITEM_CODES" --dim="$DIM" \
-    --candidates="$CANDIDATES" --arena_rows="$ITEMS" --dtype=fp32 --backend=cpu --json \
+    --candidates="$CANDIDATES" --arena_rows="$ITEMS" --dtype="$BENCH_DTYPE" --backend=cpu --json \
     >"$OUT/bench_scoring.json"
 else
   log "embsum-bench-scoring not found: scoring time from the server's metrics only"

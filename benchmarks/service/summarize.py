@@ -110,7 +110,8 @@ def table(out):
     if bench:
         bench_detail = " (min %s; sgemm bound p50 %s)" % (
             ms(bench.get("ours_seconds_min")), ms(bench.get("sgemm_bound_seconds_p50")))
-    rows.append(("Scoring alone, p50 (embsum-bench-scoring, fp32, cpu)", ms(scoring_bench) + bench_detail))
+    rows.append(("Scoring alone, p50 (embsum-bench-scoring, %s, cpu)" % (bench.get("dtype", "fp32") if bench else "fp32"),
+                 ms(scoring_bench) + bench_detail))
     rows.append(("Scoring inside the server, mean (embsum_scoring_seconds)", ms(scoring_server)))
     rows.append(("Server handling of Rank, mean (grpc_server_handling_seconds)", ms(handling)))
     one_path = os.path.join(out, "rank_c1_one.json")

@@ -767,20 +767,23 @@ Status Launch(const Args& args, const LaunchPlan& plan, uint32_t users,
     EMBSUM_CUDA_RETURN_IF_ERROR(cudaGetLastError());
     return Status::Ok();
   }
-  if (args.prepare_mode == kPrepareScatter) {
+  const bool overlap = args.prepare_mode == kPreparePassOverlap;
+  if (args.prepare_mode != kPrepareScatter) {
+    const uint32_t words = args.matrix_bytes / 4 * (args.has_queries ? 2 : 1);
+    // Overlapped: 128-thread blocks, small enough (with ~20 registers per
+    // thread) to share a multiprocessor with a 16-warp fused block.
+    const uint32_t prep_threads = overlap ? 128 : 256;
+    const dim3 prep_grid((words + prep_threads - 1) / prep_threads, users);
+    PrepareUsersKernel<T><<<prep_grid, prep_threads, 0, stream>>>(args);
+    EMBSUM_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  }
+  if (!overlap) {
     FusedScoreKernel<T>
         <<<grid, plan.warps * 32, plan.smem_bytes, stream>>>(args);
     EMBSUM_CUDA_RETURN_IF_ERROR(cudaGetLastError());
     return Status::Ok();
   }
-  const bool overlap = args.prepare_mode == kPreparePassOverlap;
-  const uint32_t words = args.matrix_bytes / 4 * (args.has_queries ? 2 : 1);
-  // Overlapped: 128-thread blocks, small enough (with ~20 registers per
-  // thread) to share a multiprocessor with a 16-warp fused block.
-  const uint32_t prep_threads = overlap ? 128 : 256;
-  const dim3 prep_grid((words + prep_threads - 1) / prep_threads, users);
-  PrepareUsersKernel<T><<<prep_grid, prep_threads, 0, stream>>>(args);
-  EMBSUM_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  // The fused kernel may start while the pass runs (sm_90 and newer).
   cudaLaunchConfig_t config = {};
   config.gridDim = grid;
   config.blockDim = dim3(plan.warps * 32);
@@ -789,15 +792,13 @@ Status Launch(const Args& args, const LaunchPlan& plan, uint32_t users,
   cudaLaunchAttribute attribute[1];
   attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
   attribute[0].val.programmaticStreamSerializationAllowed = 1;
-  if (overlap) {
-    int device = 0, major = 0;
-    EMBSUM_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
-    EMBSUM_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(
-        &major, cudaDevAttrComputeCapabilityMajor, device));
-    if (major >= 9) {
-      config.attrs = attribute;
-      config.numAttrs = 1;
-    }
+  int device = 0, major = 0;
+  EMBSUM_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  EMBSUM_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(
+      &major, cudaDevAttrComputeCapabilityMajor, device));
+  if (major >= 9) {
+    config.attrs = attribute;
+    config.numAttrs = 1;
   }
   EMBSUM_CUDA_RETURN_IF_ERROR(
       cudaLaunchKernelEx(&config, FusedScoreKernel<T>, args));

@@ -197,5 +197,22 @@ TEST(FragmentLayoutTest, OffsetsTileThePreparedMatrix) {
   }
 }
 
+// The scatter preparation (fused_score.cu, ScatterQuad) writes four
+// consecutive elements c..c+3 (c a multiple of 4) of a row with 32-bit
+// stores: for 16-bit storage, (c, c+1) must be the low and high halves of
+// one aligned word, and so must (c+2, c+3); for fp32 each is its own word.
+TEST(FragmentLayoutTest, ConsecutivePairsShareOneWordForSixteenBit) {
+  for (uint32_t row = 0; row < kUserRowsPerPass; ++row) {
+    for (uint32_t col = 0; col < 128; col += 2) {
+      const uint32_t slot = FragmentSlot(2, row, col);
+      EXPECT_EQ(slot % 4, 0u) << row << " " << col;
+      EXPECT_EQ(FragmentSlot(2, row, col + 1), slot + 2) << row << " " << col;
+    }
+    for (uint32_t col = 0; col < 64; ++col) {
+      EXPECT_EQ(FragmentSlot(4, row, col) % 4, 0u) << row << " " << col;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace embsum::scoring::cuda_internal
