@@ -34,16 +34,18 @@ void ConvertFromFloat(std::span<const float> src, DType dtype, void* dst) {
       if (!src.empty()) std::memcpy(dst, src.data(), src.size_bytes());
       return;
     case DType::kFloat16: {
-      auto* out = static_cast<uint16_t*>(dst);
+      auto* out = static_cast<unsigned char*>(dst);  // any alignment
       for (size_t i = 0; i < src.size(); ++i) {
-        out[i] = internal::FloatToHalf(src[i]);
+        const uint16_t h = internal::FloatToHalf(src[i]);
+        std::memcpy(out + i * sizeof(h), &h, sizeof(h));
       }
       return;
     }
     case DType::kBFloat16: {
-      auto* out = static_cast<uint16_t*>(dst);
+      auto* out = static_cast<unsigned char*>(dst);  // any alignment
       for (size_t i = 0; i < src.size(); ++i) {
-        out[i] = internal::FloatToBFloat16(src[i]);
+        const uint16_t h = internal::FloatToBFloat16(src[i]);
+        std::memcpy(out + i * sizeof(h), &h, sizeof(h));
       }
       return;
     }
@@ -55,17 +57,24 @@ void ConvertToFloat(const void* src, DType dtype, std::span<float> dst) {
     case DType::kFloat32:
       if (!dst.empty()) std::memcpy(dst.data(), src, dst.size_bytes());
       return;
+    // `src` may sit at any alignment (a RocksDB value after its 12-byte
+    // header, .npy data): load each element with memcpy, which compiles to
+    // a plain load.
     case DType::kFloat16: {
-      const auto* in = static_cast<const uint16_t*>(src);
+      const auto* in = static_cast<const unsigned char*>(src);
       for (size_t i = 0; i < dst.size(); ++i) {
-        dst[i] = internal::HalfToFloat(in[i]);
+        uint16_t h;
+        std::memcpy(&h, in + i * sizeof(h), sizeof(h));
+        dst[i] = internal::HalfToFloat(h);
       }
       return;
     }
     case DType::kBFloat16: {
-      const auto* in = static_cast<const uint16_t*>(src);
+      const auto* in = static_cast<const unsigned char*>(src);
       for (size_t i = 0; i < dst.size(); ++i) {
-        dst[i] = internal::BFloat16ToFloat(in[i]);
+        uint16_t h;
+        std::memcpy(&h, in + i * sizeof(h), sizeof(h));
+        dst[i] = internal::BFloat16ToFloat(h);
       }
       return;
     }

@@ -153,7 +153,9 @@ absl::Status RankerCore::Rank(const v1::RankRequest& request,
   if (metrics_ != nullptr) {
     metrics_->rank_candidates().Observe(request.candidate_ids_size());
   }
-  store::UserEmbedding user;
+  // Reused by this thread's next request: an m*d embedding is tens of KB,
+  // and a fresh one costs an allocation and a zero fill per request.
+  thread_local store::UserEmbedding user;
   if (absl::Status s = LoadUser(request.user_id(), &user); !s.ok()) return s;
 
   const std::shared_ptr<const store::ItemSnapshot> snapshot = items_->Current();
@@ -162,17 +164,22 @@ absl::Status RankerCore::Rank(const v1::RankRequest& request,
   std::vector<int> positions;  // index into candidate_ids of each row
   rows.reserve(n);
   positions.reserve(n);
-  absl::flat_hash_set<std::string_view> seen;
-  seen.reserve(n);
+  // Each id counts once. Distinct known ids have distinct rows, so known
+  // ids are de-duplicated by row (an integer hash); only unknown ids, which
+  // are rare, by their bytes.
+  absl::flat_hash_set<uint32_t> seen_rows;
+  seen_rows.reserve(n);
+  absl::flat_hash_set<std::string_view> seen_unknown;
   uint64_t unknown = 0;
   for (int i = 0; i < n; ++i) {
     const std::string& id = request.candidate_ids(i);
-    if (!seen.insert(id).second) continue;  // duplicates once
     const std::optional<uint32_t> row = snapshot->FindRow(id);
     if (row.has_value()) {
+      if (!seen_rows.insert(*row).second) continue;
       rows.push_back(*row);
       positions.push_back(i);
     } else {
+      if (!seen_unknown.insert(id).second) continue;
       response->add_unknown_item_ids(id);
       ++unknown;
     }

@@ -157,7 +157,10 @@ class UpsertReactor final : public grpc::ServerReadReactor<Record> {
 
 RankerService::RankerService(const RankerCore* core, WorkerPool* pool,
                              ServerMetrics* metrics)
-    : core_(core), pool_(pool), metrics_(metrics) {}
+    : core_(core), pool_(pool), metrics_(metrics) {
+  SetMessageAllocatorFor_Rank(&rank_allocator_);
+  SetMessageAllocatorFor_Retrieve(&retrieve_allocator_);
+}
 
 grpc::ServerUnaryReactor* RankerService::Rank(
     grpc::CallbackServerContext* context, const v1::RankRequest* request,

@@ -14,6 +14,7 @@
 #include <cstddef>
 
 #include "embsum/v1/ranking.grpc.pb.h"
+#include "server/arena_allocator.h"
 #include "server/ranker_core.h"
 #include "server/server_metrics.h"
 #include "server/worker_pool.h"
@@ -22,7 +23,8 @@ namespace embsum::server {
 
 class RankerService final : public v1::Ranker::CallbackService {
  public:
-  // All arguments must outlive the service.
+  // All arguments must outlive the service. Rank and Retrieve messages live
+  // on a per-call protobuf Arena (ArenaMessageAllocator).
   RankerService(const RankerCore* core, WorkerPool* pool,
                 ServerMetrics* metrics);
 
@@ -40,6 +42,9 @@ class RankerService final : public v1::Ranker::CallbackService {
   const RankerCore* core_;
   WorkerPool* pool_;
   ServerMetrics* metrics_;
+  ArenaMessageAllocator<v1::RankRequest, v1::RankResponse> rank_allocator_;
+  ArenaMessageAllocator<v1::RetrieveRequest, v1::RetrieveResponse>
+      retrieve_allocator_;
 };
 
 struct AdminServiceOptions {

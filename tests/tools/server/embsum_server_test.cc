@@ -225,6 +225,19 @@ TEST_F(EmbsumServerTest, NotServingDuringTheShutdownDelayWhileStillAnswering) {
   EXPECT_EQ(server_->Wait(), 0);
 }
 
+// In the server process (OpenBLAS's 60 KiB of static TLS on every thread
+// stack) civetweb's 100 KiB workers overflowed on the first request; any
+// path, served or not, must now be answered and leave the server up.
+TEST_F(EmbsumServerTest, MetricsEndpointSurvivesAnyPath) {
+  StartServer(SmallModelOptions());
+  for (const char* path : {"/", "/nope", "/a/b/c/.htpasswd", "/metrics/x",
+                           "/../../etc/passwd"}) {
+    EXPECT_EQ(HttpGet(server_->metrics_port(), path).status, 404) << path;
+  }
+  EXPECT_THAT(Metrics(), HasSubstr("grpc_server_handled_total"));
+  EXPECT_EQ(Health(), grpc::health::v1::HealthCheckResponse::SERVING);
+}
+
 TEST_F(EmbsumServerTest, PromtoolIsCleanOnTheRealMetrics) {
   StartServer(SmallModelOptions());
   v1::RankResponse response;
