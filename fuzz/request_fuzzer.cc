@@ -70,8 +70,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (s.ok()) {
       Check(IdOk(request.user_id()), "accepted a bad user_id");
       Check(request.k() >= 1 && request.k() <= kMaxCandidates, "bad k");
-      Check(request.exclude_item_ids_size() <=
-                static_cast<int>(kMaxCandidates),
+      Check(request.exclude_item_ids_size() <= static_cast<int>(kMaxCandidates),
             "accepted too many exclusions");
     } else {
       Check(s.code() == absl::StatusCode::kInvalidArgument,
