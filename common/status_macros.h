@@ -10,9 +10,9 @@
 #define EMBSUM_CONCAT_(a, b) EMBSUM_CONCAT_INNER_(a, b)
 
 // Returns the status from the enclosing function if `expr` is not OK.
-#define RETURN_IF_ERROR(expr)                  \
-  do {                                         \
-    ::absl::Status embsum_status_ = (expr);    \
+#define RETURN_IF_ERROR(expr)                        \
+  do {                                               \
+    ::absl::Status embsum_status_ = (expr);          \
     if (!embsum_status_.ok()) return embsum_status_; \
   } while (0)
 

@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/status_macros.h"
 #include "metrics/http_server.h"
 #include "metrics/metrics.h"
 #include "metrics/process_metrics.h"
@@ -75,11 +76,11 @@ absl::Status BuildDemo(const DemoOptions& shape, const std::string& root,
             {"dim", std::to_string(shape.dim)},
             {"user_codes", std::to_string(shape.user_codes)},
             {"item_codes", std::to_string(shape.item_codes)}});
-  if (absl::Status s = store::GenerateSyntheticModel(model); !s.ok()) return s;
+  RETURN_IF_ERROR(store::GenerateSyntheticModel(model));
   store::IngestOptions ingest;
   ingest.model_dir = model.out_dir;
   ingest.data_dir = root + "/data";
-  if (absl::Status s = store::Ingest(ingest); !s.ok()) return s;
+  RETURN_IF_ERROR(store::Ingest(ingest));
   *data_dir = ingest.data_dir;
   return absl::OkStatus();
 }

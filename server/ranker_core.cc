@@ -10,6 +10,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "server/status_util.h"
 
 namespace embsum::server {
@@ -149,14 +150,14 @@ absl::Status RankerCore::LoadUser(const std::string& user_id,
 
 absl::Status RankerCore::Rank(const v1::RankRequest& request,
                               v1::RankResponse* response) const {
-  if (absl::Status s = ValidateRank(request); !s.ok()) return s;
+  RETURN_IF_ERROR(ValidateRank(request));
   if (metrics_ != nullptr) {
     metrics_->rank_candidates().Observe(request.candidate_ids_size());
   }
   // Reused by this thread's next request: an m*d embedding is tens of KB,
   // and a fresh one costs an allocation and a zero fill per request.
   thread_local store::UserEmbedding user;
-  if (absl::Status s = LoadUser(request.user_id(), &user); !s.ok()) return s;
+  RETURN_IF_ERROR(LoadUser(request.user_id(), &user));
 
   const std::shared_ptr<const store::ItemSnapshot> snapshot = items_->Current();
   const int n = request.candidate_ids_size();
@@ -220,9 +221,9 @@ absl::Status RankerCore::Rank(const v1::RankRequest& request,
 
 absl::Status RankerCore::Retrieve(const v1::RetrieveRequest& request,
                                   v1::RetrieveResponse* response) const {
-  if (absl::Status s = ValidateRetrieve(request); !s.ok()) return s;
+  RETURN_IF_ERROR(ValidateRetrieve(request));
   store::UserEmbedding user;
-  if (absl::Status s = LoadUser(request.user_id(), &user); !s.ok()) return s;
+  RETURN_IF_ERROR(LoadUser(request.user_id(), &user));
   const std::shared_ptr<const store::ItemSnapshot> snapshot = items_->Current();
   absl::flat_hash_set<uint32_t> excluded;
   for (const std::string& id : request.exclude_item_ids()) {
@@ -338,7 +339,7 @@ absl::Status RankerCore::UpsertUsers(const std::vector<v1::UserRecord>& records,
     upserts.push_back(std::move(u));
   }
   if (!upserts.empty()) {
-    if (absl::Status s = users_->Upsert(upserts); !s.ok()) return s;
+    RETURN_IF_ERROR(users_->Upsert(upserts));
   }
   response->set_accepted(records.size());
   return absl::OkStatus();
@@ -386,7 +387,7 @@ absl::Status RankerCore::UpsertItems(const std::vector<v1::ItemRecord>& records,
     upserts.push_back(std::move(u));
   }
   if (!upserts.empty()) {
-    if (absl::Status s = items_->Upsert(upserts); !s.ok()) return s;
+    RETURN_IF_ERROR(items_->Upsert(upserts));
   }
   response->set_accepted(records.size());
   return absl::OkStatus();

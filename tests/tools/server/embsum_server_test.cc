@@ -230,8 +230,8 @@ TEST_F(EmbsumServerTest, NotServingDuringTheShutdownDelayWhileStillAnswering) {
 // path, served or not, must now be answered and leave the server up.
 TEST_F(EmbsumServerTest, MetricsEndpointSurvivesAnyPath) {
   StartServer(SmallModelOptions());
-  for (const char* path : {"/", "/nope", "/a/b/c/.htpasswd", "/metrics/x",
-                           "/../../etc/passwd"}) {
+  for (const char* path :
+       {"/", "/nope", "/a/b/c/.htpasswd", "/metrics/x", "/../../etc/passwd"}) {
     EXPECT_EQ(HttpGet(server_->metrics_port(), path).status, 404) << path;
   }
   EXPECT_THAT(Metrics(), HasSubstr("grpc_server_handled_total"));
