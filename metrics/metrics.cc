@@ -246,6 +246,12 @@ T& Family<T>::WithLabels(const std::vector<std::string>& label_values) {
   return *child;
 }
 
+template <typename T>
+void Family<T>::Remove(const std::vector<std::string>& label_values) {
+  absl::MutexLock lock(&registry_->mu_);
+  children_.erase(label_values);
+}
+
 template class Family<Counter>;
 template class Family<Gauge>;
 template class Family<Histogram>;

@@ -100,6 +100,11 @@ class Family {
   // created on first use. Aborts on a wrong number of values. Takes the
   // registry mutex: cache the reference.
   T& WithLabels(const std::vector<std::string>& label_values);
+  // Drops the child for `label_values` (if any) from the exposition, for
+  // series whose label set goes away (the model_version of a replaced
+  // model). References WithLabels returned for it dangle afterwards: only
+  // for children nobody caches.
+  void Remove(const std::vector<std::string>& label_values);
 
   const std::string& name() const { return name_; }
 

@@ -1,7 +1,9 @@
 #include "server/app.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -18,6 +20,8 @@
 #include "metrics/process_metrics.h"
 #include "server/backend.h"
 #include "server/log.h"
+#include "server/model_loader.h"
+#include "server/serving_model.h"
 #include "store/data_dir.h"
 #include "store/synthetic_model.h"
 
@@ -119,15 +123,91 @@ void PrintDemoHint(const std::string& root, int port) {
   std::fflush(stdout);
 }
 
+// Waits for the next signal; 0 when `timeout` (if positive) passes first.
+int WaitForSignal(const sigset_t& signals, absl::Duration timeout) {
+  while (true) {
+    if (timeout <= absl::ZeroDuration()) {
+      int signal_number = 0;
+      if (sigwait(&signals, &signal_number) == 0) return signal_number;
+      continue;
+    }
+    const timespec wait = absl::ToTimespec(timeout);
+    const int signal_number = sigtimedwait(&signals, nullptr, &wait);
+    if (signal_number > 0) return signal_number;
+    if (errno == EAGAIN) return 0;
+  }
+}
+
+// Drops the app's reference to a replaced model once the requests still
+// using it have finished, so that it closes here and not on a request's
+// thread. Requests are bounded by their deadlines; after `patience` the
+// last request to finish closes it instead.
+void Retire(std::shared_ptr<const ServingModel> model,
+            absl::Duration patience) {
+  const absl::Time start = absl::Now();
+  while (model.use_count() > 1 && absl::Now() - start < patience) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  const std::string waited = absl::FormatDuration(absl::Now() - start);
+  const bool closed_here = model.use_count() == 1;
+  model.reset();
+  LogEvent("info", "model_retired",
+           {{"waited", waited}, {"closed_here", closed_here ? "yes" : "no"}});
+}
+
+// Reloads on SIGHUP (and, with a positive interval, when a poll finds the
+// data directory replaced) until SIGTERM or SIGINT, which it returns.
+int ServeUntilStopped(const sigset_t& signals, absl::Duration reload_interval,
+                      ModelLoader* loader, Server* server) {
+  while (true) {
+    const int signal_number = WaitForSignal(signals, reload_interval);
+    if (signal_number == SIGTERM || signal_number == SIGINT) {
+      return signal_number;
+    }
+    const bool forced = signal_number == SIGHUP;
+    const absl::Time start = absl::Now();
+    ModelLoader::Reload reload = loader->ReloadIfChanged(forced);
+    const std::string in_service = server->model()->manifest().model_version;
+    switch (reload.outcome) {
+      case ModelLoader::Outcome::kUnchanged:
+        if (forced) {
+          LogEvent("info", "reload_unchanged", {{"model_version", in_service}});
+        }
+        break;
+      case ModelLoader::Outcome::kFailed:
+        LogEvent("error", "reload_failed",
+                 {{"trigger", forced ? "SIGHUP" : "poll"},
+                  {"code", absl::StatusCodeToString(reload.status.code())},
+                  {"message", std::string(reload.status.message())},
+                  {"serving", in_service}});
+        break;
+      case ModelLoader::Outcome::kReloaded: {
+        const ServingModel& next = *reload.model;
+        LogEvent("info", "reload",
+                 {{"trigger", forced ? "SIGHUP" : "poll"},
+                  {"model_version", next.manifest().model_version},
+                  {"previous_model_version", in_service},
+                  {"generation", std::to_string(next.generation())},
+                  {"users", std::to_string(next.users().size())},
+                  {"items", std::to_string(next.items().Current()->size())},
+                  {"open_time", absl::FormatDuration(absl::Now() - start)}});
+        Retire(server->SwapModel(std::move(reload.model)), absl::Seconds(10));
+        break;
+      }
+    }
+  }
+}
+
 }  // namespace
 
 int RunApp(const AppOptions& options) {
-  // Every thread started from here on inherits the mask: SIGTERM and SIGINT
-  // are only ever taken by the sigwait below.
+  // Every thread started from here on inherits the mask: SIGTERM, SIGINT
+  // and SIGHUP are only ever taken by the signal loop below.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   auto fail = [](const absl::Status& s) {
@@ -160,22 +240,18 @@ int RunApp(const AppOptions& options) {
   if (!backend.ok()) return fail(backend.status());
   std::unique_ptr<scoring::Scorer> scorer = std::move(backend->scorer);
 
-  store::DataDirOptions data_options;
-  data_options.items.dtype = options.item_dtype;
-  absl::StatusOr<std::unique_ptr<store::DataDir>> data =
-      store::DataDir::Open(data_dir, data_options);
-  if (!data.ok()) return fail(data.status());
-  store::DataDir& dir = **data;
-
-  if (absl::Status s = AttachScorer(scorer.get(), &dir.items()); !s.ok()) {
-    return fail(s);
-  }
-
   metrics::Registry registry;
   metrics::RegisterProcessMetrics(&registry);
+
+  store::DataDirOptions data_options;
+  data_options.items.dtype = options.item_dtype;
+  ModelLoader loader(data_dir, data_options, scorer.get(), &registry);
+  absl::StatusOr<std::shared_ptr<const ServingModel>> model = loader.Load();
+  if (!model.ok()) return fail(model.status());
+  const ServingModel& dir = **model;
+
   absl::StatusOr<std::unique_ptr<Server>> server =
-      Server::Start(options.server, dir.manifest(), &dir.users(), &dir.items(),
-                    scorer.get(), &registry);
+      Server::Start(options.server, *model, scorer.get(), &registry);
   if (!server.ok()) return fail(server.status());
   std::unique_ptr<metrics::MetricsHttpServer> metrics_server;
   if (!options.metrics_listen.empty()) {
@@ -215,11 +291,15 @@ int RunApp(const AppOptions& options) {
             : (options.server.tls.client_ca_file.empty() ? "tls" : "mtls")},
        {"workers", std::to_string((*server)->workers())},
        {"queue_size", std::to_string(options.server.queue_size)},
+       {"reload_interval", options.reload_interval > absl::ZeroDuration()
+                               ? absl::FormatDuration(options.reload_interval)
+                               : "SIGHUP only"},
        {"data_dir", data_dir}});
+  model->reset();  // the server holds the model in service
   if (demo_dir.has_value()) PrintDemoHint(demo_dir->path(), (*server)->port());
 
-  int signal_number = 0;
-  sigwait(&signals, &signal_number);
+  const int signal_number = ServeUntilStopped(signals, options.reload_interval,
+                                              &loader, server->get());
   LogEvent("info", "shutdown_begin",
            {{"signal", signal_number == SIGTERM ? "SIGTERM" : "SIGINT"},
             {"delay", absl::FormatDuration(options.shutdown_delay)},

@@ -1,6 +1,7 @@
 // embsum-server as a function: opens (or, with demo, builds) a data
-// directory, picks the scorer, serves gRPC and /metrics, and on SIGTERM or
-// SIGINT goes NOT_SERVING, drains the calls in flight and returns 0.
+// directory, picks the scorer, serves gRPC and /metrics, reloads the data
+// directory on SIGHUP (server/model_loader.h), and on SIGTERM or SIGINT goes
+// NOT_SERVING, drains the calls in flight and returns 0.
 // tools/server/main.cc maps flags onto AppOptions.
 //
 // Not thread-safe: call once per process (it owns the signal mask).
@@ -37,6 +38,10 @@ struct AppOptions {
   // HOST:PORT for GET /metrics; empty disables it.
   std::string metrics_listen = "0.0.0.0:9464";
   ServerOptions server;
+  // Hot reload: SIGHUP always checks data_dir; with a positive interval the
+  // server also checks it that often and reloads when the directory was
+  // replaced (embsum-ingest --force). Zero: SIGHUP only.
+  absl::Duration reload_interval = absl::ZeroDuration();
   // After SIGTERM: time spent NOT_SERVING while still serving, so load
   // balancers stop sending before the ports close.
   absl::Duration shutdown_delay = absl::ZeroDuration();

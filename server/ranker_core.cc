@@ -88,15 +88,18 @@ absl::Status ValidateId(const std::string& id, const std::string& what) {
 }
 
 RankerCore::RankerCore(const RankerCoreOptions& options,
-                       const store::ModelManifest& manifest,
-                       store::UserStore* users, store::ItemCatalog* items,
-                       const scoring::Scorer* scorer, ServerMetrics* metrics)
-    : options_(options),
-      manifest_(manifest),
-      users_(users),
-      items_(items),
-      scorer_(scorer),
-      metrics_(metrics) {}
+                       const ModelSlot* models, const scoring::Scorer* scorer,
+                       ServerMetrics* metrics)
+    : options_(options), models_(models), scorer_(scorer), metrics_(metrics) {}
+
+absl::StatusOr<std::shared_ptr<const ServingModel>> RankerCore::Model() const {
+  std::shared_ptr<const ServingModel> model =
+      models_ != nullptr ? models_->Current() : nullptr;
+  if (model == nullptr) {
+    return absl::FailedPreconditionError("no model is loaded");
+  }
+  return model;
+}
 
 absl::Status RankerCore::ValidateRank(const v1::RankRequest& request) const {
   if (absl::Status s = ValidateId(request.user_id(), "user_id"); !s.ok()) {
@@ -132,18 +135,20 @@ absl::Status RankerCore::ValidateRetrieve(
   return absl::OkStatus();
 }
 
-absl::Status RankerCore::LoadUser(const std::string& user_id,
-                                  store::UserEmbedding* user) const {
-  absl::Status s = users_->Get(user_id, user);
+absl::Status RankerCore::LoadUser(const ServingModel& model,
+                                  const std::string& user_id,
+                                  store::UserEmbedding* user) {
+  const store::ModelManifest& manifest = model.manifest();
+  absl::Status s = model.users().Get(user_id, user);
   if (absl::IsNotFound(s)) {
     return absl::NotFoundError(absl::StrCat("unknown user_id '", user_id, "'"));
   }
   if (!s.ok()) return s;
-  if (user->dim != manifest_.dim ||
+  if (user->dim != manifest.dim ||
       user->upe.size() != size_t{user->user_codes} * user->dim) {
     return absl::InternalError(
         absl::StrCat("user '", user_id, "': stored embedding has dim ",
-                     user->dim, "; the model has ", manifest_.dim));
+                     user->dim, "; the model has ", manifest.dim));
   }
   return absl::OkStatus();
 }
@@ -156,10 +161,12 @@ absl::Status RankerCore::Rank(const v1::RankRequest& request,
   }
   // Reused by this thread's next request: an m*d embedding is tens of KB,
   // and a fresh one costs an allocation and a zero fill per request.
+  ASSIGN_OR_RETURN(const std::shared_ptr<const ServingModel> model, Model());
   thread_local store::UserEmbedding user;
-  RETURN_IF_ERROR(LoadUser(request.user_id(), &user));
+  RETURN_IF_ERROR(LoadUser(*model, request.user_id(), &user));
 
-  const std::shared_ptr<const store::ItemSnapshot> snapshot = items_->Current();
+  const std::shared_ptr<const store::ItemSnapshot> snapshot =
+      model->items().Current();
   const int n = request.candidate_ids_size();
   std::vector<uint32_t> rows;
   std::vector<int> positions;  // index into candidate_ids of each row
@@ -211,20 +218,23 @@ absl::Status RankerCore::Rank(const v1::RankRequest& request,
     if (request.explain()) item->set_top_user_code(codes[i]);
   }
   if (request.include_summary()) {
-    absl::StatusOr<std::string> summary = users_->GetSummary(request.user_id());
+    absl::StatusOr<std::string> summary =
+        model->users().GetSummary(request.user_id());
     if (!summary.ok()) return summary.status();
     response->set_user_summary(*std::move(summary));
   }
-  response->set_model_version(manifest_.model_version);
+  response->set_model_version(model->manifest().model_version);
   return absl::OkStatus();
 }
 
 absl::Status RankerCore::Retrieve(const v1::RetrieveRequest& request,
                                   v1::RetrieveResponse* response) const {
   RETURN_IF_ERROR(ValidateRetrieve(request));
+  ASSIGN_OR_RETURN(const std::shared_ptr<const ServingModel> model, Model());
   store::UserEmbedding user;
-  RETURN_IF_ERROR(LoadUser(request.user_id(), &user));
-  const std::shared_ptr<const store::ItemSnapshot> snapshot = items_->Current();
+  RETURN_IF_ERROR(LoadUser(*model, request.user_id(), &user));
+  const std::shared_ptr<const store::ItemSnapshot> snapshot =
+      model->items().Current();
   absl::flat_hash_set<uint32_t> excluded;
   for (const std::string& id : request.exclude_item_ids()) {
     if (std::optional<uint32_t> row = snapshot->FindRow(id)) {
@@ -290,25 +300,30 @@ absl::Status RankerCore::Retrieve(const v1::RetrieveRequest& request,
     item->set_score(r.score);
     item->set_top_user_code(r.top_user_code);
   }
-  response->set_model_version(manifest_.model_version);
+  response->set_model_version(model->manifest().model_version);
   return absl::OkStatus();
 }
 
 void RankerCore::GetModelInfo(v1::ModelInfo* info) const {
-  info->set_model_version(manifest_.model_version);
-  info->set_dim(manifest_.dim);
-  info->set_user_codes(manifest_.user_codes);
-  info->set_item_codes(manifest_.item_codes);
-  info->set_users(users_->size());
-  info->set_items(items_->Current()->size());
   info->set_backend(std::string(scorer_->backend()));
+  absl::StatusOr<std::shared_ptr<const ServingModel>> model = Model();
+  if (!model.ok()) return;
+  const store::ModelManifest& manifest = (*model)->manifest();
+  info->set_model_version(manifest.model_version);
+  info->set_dim(manifest.dim);
+  info->set_user_codes(manifest.user_codes);
+  info->set_item_codes(manifest.item_codes);
+  info->set_users((*model)->users().size());
+  info->set_items((*model)->items().Current()->size());
 }
 
 absl::Status RankerCore::UpsertUsers(const std::vector<v1::UserRecord>& records,
                                      v1::UpsertResponse* response) const {
-  const size_t want = size_t{manifest_.user_codes} * manifest_.dim;
-  const std::string shape = absl::StrCat(
-      "user_codes*dim = ", manifest_.user_codes, "*", manifest_.dim);
+  ASSIGN_OR_RETURN(const std::shared_ptr<const ServingModel> model, Model());
+  const store::ModelManifest& manifest = model->manifest();
+  const size_t want = size_t{manifest.user_codes} * manifest.dim;
+  const std::string shape =
+      absl::StrCat("user_codes*dim = ", manifest.user_codes, "*", manifest.dim);
   for (size_t i = 0; i < records.size(); ++i) {
     const v1::UserRecord& r = records[i];
     const std::string name = RecordName(i, "user_id", r.user_id());
@@ -316,13 +331,13 @@ absl::Status RankerCore::UpsertUsers(const std::vector<v1::UserRecord>& records,
       return absl::InvalidArgumentError(absl::StrCat(name, ": ", s.message()));
     }
     if (absl::Status s =
-            CheckVector(r.upe(), "upe", want, manifest_.dim, shape, name);
+            CheckVector(r.upe(), "upe", want, manifest.dim, shape, name);
         !s.ok()) {
       return s;
     }
     if (r.queries_size() > 0) {
       if (absl::Status s = CheckVector(r.queries(), "queries", want,
-                                       manifest_.dim, shape, name);
+                                       manifest.dim, shape, name);
           !s.ok()) {
         return s;
       }
@@ -339,7 +354,7 @@ absl::Status RankerCore::UpsertUsers(const std::vector<v1::UserRecord>& records,
     upserts.push_back(std::move(u));
   }
   if (!upserts.empty()) {
-    RETURN_IF_ERROR(users_->Upsert(upserts));
+    RETURN_IF_ERROR(model->users().Upsert(upserts));
   }
   response->set_accepted(records.size());
   return absl::OkStatus();
@@ -347,9 +362,11 @@ absl::Status RankerCore::UpsertUsers(const std::vector<v1::UserRecord>& records,
 
 absl::Status RankerCore::UpsertItems(const std::vector<v1::ItemRecord>& records,
                                      v1::UpsertResponse* response) const {
-  const size_t want = size_t{manifest_.item_codes} * manifest_.dim;
-  const std::string shape = absl::StrCat(
-      "item_codes*dim = ", manifest_.item_codes, "*", manifest_.dim);
+  ASSIGN_OR_RETURN(const std::shared_ptr<const ServingModel> model, Model());
+  const store::ModelManifest& manifest = model->manifest();
+  const size_t want = size_t{manifest.item_codes} * manifest.dim;
+  const std::string shape =
+      absl::StrCat("item_codes*dim = ", manifest.item_codes, "*", manifest.dim);
   for (size_t i = 0; i < records.size(); ++i) {
     const v1::ItemRecord& r = records[i];
     const std::string name = RecordName(i, "item_id", r.item_id());
@@ -357,18 +374,18 @@ absl::Status RankerCore::UpsertItems(const std::vector<v1::ItemRecord>& records,
       return absl::InvalidArgumentError(absl::StrCat(name, ": ", s.message()));
     }
     if (absl::Status s =
-            CheckVector(r.cpe(), "cpe", want, manifest_.dim, shape, name);
+            CheckVector(r.cpe(), "cpe", want, manifest.dim, shape, name);
         !s.ok()) {
       return s;
     }
-    if (manifest_.item_keys) {
+    if (manifest.item_keys) {
       if (r.keys_size() == 0) {
         return absl::InvalidArgumentError(
             absl::StrCat(name, ": keys missing; the model has item keys (",
                          shape, " = ", want, " values)"));
       }
       if (absl::Status s =
-              CheckVector(r.keys(), "keys", want, manifest_.dim, shape, name);
+              CheckVector(r.keys(), "keys", want, manifest.dim, shape, name);
           !s.ok()) {
         return s;
       }
@@ -387,7 +404,7 @@ absl::Status RankerCore::UpsertItems(const std::vector<v1::ItemRecord>& records,
     upserts.push_back(std::move(u));
   }
   if (!upserts.empty()) {
-    RETURN_IF_ERROR(items_->Upsert(upserts));
+    RETURN_IF_ERROR(model->items().Upsert(upserts));
   }
   response->set_accepted(records.size());
   return absl::OkStatus();
@@ -401,7 +418,8 @@ absl::Status RankerCore::DeleteItems(const v1::DeleteItemsRequest& request,
     response->set_deleted(0);
     return absl::OkStatus();
   }
-  absl::StatusOr<uint64_t> deleted = items_->Delete(ids);
+  ASSIGN_OR_RETURN(const std::shared_ptr<const ServingModel> model, Model());
+  absl::StatusOr<uint64_t> deleted = model->items().Delete(ids);
   if (!deleted.ok()) return deleted.status();
   response->set_deleted(*deleted);
   return absl::OkStatus();

@@ -8,13 +8,16 @@
 #define EMBSUM_SERVER_RANKER_CORE_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "embsum/v1/ranking.pb.h"
 #include "scoring/scorer.h"
 #include "server/server_metrics.h"
+#include "server/serving_model.h"
 #include "store/item_catalog.h"
 #include "store/manifest.h"
 #include "store/user_store.h"
@@ -32,10 +35,11 @@ struct RankerCoreOptions {
 class RankerCore {
  public:
   // Everything must outlive the core. metrics may be null (no metrics).
-  RankerCore(const RankerCoreOptions& options,
-             const store::ModelManifest& manifest, store::UserStore* users,
-             store::ItemCatalog* items, const scoring::Scorer* scorer,
-             ServerMetrics* metrics);
+  // Each request reads models->Current() once and answers from that model
+  // alone, so a hot reload (ModelSlot::Publish) never mixes two models in
+  // one response. models may be null for a core that only validates.
+  RankerCore(const RankerCoreOptions& options, const ModelSlot* models,
+             const scoring::Scorer* scorer, ServerMetrics* metrics);
 
   // Checks that need no store access (run on the gRPC thread before
   // admission): empty user id, too many candidates, bad k.
@@ -60,17 +64,18 @@ class RankerCore {
   absl::Status DeleteItems(const v1::DeleteItemsRequest& request,
                            v1::DeleteItemsResponse* response) const;
 
-  const store::ModelManifest& manifest() const { return manifest_; }
   const scoring::Scorer& scorer() const { return *scorer_; }
 
  private:
-  absl::Status LoadUser(const std::string& user_id,
-                        store::UserEmbedding* user) const;
+  // The model this request answers from; FailedPrecondition for a
+  // validate-only core.
+  absl::StatusOr<std::shared_ptr<const ServingModel>> Model() const;
+  static absl::Status LoadUser(const ServingModel& model,
+                               const std::string& user_id,
+                               store::UserEmbedding* user);
 
   RankerCoreOptions options_;
-  store::ModelManifest manifest_;
-  store::UserStore* users_;
-  store::ItemCatalog* items_;
+  const ModelSlot* models_;
   const scoring::Scorer* scorer_;
   ServerMetrics* metrics_;
 };

@@ -86,9 +86,11 @@ absl::StatusOr<std::unique_ptr<grpc::Server>> BuildServer(
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(
-    const ServerOptions& options, const store::ModelManifest& manifest,
-    store::UserStore* users, store::ItemCatalog* items,
+    const ServerOptions& options, std::shared_ptr<const ServingModel> model,
     const scoring::Scorer* scorer, metrics::Registry* registry) {
+  if (model == nullptr) {
+    return absl::InvalidArgumentError("no model to serve");
+  }
   if (options.queue_size == 0 || options.admin_queue_size == 0) {
     return absl::InvalidArgumentError("queue sizes must be at least 1");
   }
@@ -110,12 +112,19 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
           : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   server->metrics_ =
       std::make_unique<ServerMetrics>(registry, std::string(scorer->backend()));
+  const std::string model_version = model->manifest().model_version;
+  server->models_ = std::make_shared<ModelSlot>(std::move(model));
   server->metrics_->SetModel(
-      manifest.model_version,
-      [users] { return static_cast<double>(users->size()); },
-      [items] { return static_cast<double>(items->Current()->size()); });
+      model_version,
+      [models = server->models_] {
+        return static_cast<double>(models->Current()->users().size());
+      },
+      [models = server->models_] {
+        return static_cast<double>(
+            models->Current()->items().Current()->size());
+      });
   server->core_ = std::make_unique<RankerCore>(
-      options.core, manifest, users, items, scorer, server->metrics_.get());
+      options.core, server->models_.get(), scorer, server->metrics_.get());
   server->pool_ = std::make_unique<WorkerPool>(
       WorkerPoolOptions{.threads = server->workers_,
                         .queue_capacity = options.queue_size,
@@ -145,6 +154,15 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
 }
 
 Server::~Server() { Shutdown(absl::ZeroDuration()); }
+
+std::shared_ptr<const ServingModel> Server::SwapModel(
+    std::shared_ptr<const ServingModel> next) {
+  const std::string version = next->manifest().model_version;
+  std::shared_ptr<const ServingModel> previous =
+      models_->Publish(std::move(next));
+  metrics_->SetModelVersion(version);
+  return previous;
+}
 
 void Server::SetServing(bool serving) {
   for (grpc::Server* s : {server_.get(), admin_server_.get()}) {

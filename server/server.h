@@ -21,10 +21,8 @@
 #include "server/ranker_core.h"
 #include "server/server_metrics.h"
 #include "server/services.h"
+#include "server/serving_model.h"
 #include "server/worker_pool.h"
-#include "store/item_catalog.h"
-#include "store/manifest.h"
-#include "store/user_store.h"
 
 namespace embsum::server {
 
@@ -58,12 +56,12 @@ struct ServerOptions {
 
 class Server {
  public:
-  // Starts serving. Stores, scorer and registry are borrowed and must
-  // outlive the server. Errors: InvalidArgument (unreadable TLS files, bad
-  // options), Unavailable (cannot bind).
+  // Starts serving `model` (shared: the caller may keep a reference).
+  // Scorer and registry are borrowed and must outlive the server. Errors:
+  // InvalidArgument (unreadable TLS files, bad options, no model),
+  // Unavailable (cannot bind).
   static absl::StatusOr<std::unique_ptr<Server>> Start(
-      const ServerOptions& options, const store::ModelManifest& manifest,
-      store::UserStore* users, store::ItemCatalog* items,
+      const ServerOptions& options, std::shared_ptr<const ServingModel> model,
       const scoring::Scorer* scorer, metrics::Registry* registry);
   // Shutdown(0) if still running.
   ~Server();
@@ -75,6 +73,17 @@ class Server {
   int workers() const { return workers_; }
   // Ranker calls admitted and waiting for a worker.
   size_t queued_calls() const { return pool_->queued(); }
+
+  // The model requests are answered from now.
+  std::shared_ptr<const ServingModel> model() const {
+    return models_->Current();
+  }
+  // Hot reload: requests that start from now on are answered from `next`;
+  // those in flight finish on the model they started with. Returns the
+  // replaced model: it closes when the caller and the last request holding
+  // it let go. `next` must have the same scorer attached (AttachScorer).
+  std::shared_ptr<const ServingModel> SwapModel(
+      std::shared_ptr<const ServingModel> next);
 
   // Health of every service on both ports (grpc.health.v1).
   void SetServing(bool serving);
@@ -88,6 +97,8 @@ class Server {
   Server() = default;
 
   std::unique_ptr<ServerMetrics> metrics_;
+  // Shared with the metrics callbacks, which the registry keeps.
+  std::shared_ptr<ModelSlot> models_;
   std::unique_ptr<RankerCore> core_;
   std::unique_ptr<WorkerPool> pool_;
   std::unique_ptr<WorkerPool> admin_pool_;

@@ -118,11 +118,18 @@ void ServerMetrics::SetModel(const std::string& model_version,
                          metrics::MetricType::kGauge, std::move(users));
   registry_->AddCallback("embsum_items", "Live items in the catalogue.",
                          metrics::MetricType::kGauge, std::move(items));
-  registry_
-      ->AddGauge("embsum_model_info",
-                 "The served model; the value is always 1.", {"model_version"})
-      .WithLabels({model_version})
-      .Set(1);
+  model_info_ = &registry_->AddGauge("embsum_model_info",
+                                     "The served model; the value is always 1.",
+                                     {"model_version"});
+  SetModelVersion(model_version);
+}
+
+void ServerMetrics::SetModelVersion(const std::string& model_version) {
+  absl::MutexLock lock(&model_mu_);
+  if (model_info_ == nullptr) return;
+  if (model_version_ != model_version) model_info_->Remove({model_version_});
+  model_info_->WithLabels({model_version}).Set(1);
+  model_version_ = model_version;
 }
 
 }  // namespace embsum::server

@@ -12,6 +12,8 @@
 #include <string>
 #include <string_view>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "metrics/metrics.h"
 
 namespace embsum::server {
@@ -59,10 +61,15 @@ class ServerMetrics {
   metrics::Counter& unknown_items() { return *unknown_items_; }
   metrics::Counter& shed() { return *shed_; }
 
-  // embsum_users, embsum_items (read at scrape time) and
-  // embsum_model_info{model_version} = 1. Call once.
+  // embsum_users, embsum_items (read at scrape time, so they follow
+  // upserts and reloads) and embsum_model_info{model_version} = 1. Call
+  // once; `users` and `items` must stay callable while the registry is
+  // scraped.
   void SetModel(const std::string& model_version, std::function<double()> users,
                 std::function<double()> items);
+  // A reload: embsum_model_info's series moves to the new model_version
+  // (the old one leaves the exposition).
+  void SetModelVersion(const std::string& model_version);
 
  private:
   // Uses handled_, started_ and handling_seconds_ (initialised first).
@@ -82,6 +89,9 @@ class ServerMetrics {
   metrics::Histogram* scoring_seconds_;
   metrics::Counter* unknown_items_;
   metrics::Counter* shed_;
+  metrics::Family<metrics::Gauge>* model_info_ = nullptr;
+  absl::Mutex model_mu_;
+  std::string model_version_ ABSL_GUARDED_BY(model_mu_);
 };
 
 }  // namespace embsum::server

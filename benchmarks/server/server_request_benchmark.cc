@@ -63,7 +63,7 @@ class RowScorer final : public scoring::Scorer {
 };
 
 struct Fixture {
-  std::unique_ptr<store::DataDir> data;
+  std::unique_ptr<ModelSlot> models;
   std::unique_ptr<scoring::Scorer> cpu;
   RowScorer row;
   std::unique_ptr<RankerCore> cpu_core;
@@ -111,18 +111,16 @@ void SetUp(const std::string& data_dir) {
     std::cerr << data.status() << "\n";
     std::exit(1);
   }
-  f->data = *std::move(data);
+  auto model = std::make_shared<const ServingModel>(*std::move(data), 1);
+  f->models = std::make_unique<ModelSlot>(model);
   scoring::CpuScorerOptions cpu_options;
   cpu_options.threads = 1;
   f->cpu = scoring::MakeCpuScorer(cpu_options);
-  const store::DataDir& d = *f->data;
   f->cpu_core = std::make_unique<RankerCore>(
-      RankerCoreOptions{}, d.manifest(), &f->data->users(), &f->data->items(),
-      f->cpu.get(), nullptr);
-  f->row_core = std::make_unique<RankerCore>(
-      RankerCoreOptions{}, d.manifest(), &f->data->users(), &f->data->items(),
-      &f->row, nullptr);
-  auto snapshot = f->data->items().Current();
+      RankerCoreOptions{}, f->models.get(), f->cpu.get(), nullptr);
+  f->row_core = std::make_unique<RankerCore>(RankerCoreOptions{},
+                                             f->models.get(), &f->row, nullptr);
+  auto snapshot = model->items().Current();
   const std::span<const uint8_t> live = snapshot->live();
   for (uint32_t r = 0; r < snapshot->arena().size() && r < live.size(); ++r) {
     if (live[r] != 0) f->item_ids.push_back(snapshot->ItemId(r));

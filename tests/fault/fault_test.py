@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Fault injection with real processes (issue 8): SIGKILL during an ingest,
 during upsert streams and during an item snapshot checkpoint; corrupt FAISS
-snapshot and RocksDB files; a full disk during an ingest and during upserts.
+snapshot and RocksDB files; a full disk during an ingest and during upserts;
+hot reloads (SIGHUP, --reload_interval) of good and corrupt data directories
+under traffic.
 
 After every fault the data directory must open, hold everything that was
 acknowledged, hold nothing half-applied, and score exactly as the numpy
@@ -19,6 +21,7 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.request
 
 import grpc
 import numpy as np
@@ -493,6 +496,155 @@ class FaultTest(unittest.TestCase):
         assert_scores(self, h.rank(again.ranker(), user, items), expected)
         r = h.rank(again.ranker(), user, acked + failed)
         self.assertEqual(sorted(r.unknown_item_ids), sorted(failed))
+
+
+    # --- Hot reload --------------------------------------------------------
+
+    def wait_for_log(self, server, marker, count=1, timeout=60):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if server.read_log().count(marker) >= count:
+                return
+            self.assertIsNone(server.proc.poll(), server.read_log())
+            time.sleep(0.05)
+        self.fail(f"no {count}x {marker!r} in the log:\n" + server.read_log())
+
+    def scrape(self, server):
+        url = f"http://{server.metrics_listen}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.read().decode()
+
+    def assert_serves(self, server, model, user=None):
+        info = server.ranker().GetModelInfo(ranking_pb2.GetModelInfoRequest(),
+                                            timeout=10)
+        self.assertEqual(info.model_version, model.version)
+        self.assertEqual(info.users, len(model.user_ids))
+        self.assertEqual(info.items, len(model.item_ids))
+        user = user or model.user_ids[-1]
+        items = model.item_ids[:40] + model.item_ids[-40:]
+        r = h.rank(server.ranker(), user, items)
+        self.assertEqual(r.model_version, model.version)
+        assert_scores(self, r, self.expected_for(model, user, items))
+
+    def test_hot_reload_swaps_models_and_refuses_a_corrupt_one(self):
+        new_dir = h.datagen(os.path.join(self.work, "new"), users=30,
+                            items=300, dim=8, seed=3, model_version="fault-new")
+        new = h.Model(new_dir)
+        bad_dir = h.datagen(os.path.join(self.work, "bad"), users=10,
+                            items=100, dim=8, seed=4, model_version="fault-bad")
+        data = self.data_copy()
+        server = self.server(data)
+        server.start()
+        self.assertTrue(server.started, server.read_log())
+        models = {m.version: m for m in (self.model, new)}
+
+        # Rank calls run throughout: every answer must be whole, from one
+        # model, with that model's scores; none may fail.
+        stop, failures, answered = threading.Event(), [], set()
+
+        def traffic():
+            stub = server.ranker()
+            n = 0
+            while not stop.is_set():
+                n += 1
+                # A user and items both models have (ids are positional).
+                user, items = "U1", [f"N{i}" for i in range(1, 41)]
+                try:
+                    r = h.rank(stub, user, items)
+                except grpc.RpcError as e:
+                    failures.append(f"call {n}: {e.code()} {e.details()}")
+                    continue
+                model = models.get(r.model_version)
+                if model is None or r.unknown_item_ids:
+                    failures.append(f"call {n}: {r.model_version} "
+                                    f"{list(r.unknown_item_ids)[:3]}")
+                    continue
+                want = self.expected_for(model, user, items)
+                got = h.scores_by_id(r)
+                if any(not np.isclose(got[i], want[i], rtol=RTOL, atol=ATOL)
+                       for i in items):
+                    failures.append(f"call {n}: scores of {r.model_version}")
+                answered.add(r.model_version)
+
+        thread = threading.Thread(target=traffic)
+        thread.start()
+        try:
+            # The replacement is on disk, not yet served; the old model keeps
+            # answering from its open files though ingest deleted them.
+            r = h.ingest(new_dir, data, force=True)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assert_serves(server, self.model)
+            # SIGHUP: the new model, whole.
+            server.proc.send_signal(signal.SIGHUP)
+            self.wait_for_log(server, "event=reload ")
+            self.assert_serves(server, new)
+            self.wait_for_log(server, "event=model_retired")
+            # SIGHUP with nothing new: nothing happens.
+            server.proc.send_signal(signal.SIGHUP)
+            self.wait_for_log(server, "event=reload_unchanged")
+            self.assert_serves(server, new)
+            # A corrupt replacement is refused; the model in service stays.
+            r = h.ingest(bad_dir, data, force=True)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            cpe = os.path.join(self.snapshot_dir(data), "cpe-00000.faiss")
+            with open(cpe, "r+b") as f:
+                f.seek(os.path.getsize(cpe) // 2)
+                f.write(b"\xde\xad\xbe\xef" * 16)
+            server.proc.send_signal(signal.SIGHUP)
+            self.wait_for_log(server, "event=reload_failed")
+            self.assert_serves(server, new)
+            time.sleep(0.5)
+        finally:
+            stop.set()
+            thread.join()
+        self.assertEqual(failures, [])
+        self.assertEqual(answered, {"fault-old", "fault-new"})
+        log = server.read_log()
+        self.assertIn("cpe-00000.faiss", log.split("event=reload_failed")[1])
+        for marker in ("AddressSanitizer", "runtime error", "Segmentation"):
+            self.assertNotIn(marker, log)
+        metrics = self.scrape(server)
+        self.assertIn('embsum_model_reloads_total{result="ok"} 1', metrics)
+        self.assertIn('embsum_model_reloads_total{result="failed"} 1', metrics)
+        self.assertIn('embsum_model_info{model_version="fault-new"} 1', metrics)
+        self.assertNotIn('model_version="fault-old"', metrics)
+        self.assertIn(f"embsum_items {len(new.item_ids)}", metrics)
+        # Fixed on disk: the next SIGHUP takes it.
+        r = h.ingest(new_dir, data, force=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        server.proc.send_signal(signal.SIGHUP)
+        self.wait_for_log(server, "event=reload ", count=2)
+        self.assert_serves(server, new)
+
+    def test_reload_interval_picks_up_an_ingest_and_keeps_upserts(self):
+        new_dir = h.datagen(os.path.join(self.work, "new"), users=30,
+                            items=300, dim=8, seed=3, model_version="fault-new")
+        new = h.Model(new_dir)
+        data = self.data_copy()
+        server = self.server(data, extra=["--reload_interval=100ms"])
+        server.start()
+        self.assertTrue(server.started, server.read_log())
+        r = h.ingest(new_dir, data, force=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.wait_for_log(server, "event=reload ")
+        self.assertIn("trigger=poll", server.read_log())
+        self.assert_serves(server, new)
+        # Writes after the reload land in the new data directory and survive
+        # a restart.
+        rng = np.random.default_rng(5)
+        cpe, keys = rng.standard_normal((2, 8)), rng.standard_normal((2, 8))
+        ack = server.admin().UpsertItems(
+            iter([h.item_record("after-reload", cpe, keys)]), timeout=30)
+        self.assertEqual(ack.accepted, 1)
+        server.stop()
+        again = self.server(data, name="restarted")
+        again.start()
+        self.assertTrue(again.started, again.read_log())
+        self.assertEqual(again.model_version, "fault-new")
+        user = new.user_ids[0]
+        a, q = new.user(user)
+        r = h.rank(again.ranker(), user, ["after-reload"])
+        assert_scores(self, r, {"after-reload": h.score(a, q, cpe, keys)})
 
 
 if __name__ == "__main__":

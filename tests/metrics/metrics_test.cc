@@ -165,6 +165,20 @@ TEST(RegistryTest, WithLabelsReturnsTheSameChild) {
   EXPECT_NE(&first, &family.WithLabels({"2"}));
 }
 
+TEST(RegistryTest, RemovedChildLeavesTheExposition) {
+  Registry registry;
+  auto& family = registry.AddGauge("info", "Info.", {"version"});
+  family.WithLabels({"a"}).Set(1);
+  family.WithLabels({"b"}).Set(1);
+  family.Remove({"a"});
+  family.Remove({"never-there"});
+  const std::string text = registry.Serialize();
+  EXPECT_EQ(text.find("version=\"a\""), std::string::npos) << text;
+  EXPECT_NE(text.find("info{version=\"b\"} 1\n"), std::string::npos) << text;
+  // Asked for again, it starts from zero.
+  EXPECT_EQ(family.WithLabels({"a"}).value(), 0.0);
+}
+
 TEST(RegistryDeathTest, RejectsBadNames) {
   Registry registry;
   EXPECT_DEATH(registry.AddCounter("1bad_total", "."), "invalid metric name");

@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "embsum/v1/ranking.grpc.pb.h"
@@ -19,6 +20,7 @@
 #include "gtest/gtest.h"
 #include "metrics/metrics.h"
 #include "scoring/scorer.h"
+#include "server/serving_model.h"
 #include "store/data_dir.h"
 #include "tests/server/test_support.h"
 
@@ -27,6 +29,7 @@ namespace {
 
 using ::embsum::testing::TestModel;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::UnorderedElementsAreArray;
 
 // Wraps the real CPU scorer with a gate: while closed, Score waits, so a
@@ -91,7 +94,7 @@ class ServerTest : public ::testing::Test {
                     .ok());
     auto data = store::DataDir::Open(model_.data_dir, {});
     ASSERT_TRUE(data.ok()) << data.status();
-    data_ = *std::move(data);
+    data_ = std::make_shared<const ServingModel>(*std::move(data), 1);
     ServerOptions options;
     options.listen = "127.0.0.1:0";
     options.admin_listen = "127.0.0.1:0";
@@ -100,8 +103,7 @@ class ServerTest : public ::testing::Test {
     options.max_receive_bytes = kMaxReceiveBytes;
     options.core.max_candidates = kMaxCandidates;
     options.admin.max_upsert_bytes = kMaxUpsertBytes;
-    auto server = Server::Start(options, data_->manifest(), &data_->users(),
-                                &data_->items(), &scorer_, &registry_);
+    auto server = Server::Start(options, data_, &scorer_, &registry_);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
     auto channel =
@@ -200,7 +202,7 @@ class ServerTest : public ::testing::Test {
   }
 
   TestModel model_;
-  std::unique_ptr<store::DataDir> data_;
+  std::shared_ptr<const ServingModel> data_;
   GatedScorer scorer_;
   metrics::Registry registry_;
   std::unique_ptr<Server> server_;
@@ -759,6 +761,90 @@ TEST_F(ServerTest, MetricsCountRequestsAndModel) {
   EXPECT_THAT(
       text, HasSubstr("embsum_model_info{model_version=\"test-model-7\"} 1\n"));
   EXPECT_THAT(text, HasSubstr("embsum_shed_total 0\n"));
+}
+
+TEST_F(ServerTest,
+       SwapModelAnswersNewCallsFromTheNewModelAndLetsCallsInFlightFinish) {
+  // A second model: other version, more items, other vectors.
+  store::SyntheticModelOptions options = embsum::testing::SmallModelOptions();
+  options.model_version = "test-model-8";
+  options.items += 50;
+  options.seed += 1;
+  TestModel next_model;
+  ASSERT_TRUE(
+      embsum::testing::BuildTestModel(
+          embsum::testing::MakeTempDir("server-swap"), options, &next_model)
+          .ok());
+  auto dir = store::DataDir::Open(next_model.data_dir, {});
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  auto next = std::make_shared<const ServingModel>(*std::move(dir), 2);
+
+  // A call in flight on the old model, held inside the scorer.
+  scorer_.Close();
+  grpc::ClientContext context;
+  v1::RankResponse in_flight;
+  grpc::Status in_flight_status;
+  absl::Notification done;
+  const v1::RankRequest request = AllItemsRequest(0);
+  ranker_->async()->Rank(&context, &request, &in_flight, [&](grpc::Status s) {
+    in_flight_status = s;
+    done.Notify();
+  });
+  scorer_.AwaitWaiting(1);
+  std::shared_ptr<const ServingModel> previous = server_->SwapModel(next);
+  EXPECT_EQ(previous, data_);
+  EXPECT_EQ(server_->model(), next);
+  scorer_.Open();
+  done.WaitForNotification();
+  ASSERT_TRUE(in_flight_status.ok()) << in_flight_status.error_message();
+  EXPECT_EQ(in_flight.model_version(), "test-model-7");
+  EXPECT_EQ(in_flight.items_size(), static_cast<int>(model_.item_ids.size()));
+
+  // New calls: the new model's version, items and scores.
+  v1::RankRequest again;
+  again.set_user_id(next_model.user_ids[0]);
+  for (const std::string& id : next_model.item_ids) {
+    again.add_candidate_ids(id);
+  }
+  v1::RankResponse response;
+  ASSERT_TRUE(Rank(again, &response).ok());
+  EXPECT_EQ(response.model_version(), "test-model-8");
+  ASSERT_EQ(response.items_size(),
+            static_cast<int>(next_model.item_ids.size()));
+  for (const v1::ScoredItem& item : response.items()) {
+    const size_t i = std::find(next_model.item_ids.begin(),
+                               next_model.item_ids.end(), item.item_id()) -
+                     next_model.item_ids.begin();
+    EXPECT_NEAR(item.score(), next_model.Reference(0, i).score, 1e-4);
+  }
+  v1::ModelInfo info;
+  {
+    grpc::ClientContext info_context;
+    ASSERT_TRUE(
+        ranker_->GetModelInfo(&info_context, v1::GetModelInfoRequest(), &info)
+            .ok());
+  }
+  EXPECT_EQ(info.model_version(), "test-model-8");
+  EXPECT_EQ(info.items(), next_model.item_ids.size());
+  // Writes go to the model in service.
+  v1::DeleteItemsRequest erase;
+  erase.add_item_ids(next_model.item_ids.back());
+  v1::DeleteItemsResponse erased;
+  {
+    grpc::ClientContext erase_context;
+    ASSERT_TRUE(admin_->DeleteItems(&erase_context, erase, &erased).ok());
+  }
+  EXPECT_EQ(erased.deleted(), 1u);
+  EXPECT_EQ(next->items().Current()->size(), next_model.item_ids.size() - 1);
+  EXPECT_EQ(data_->items().Current()->size(), model_.item_ids.size());
+  // The metrics follow: one model_info series, the new one.
+  const std::string text = registry_.Serialize();
+  EXPECT_THAT(
+      text, HasSubstr("embsum_model_info{model_version=\"test-model-8\"} 1\n"));
+  EXPECT_THAT(text, Not(HasSubstr("test-model-7")));
+  EXPECT_THAT(text,
+              HasSubstr(absl::StrCat("embsum_items ",
+                                     next_model.item_ids.size() - 1, "\n")));
 }
 
 TEST_F(ServerTest, ShutdownGoesNotServingAndFinishesCallsInFlight) {

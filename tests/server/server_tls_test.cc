@@ -10,6 +10,7 @@
 #include "metrics/metrics.h"
 #include "scoring/scorer.h"
 #include "server/server.h"
+#include "server/serving_model.h"
 #include "store/data_dir.h"
 #include "tests/server/test_support.h"
 
@@ -32,7 +33,7 @@ class TlsTest : public ::testing::Test {
     ASSERT_TRUE(certs.ok()) << certs;
     auto data = store::DataDir::Open(model_.data_dir, {});
     ASSERT_TRUE(data.ok()) << data.status();
-    data_ = *std::move(data);
+    data_ = std::make_shared<const ServingModel>(*std::move(data), 1);
     scorer_ = scoring::MakeCpuScorer();
   }
 
@@ -42,8 +43,7 @@ class TlsTest : public ::testing::Test {
     options.admin_listen = "127.0.0.1:0";
     options.workers = 1;
     options.tls = tls;
-    auto server = Server::Start(options, data_->manifest(), &data_->users(),
-                                &data_->items(), scorer_.get(), &registry_);
+    auto server = Server::Start(options, data_, scorer_.get(), &registry_);
     if (!server.ok()) return server.status();
     server_ = *std::move(server);
     return absl::OkStatus();
@@ -84,7 +84,7 @@ class TlsTest : public ::testing::Test {
   std::string root_;
   TestModel model_;
   TestCerts certs_;
-  std::unique_ptr<store::DataDir> data_;
+  std::shared_ptr<const ServingModel> data_;
   std::unique_ptr<scoring::Scorer> scorer_;
   metrics::Registry registry_;
   std::unique_ptr<Server> server_;
@@ -125,8 +125,7 @@ TEST_F(TlsTest, BusyPortIsUnavailable) {
   options.listen = "127.0.0.1:" + std::to_string(server_->port());
   options.admin_listen = "127.0.0.1:0";
   metrics::Registry registry;
-  auto second = Server::Start(options, data_->manifest(), &data_->users(),
-                              &data_->items(), scorer_.get(), &registry);
+  auto second = Server::Start(options, data_, scorer_.get(), &registry);
   ASSERT_FALSE(second.ok());
   EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(second.status().message(), HasSubstr(options.listen));

@@ -57,6 +57,9 @@ ABSL_FLAG(absl::Duration, shutdown_delay, absl::ZeroDuration(),
           "NOT_SERVING (lets load balancers drain), e.g. 5s.");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(30),
           "Then wait this long for calls in flight before cancelling them.");
+ABSL_FLAG(absl::Duration, reload_interval, absl::ZeroDuration(),
+          "Also check --data_dir this often and reload it when it was "
+          "replaced (embsum-ingest --force); 0 = only on SIGHUP.");
 ABSL_FLAG(uint64_t, demo_users, 1000, "--demo: users.");
 ABSL_FLAG(uint64_t, demo_items, 5000, "--demo: items.");
 ABSL_FLAG(uint32_t, demo_dim, 64, "--demo: embedding size d.");
@@ -94,6 +97,7 @@ int main(int argc, char** argv) {
   options.item_dtype = *parsed;
   options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   options.shutdown_delay = absl::GetFlag(FLAGS_shutdown_delay);
+  options.reload_interval = absl::GetFlag(FLAGS_reload_interval);
   options.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
 
   embsum::server::ServerOptions& server = options.server;
