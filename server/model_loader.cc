@@ -47,6 +47,12 @@ ModelLoader::ModelLoader(std::string data_dir, store::DataDirOptions options,
         {"result"});
     reloads_ok_ = &reloads.WithLabels({"ok"});
     reloads_failed_ = &reloads.WithLabels({"failed"});
+    failing_ = &registry
+                    ->AddGauge("embsum_model_reload_failing",
+                               "1 while the data directory on disk is one "
+                               "the last reload refused (the previous model "
+                               "keeps serving), else 0.")
+                    .WithLabels({});
   }
 }
 
@@ -86,6 +92,7 @@ ModelLoader::Reload ModelLoader::ReloadIfChanged(bool force) {
     return result;
   }
   const Identity identity{st.st_dev, st.st_ino};
+  if (failing_ != nullptr) failing_->Set(failed_ == identity ? 1 : 0);
   if (serving_ == identity) return result;
   if (!force && failed_ == identity) return result;
 
@@ -105,6 +112,7 @@ ModelLoader::Reload ModelLoader::ReloadIfChanged(bool force) {
   if (!status.ok()) {
     failed_ = identity;
     if (reloads_failed_ != nullptr) reloads_failed_->Increment();
+    if (failing_ != nullptr) failing_->Set(1);
     result.outcome = Outcome::kFailed;
     // Messages name the files by the path operators know.
     result.status = absl::Status(
@@ -115,6 +123,7 @@ ModelLoader::Reload ModelLoader::ReloadIfChanged(bool force) {
   serving_ = identity;
   failed_.reset();
   if (reloads_ok_ != nullptr) reloads_ok_->Increment();
+  if (failing_ != nullptr) failing_->Set(0);
   result.outcome = Outcome::kReloaded;
   result.model = std::make_shared<const ServingModel>(
       *std::move(dir), ++generation_, fd.release());

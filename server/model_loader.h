@@ -37,7 +37,9 @@ class ModelLoader {
  public:
   // scorer and registry (may be null: no metrics) must outlive the loader
   // and every model it returns. Registers
-  // embsum_model_reloads_total{result="ok"|"failed"}.
+  // embsum_model_reloads_total{result="ok"|"failed"} and
+  // embsum_model_reload_failing (1 while the directory on disk is one this
+  // loader refused, else 0).
   ModelLoader(std::string data_dir, store::DataDirOptions options,
               scoring::Scorer* scorer, metrics::Registry* registry);
 
@@ -70,6 +72,7 @@ class ModelLoader {
   scoring::Scorer* scorer_;
   metrics::Counter* reloads_ok_ = nullptr;
   metrics::Counter* reloads_failed_ = nullptr;
+  metrics::Gauge* failing_ = nullptr;
   std::optional<Identity> serving_;
   std::optional<Identity> failed_;
   uint64_t generation_ = 0;

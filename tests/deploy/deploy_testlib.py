@@ -32,14 +32,16 @@ CONTRACT_FLAGS = set(CONTRACT_FLAG_DEFAULTS) | {
 }
 
 # Metric names of DESIGN.md section 7 (contract), with the series a
-# histogram exposes, plus grpc_server_started_total and Prometheus's `up`.
+# histogram exposes, plus grpc_server_started_total, the hot-reload series
+# (server/model_loader.h) and Prometheus's `up`.
 HISTOGRAMS = ("grpc_server_handling_seconds", "embsum_rank_candidates",
                "embsum_scoring_seconds")
 _SCALARS = ("grpc_server_handled_total", "grpc_server_started_total",
             "embsum_unknown_items_total", "embsum_shed_total", "embsum_users",
             "embsum_items", "embsum_model_info", "process_resident_memory_bytes",
             "process_virtual_memory_bytes", "process_cpu_seconds_total",
-            "process_start_time_seconds", "process_open_fds", "process_max_fds")
+            "process_start_time_seconds", "process_open_fds", "process_max_fds",
+            "embsum_model_reloads_total", "embsum_model_reload_failing")
 CONTRACT_METRICS = set(_SCALARS) | {
     h + suffix for h in HISTOGRAMS for suffix in ("_bucket", "_sum", "_count")}
 SCRAPE_METRICS = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}

@@ -606,6 +606,7 @@ class FaultTest(unittest.TestCase):
         metrics = self.scrape(server)
         self.assertIn('embsum_model_reloads_total{result="ok"} 1', metrics)
         self.assertIn('embsum_model_reloads_total{result="failed"} 1', metrics)
+        self.assertIn("embsum_model_reload_failing 1", metrics)
         self.assertIn('embsum_model_info{model_version="fault-new"} 1', metrics)
         self.assertNotIn('model_version="fault-old"', metrics)
         self.assertIn(f"embsum_items {len(new.item_ids)}", metrics)
@@ -615,6 +616,7 @@ class FaultTest(unittest.TestCase):
         server.proc.send_signal(signal.SIGHUP)
         self.wait_for_log(server, "event=reload ", count=2)
         self.assert_serves(server, new)
+        self.assertIn("embsum_model_reload_failing 0", self.scrape(server))
 
     def test_reload_interval_picks_up_an_ingest_and_keeps_upserts(self):
         new_dir = h.datagen(os.path.join(self.work, "new"), users=30,

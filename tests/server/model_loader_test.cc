@@ -117,12 +117,14 @@ TEST_F(ModelLoaderTest, RefusesACorruptDirectoryAndRetriesItOnlyWhenForced) {
   EXPECT_EQ((*first)->items().Current()->size(), 40u);
   EXPECT_THAT(Metrics(),
               HasSubstr("embsum_model_reloads_total{result=\"failed\"} 2\n"));
+  EXPECT_THAT(Metrics(), HasSubstr("embsum_model_reload_failing 1\n"));
 
   // Fixed by a new ingest: taken by the next poll.
   ASSERT_TRUE(Ingest(MakeModel("v3", 4, 50)).ok());
   reload = loader_->ReloadIfChanged(false);
   ASSERT_EQ(reload.outcome, Outcome::kReloaded) << reload.status;
   EXPECT_EQ(reload.model->manifest().model_version, "v3");
+  EXPECT_THAT(Metrics(), HasSubstr("embsum_model_reload_failing 0\n"));
 }
 
 TEST_F(ModelLoaderTest, AMissingDirectoryIsReportedOnlyWhenForced) {
