@@ -435,14 +435,17 @@ int RunScoringBench(int argc, char** argv) {
 
   std::function<void()> run_faiss;
 #if EMBSUM_HAVE_FAISS
+  // FAISS labels: Index::idx_t up to 1.7.3, faiss::idx_t from 1.7.4 (the GPU
+  // image builds 1.8.0); both are int64_t, as is Index::ntotal.
+  using FaissIdx = decltype(faiss::Index::ntotal);
   const uint32_t faiss_k =
       static_cast<uint32_t>(std::min<size_t>(flags.faiss_k, c_count * n));
-  faiss::IndexFlatIP faiss_index(static_cast<faiss::Index::idx_t>(d));
-  faiss_index.add(static_cast<faiss::Index::idx_t>(c_count * n), b_all.data());
+  faiss::IndexFlatIP faiss_index(static_cast<FaissIdx>(d));
+  faiss_index.add(static_cast<FaissIdx>(c_count * n), b_all.data());
   std::vector<float> faiss_distances(size_t{m} * faiss_k);
-  std::vector<faiss::Index::idx_t> faiss_labels(size_t{m} * faiss_k);
+  std::vector<FaissIdx> faiss_labels(size_t{m} * faiss_k);
   run_faiss = [&] {
-    faiss_index.search(static_cast<faiss::Index::idx_t>(m), a.data(), faiss_k,
+    faiss_index.search(static_cast<FaissIdx>(m), a.data(), faiss_k,
                        faiss_distances.data(), faiss_labels.data());
   };
 #endif

@@ -112,6 +112,26 @@ def main():
           b"\x01" + field_bytes(1, b"U2") + field_varint(2, 10) +
           field_bytes(3, ids[0]) + field_varint(4, 1))
     write("request", "retrieve_k0", b"\x01" + field_bytes(1, b"U2"))
+    # fuzz_request serves these from the same model (U1..U4, N1..N6):
+    # duplicates and unknown ids, an unknown user, every item, ANN Retrieve
+    # with exclusions, and a string that is not UTF-8 (a parse failure).
+    write("request", "rank_unknown_ids",
+          b"\x00" + field_bytes(1, b"U1") + field_bytes(2, ids[1]) +
+          field_bytes(2, b"X9") + field_bytes(2, ids[1]) +
+          field_bytes(2, b"X9") + field_bytes(2, ids[2]) + field_varint(5, 1))
+    write("request", "rank_unknown_user",
+          b"\x00" + field_bytes(1, b"U9") + field_bytes(2, ids[0]))
+    write("request", "rank_all",
+          b"\x00" + field_bytes(1, b"U3") +
+          b"".join(field_bytes(2, i) for i in reversed(ids)))
+    write("request", "retrieve_ann",
+          b"\x01" + field_bytes(1, b"U4") + field_varint(2, 2) +
+          field_bytes(3, ids[2]) + field_bytes(3, ids[2]) +
+          field_bytes(3, b"X9"))
+    write("request", "retrieve_all",
+          b"\x01" + field_bytes(1, b"U1") + field_varint(2, 6) +
+          field_varint(4, 1))
+    write("request", "rank_not_utf8", b"\x00" + field_bytes(1, b"U\xff1"))
 
 
 if __name__ == "__main__":

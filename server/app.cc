@@ -245,6 +245,12 @@ int RunApp(const AppOptions& options) {
 
   store::DataDirOptions data_options;
   data_options.items.dtype = options.item_dtype;
+  data_options.items.ann.gpu = options.ann_gpu;
+  data_options.items.ann.gpu_log = [](std::string_view level,
+                                      std::string_view message) {
+    LogEvent(std::string(level), "ann_gpu",
+             {{"message", std::string(message)}});
+  };
   ModelLoader loader(data_dir, data_options, scorer.get(), &registry);
   absl::StatusOr<std::shared_ptr<const ServingModel>> model = loader.Load();
   if (!model.ok()) return fail(model.status());

@@ -14,6 +14,7 @@
 #include "absl/time/time.h"
 #include "scoring/dtype.h"
 #include "server/server.h"
+#include "store/item_catalog.h"
 
 namespace embsum::server {
 
@@ -35,6 +36,9 @@ struct AppOptions {
   // auto | cpu | cuda.
   std::string backend = "auto";
   scoring::DType item_dtype = scoring::DType::kFloat32;
+  // ANN index for Retrieve on the GPU where FAISS has GPU support (kAuto:
+  // when a device is present) or on the CPU (kOff).
+  store::AnnOptions::Gpu ann_gpu = store::AnnOptions::Gpu::kAuto;
   // HOST:PORT for GET /metrics; empty disables it.
   std::string metrics_listen = "0.0.0.0:9464";
   ServerOptions server;

@@ -128,7 +128,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   server->pool_ = std::make_unique<WorkerPool>(
       WorkerPoolOptions{.threads = server->workers_,
                         .queue_capacity = options.queue_size,
-                        .name = "rank"});
+                        .name = "rank",
+                        .max_queue_wait = options.max_queue_wait});
   server->admin_pool_ = std::make_unique<WorkerPool>(
       WorkerPoolOptions{.threads = 1,
                         .queue_capacity = options.admin_queue_size,

@@ -45,6 +45,10 @@ struct ServerOptions {
   // calls get RESOURCE_EXHAUSTED. Bounds queueing delay to about
   // queue_size / throughput.
   size_t queue_size = 128;
+  // Ranker calls that waited (or would wait) longer than this in the queue
+  // are refused with RESOURCE_EXHAUSTED (WorkerPoolOptions::max_queue_wait;
+  // zero: only queue_size bounds the wait).
+  absl::Duration max_queue_wait = absl::Milliseconds(200);
   // Admin writes are serialised by the stores: one thread, small queue.
   size_t admin_queue_size = 16;
   // Largest request message (bytes); larger ones get RESOURCE_EXHAUSTED

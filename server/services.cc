@@ -45,8 +45,20 @@ grpc::Status CheckCallAlive(grpc::CallbackServerContext* context,
   return grpc::Status::OK;
 }
 
-grpc::Status Overloaded(ServerMetrics* metrics, const WorkerPool& pool) {
+// The answer to a call the pool did not take (counted as shed unless the
+// server is stopping).
+grpc::Status Refused(ServerMetrics* metrics, const WorkerPool& pool,
+                     WorkerPool::Admission why) {
+  if (why == WorkerPool::Admission::kStopped) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down");
+  }
   metrics->shed().Increment();
+  if (why == WorkerPool::Admission::kWaitTooLong) {
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        absl::StrCat("server overloaded: the ", pool.queued(),
+                                     " requests waiting would take longer than "
+                                     "--max_queue_wait; retry with backoff"));
+  }
   return grpc::Status(
       grpc::StatusCode::RESOURCE_EXHAUSTED,
       absl::StrCat("server overloaded: admission queue full (", pool.queued(),
@@ -60,8 +72,8 @@ void DispatchUnary(grpc::CallbackServerContext* context,
                    ServerMetrics* metrics, RpcMetrics* rpc,
                    Clock::time_point start,
                    std::function<absl::Status()> work) {
-  const bool queued =
-      pool->TrySubmit([context, reactor, rpc, start, work = std::move(work)]() {
+  const WorkerPool::Admission admission = pool->Submit(
+      [context, reactor, rpc, start, work = std::move(work)]() {
         grpc::Status alive = CheckCallAlive(context, "while queued");
         if (!alive.ok()) {
           FinishRpc(reactor, rpc, start, alive);
@@ -74,8 +86,24 @@ void DispatchUnary(grpc::CallbackServerContext* context,
           if (!alive.ok()) result = alive;
         }
         FinishRpc(reactor, rpc, start, result);
+      },
+      // Waited past --max_queue_wait: refused without being worked on.
+      [reactor, rpc, start, metrics]() {
+        metrics->shed().Increment();
+        const double waited =
+            std::chrono::duration<double, std::milli>(Clock::now() - start)
+                .count();
+        FinishRpc(reactor, rpc, start,
+                  grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                               absl::StrCat("server overloaded: waited ",
+                                            static_cast<int64_t>(waited),
+                                            " ms in the admission queue "
+                                            "(--max_queue_wait); retry with "
+                                            "backoff")));
       });
-  if (!queued) FinishRpc(reactor, rpc, start, Overloaded(metrics, *pool));
+  if (admission != WorkerPool::Admission::kQueued) {
+    FinishRpc(reactor, rpc, start, Refused(metrics, *pool, admission));
+  }
 }
 
 // Collects a client stream of Record, then applies it in one store call on
@@ -126,15 +154,21 @@ class UpsertReactor final : public grpc::ServerReadReactor<Record> {
       FinishRpc(this, rpc_, start_, alive);
       return;
     }
-    const bool queued = pool_->TrySubmit([this] {
-      grpc::Status alive = CheckCallAlive(context_, "while queued");
-      if (!alive.ok()) {
-        FinishRpc(this, rpc_, start_, alive);
-        return;
-      }
-      FinishRpc(this, rpc_, start_, ToGrpcStatus(apply_(records_, response_)));
-    });
-    if (!queued) FinishRpc(this, rpc_, start_, Overloaded(metrics_, *pool_));
+    // Writes never expire in the queue: nullptr.
+    const WorkerPool::Admission admission = pool_->Submit(
+        [this] {
+          grpc::Status alive = CheckCallAlive(context_, "while queued");
+          if (!alive.ok()) {
+            FinishRpc(this, rpc_, start_, alive);
+            return;
+          }
+          FinishRpc(this, rpc_, start_,
+                    ToGrpcStatus(apply_(records_, response_)));
+        },
+        nullptr);
+    if (admission != WorkerPool::Admission::kQueued) {
+      FinishRpc(this, rpc_, start_, Refused(metrics_, *pool_, admission));
+    }
   }
 
   void OnDone() override { delete this; }

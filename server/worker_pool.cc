@@ -8,8 +8,10 @@
 namespace embsum::server {
 
 WorkerPool::WorkerPool(const WorkerPoolOptions& options)
-    : capacity_(options.queue_capacity) {
-  const int n = std::max(1, options.threads);
+    : capacity_(options.queue_capacity),
+      threads_count_(std::max(1, options.threads)),
+      max_queue_wait_(options.max_queue_wait) {
+  const int n = threads_count_;
   threads_.reserve(n);
   for (int i = 0; i < n; ++i) {
     threads_.emplace_back([this] { Run(); });
@@ -22,11 +24,24 @@ WorkerPool::WorkerPool(const WorkerPoolOptions& options)
 
 WorkerPool::~WorkerPool() { Shutdown(); }
 
-bool WorkerPool::TrySubmit(absl::AnyInvocable<void()> task) {
+WorkerPool::Admission WorkerPool::Submit(absl::AnyInvocable<void()> task,
+                                         absl::AnyInvocable<void()> expired) {
+  const absl::Time now = absl::Now();
   absl::MutexLock lock(&mu_);
-  if (stopping_ || queue_.size() >= capacity_) return false;
-  queue_.push_back(std::move(task));
-  return true;
+  if (stopping_) return Admission::kStopped;
+  if (queue_.size() >= capacity_) return Admission::kQueueFull;
+  if (max_queue_wait_ > absl::ZeroDuration() && !queue_.empty()) {
+    const absl::Duration expected =
+        absl::Nanoseconds(mean_run_ns_.load(std::memory_order_relaxed)) *
+        static_cast<double>(queue_.size()) / threads_count_;
+    if (expected > max_queue_wait_) return Admission::kWaitTooLong;
+  }
+  queue_.push_back(Task{std::move(task), std::move(expired), now});
+  return Admission::kQueued;
+}
+
+absl::Duration WorkerPool::mean_run_time() const {
+  return absl::Nanoseconds(mean_run_ns_.load(std::memory_order_relaxed));
 }
 
 size_t WorkerPool::queued() const {
@@ -47,7 +62,7 @@ void WorkerPool::Shutdown() {
 
 void WorkerPool::Run() {
   for (;;) {
-    absl::AnyInvocable<void()> task;
+    Task task;
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(
@@ -59,7 +74,19 @@ void WorkerPool::Run() {
       task = std::move(queue_.front());
       queue_.pop_front();
     }
-    task();
+    const absl::Time start = absl::Now();
+    if (max_queue_wait_ > absl::ZeroDuration() && task.expired != nullptr &&
+        start - task.queued_at > max_queue_wait_) {
+      task.expired();
+      continue;
+    }
+    task.run();
+    // Relaxed read-modify-write races between workers only lose an update
+    // of an estimate.
+    const int64_t took = absl::ToInt64Nanoseconds(absl::Now() - start);
+    const int64_t mean = mean_run_ns_.load(std::memory_order_relaxed);
+    mean_run_ns_.store(mean == 0 ? took : mean + (took - mean) / 8,
+                       std::memory_order_relaxed);
   }
 }
 

@@ -1,13 +1,16 @@
 // A fixed set of worker threads fed by a bounded FIFO admission queue. The
 // service hands every scoring or store call to it so that gRPC threads never
-// block; when the queue is full TrySubmit refuses at once and the caller
-// answers RESOURCE_EXHAUSTED (load shedding instead of unbounded latency).
+// block; when the queue is full, or the wait it would mean is longer than
+// max_queue_wait, Submit refuses at once and the caller answers
+// RESOURCE_EXHAUSTED (load shedding instead of unbounded latency).
 //
 // Thread-safety: all methods are safe to call concurrently.
 #ifndef EMBSUM_SERVER_WORKER_POOL_H_
 #define EMBSUM_SERVER_WORKER_POOL_H_
 
+#include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <string>
 #include <thread>
@@ -16,6 +19,8 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 
 namespace embsum::server {
 
@@ -27,6 +32,14 @@ struct WorkerPoolOptions {
   size_t queue_capacity = 128;
   // Thread name prefix (visible in top -H); at most 10 characters.
   std::string name = "worker";
+  // Longest a task may wait in the queue (zero: no limit). Submit refuses a
+  // task when the queue already holds more than this much work (queued
+  // tasks x the recent mean run time / threads), and a task found older
+  // than this when a worker takes it is expired instead of run. Under
+  // sustained overload this bounds the latency of what is admitted to about
+  // max_queue_wait plus one run, whatever queue_capacity is; shorter sheds
+  // more of a burst.
+  absl::Duration max_queue_wait = absl::ZeroDuration();
 };
 
 class WorkerPool {
@@ -37,9 +50,21 @@ class WorkerPool {
   WorkerPool(const WorkerPool&) = delete;
   WorkerPool& operator=(const WorkerPool&) = delete;
 
-  // Queues `task`; false (and `task` is dropped unrun) when the queue holds
-  // queue_capacity tasks or the pool is shut down.
-  bool TrySubmit(absl::AnyInvocable<void()> task);
+  enum class Admission {
+    kQueued,
+    kQueueFull,    // queue_capacity tasks are waiting
+    kWaitTooLong,  // the expected wait exceeds max_queue_wait
+    kStopped,      // Shutdown was called
+  };
+  // Queues `task`, or refuses it (and drops it unrun). A queued task either
+  // runs, or, when it waited longer than max_queue_wait, `expired` runs
+  // instead on the worker (null: the task runs anyway).
+  Admission Submit(absl::AnyInvocable<void()> task,
+                   absl::AnyInvocable<void()> expired);
+  // Submit without an expiry: true when queued.
+  bool TrySubmit(absl::AnyInvocable<void()> task) {
+    return Submit(std::move(task), nullptr) == Admission::kQueued;
+  }
 
   // Refuses new tasks, runs every queued task, joins the threads.
   // Idempotent.
@@ -47,13 +72,23 @@ class WorkerPool {
 
   // Tasks queued and not yet started.
   size_t queued() const;
+  // Mean run time of recent tasks (exponentially weighted, 1/8 per task).
+  absl::Duration mean_run_time() const;
 
  private:
+  struct Task {
+    absl::AnyInvocable<void()> run;
+    absl::AnyInvocable<void()> expired;
+    absl::Time queued_at;
+  };
   void Run();
 
   const size_t capacity_;
+  const int threads_count_;
+  const absl::Duration max_queue_wait_;
+  std::atomic<int64_t> mean_run_ns_{0};
   mutable absl::Mutex mu_;
-  std::deque<absl::AnyInvocable<void()>> queue_ ABSL_GUARDED_BY(mu_);
+  std::deque<Task> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;
   absl::Mutex join_mu_;  // serialises Shutdown's joins

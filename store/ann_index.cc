@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "absl/strings/str_cat.h"
 #include "faiss/IndexFlat.h"
@@ -12,6 +13,26 @@
 #include "faiss/clone_index.h"
 
 namespace embsum::store::internal {
+namespace {
+
+// FAISS labels: Index::idx_t up to 1.7.3, faiss::idx_t from 1.7.4 (the GPU
+// image builds 1.8.0); both are int64_t, as is Index::ntotal.
+using FaissIdx = decltype(faiss::Index::ntotal);
+static_assert(std::is_same_v<FaissIdx, int64_t>);
+
+// Keeps, per row, the best inner product of one search's results.
+void MergeBest(std::span<const float> distances,
+               std::span<const FaissIdx> labels,
+               absl::flat_hash_map<uint32_t, float>* best) {
+  for (size_t i = 0; i < labels.size(); ++i) {
+    if (labels[i] < 0) continue;
+    uint32_t row = static_cast<uint32_t>(labels[i]);
+    auto [it, inserted] = best->emplace(row, distances[i]);
+    if (!inserted && distances[i] > it->second) it->second = distances[i];
+  }
+}
+
+}  // namespace
 
 AnnIndex::~AnnIndex() = default;
 
@@ -37,7 +58,7 @@ absl::StatusOr<std::shared_ptr<const AnnIndex>> AnnIndex::Build(
   // Reads the CPE vectors of rows[first, first + count) into `out`.
   std::vector<float> keys(layout.has_keys ? row_vectors : 0);
   auto read_rows = [&](size_t first, size_t count, std::vector<float>* out,
-                       std::vector<faiss::Index::idx_t>* labels) {
+                       std::vector<FaissIdx>* labels) {
     out->resize(count * row_vectors);
     if (labels != nullptr) labels->resize(count * n);
     for (size_t i = 0; i < count; ++i) {
@@ -46,8 +67,7 @@ absl::StatusOr<std::shared_ptr<const AnnIndex>> AnnIndex::Build(
           row, std::span<float>(out->data() + i * row_vectors, row_vectors),
           keys);
       if (labels != nullptr) {
-        std::fill_n(labels->data() + i * n, n,
-                    static_cast<faiss::Index::idx_t>(row));
+        std::fill_n(labels->data() + i * n, n, static_cast<FaissIdx>(row));
       }
     }
   };
@@ -55,12 +75,12 @@ absl::StatusOr<std::shared_ptr<const AnnIndex>> AnnIndex::Build(
   auto add_all = [&](faiss::Index* index) {
     constexpr size_t kChunkRows = 1024;
     std::vector<float> chunk;
-    std::vector<faiss::Index::idx_t> labels;
+    std::vector<FaissIdx> labels;
     for (size_t first = 0; first < rows.size(); first += kChunkRows) {
       size_t count = std::min(kChunkRows, rows.size() - first);
       read_rows(first, count, &chunk, &labels);
-      index->add_with_ids(static_cast<faiss::Index::idx_t>(count) * n,
-                          chunk.data(), labels.data());
+      index->add_with_ids(static_cast<FaissIdx>(count) * n, chunk.data(),
+                          labels.data());
     }
   };
   try {
@@ -99,8 +119,7 @@ absl::StatusOr<std::shared_ptr<const AnnIndex>> AnnIndex::Build(
           read_rows(i * rows.size() / sample_items, 1, &one, nullptr);
           std::copy(one.begin(), one.end(), sample.data() + i * row_vectors);
         }
-        ivf->train(static_cast<faiss::Index::idx_t>(sample_items) * n,
-                   sample.data());
+        ivf->train(static_cast<FaissIdx>(sample_items) * n, sample.data());
       }
       ivf->nprobe = std::max<size_t>(1, options.ivf_probes);
       add_all(ivf.get());
@@ -108,6 +127,16 @@ absl::StatusOr<std::shared_ptr<const AnnIndex>> AnnIndex::Build(
     }
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("build ANN index: ", e.what()));
+  }
+  // The GPU copy is optional: without one (off, no device, copy failed and
+  // logged) every search runs on the CPU index.
+  if (AnnGpuIndex::kCompiledIn && options.gpu != AnnOptions::Gpu::kOff &&
+      ann->index_->ntotal > 0) {
+    ann->gpu_ = AnnGpuIndex::Create(
+        *ann->index_, options,
+        absl::StrCat(ann->ivf_ ? "IVF" : "flat", ", rows ", begin, "..", end,
+                     ", ", ann->items_, " items"),
+        options.gpu_log);
   }
   return std::shared_ptr<const AnnIndex>(std::move(ann));
 }
@@ -118,26 +147,39 @@ absl::Status AnnIndex::Search(
   if (index_->ntotal == 0 || nq == 0 || k == 0) return absl::OkStatus();
   k = std::min<size_t>(k, static_cast<size_t>(index_->ntotal));
   std::vector<float> distances(size_t{nq} * k);
-  std::vector<faiss::Index::idx_t> labels(size_t{nq} * k);
+  std::vector<FaissIdx> labels(size_t{nq} * k);
+  if (gpu_ != nullptr && gpu_->Accepts(k) &&
+      gpu_->Search(nq, queries.data(), static_cast<FaissIdx>(k),
+                   distances.data(), labels.data())
+          .ok()) {
+    MergeBest(distances, labels, best);
+    return absl::OkStatus();
+  }
+  // CPU: no GPU copy, k too large for it, or its search failed (logged).
   // The thread limit is per calling thread: restore it, so that later
   // OpenMP work on this thread (an index rebuild, say) is not serialised.
   const int previous_threads = omp_get_max_threads();
   if (threads > 0) omp_set_num_threads(threads);
   try {
-    index_->search(nq, queries.data(), static_cast<faiss::Index::idx_t>(k),
+    index_->search(nq, queries.data(), static_cast<FaissIdx>(k),
                    distances.data(), labels.data());
   } catch (const std::exception& e) {
     omp_set_num_threads(previous_threads);
     return absl::InternalError(absl::StrCat("ANN search: ", e.what()));
   }
   omp_set_num_threads(previous_threads);
-  for (size_t i = 0; i < labels.size(); ++i) {
-    if (labels[i] < 0) continue;
-    uint32_t row = static_cast<uint32_t>(labels[i]);
-    auto [it, inserted] = best->emplace(row, distances[i]);
-    if (!inserted && distances[i] > it->second) it->second = distances[i];
-  }
+  MergeBest(distances, labels, best);
   return absl::OkStatus();
 }
 
 }  // namespace embsum::store::internal
+
+namespace embsum::store {
+
+std::optional<AnnOptions::Gpu> ParseAnnGpu(std::string_view text) {
+  if (text == "auto") return AnnOptions::Gpu::kAuto;
+  if (text == "off") return AnnOptions::Gpu::kOff;
+  return std::nullopt;
+}
+
+}  // namespace embsum::store

@@ -72,7 +72,23 @@ struct AnnOptions {
   // OpenMP threads per search (0 = OpenMP's default). 1 suits a server that
   // runs many requests in parallel.
   int search_threads = 1;
+  // Where FAISS was built with GPU support (EMBSUM_HAVE_FAISS_GPU), kAuto
+  // copies each ANN index to GPU `gpu_device` when that device exists and
+  // searches it there (faster Retrieve on large catalogues, costs device
+  // memory for the vectors); kOff keeps it on the CPU. The CPU index is kept
+  // either way, as the fallback on any GPU error. Without GPU FAISS: CPU.
+  enum class Gpu { kAuto, kOff };
+  Gpu gpu = Gpu::kAuto;
+  int gpu_device = 0;
+  // Receives one line per GPU event with its level: "info" (first use of a
+  // device, no device) or "warning" (a copy or search that failed; the index
+  // then stays on the CPU). Null: written to stderr. Called from the thread
+  // that builds or searches; must be thread-safe.
+  std::function<void(std::string_view level, std::string_view message)> gpu_log;
 };
+
+// "auto" or "off" (the --ann_gpu flag); nullopt for anything else.
+std::optional<AnnOptions::Gpu> ParseAnnGpu(std::string_view text);
 
 struct ItemCatalogOptions {
   // Storage dtype of the scoring arena: 16-bit halves memory and bandwidth.

@@ -28,6 +28,9 @@ namespace {
 
 namespace fs = std::filesystem;
 using Json = nlohmann::json;
+// FAISS labels: Index::idx_t up to 1.7.3, faiss::idx_t from 1.7.4 (the GPU
+// image builds 1.8.0); both are int64_t, as is Index::ntotal.
+using FaissIdx = decltype(faiss::Index::ntotal);
 
 static_assert(std::endian::native == std::endian::little,
               "item files store raw little-endian floats");
@@ -128,8 +131,7 @@ absl::StatusOr<std::unique_ptr<faiss::Index>> ReadShard(
                      map->d, ", expected ", vectors, " of dimension ", m.dim));
   }
   for (uint64_t k = 0; k < vectors; ++k) {
-    if (map->id_map[k] !=
-        static_cast<faiss::Index::idx_t>(first_row * m.item_codes + k)) {
+    if (map->id_map[k] != static_cast<FaissIdx>(first_row * m.item_codes + k)) {
       return absl::DataLossError(absl::StrCat(name, ": vector ", k, " has id ",
                                               map->id_map[k], ", expected ",
                                               first_row * m.item_codes + k));
@@ -210,9 +212,9 @@ absl::Status SnapshotWriter::Add(absl::string_view id,
                                  std::span<const float> keys) {
   const uint32_t n = manifest_.item_codes;
   const uint64_t row = ids_.size();
-  std::vector<faiss::Index::idx_t> labels(n);
+  std::vector<FaissIdx> labels(n);
   for (uint32_t j = 0; j < n; ++j) {
-    labels[j] = static_cast<faiss::Index::idx_t>(row * n + j);
+    labels[j] = static_cast<FaissIdx>(row * n + j);
   }
   try {
     cpe_->add_with_ids(n, cpe.data(), labels.data());

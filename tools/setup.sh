@@ -10,7 +10,7 @@ PACKAGES=(
   libcivetweb-dev civetweb libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev libhwy-dev prometheus
   python3 python3-grpcio python3-protobuf python3-numpy python3-yaml
-  clang libclang-rt-14-dev
+  clang libclang-rt-14-dev libomp-dev
 )
 
 missing=()

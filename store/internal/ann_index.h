@@ -1,6 +1,9 @@
 // The FAISS index behind ItemSnapshot::AnnCandidates (store/ internal): the
 // CPE vectors of a range of arena rows, labelled by row. Exact (flat inner
 // product) for small catalogues, IVF above AnnOptions::flat_max_items.
+// With GPU FAISS (AnnOptions::gpu, see ann_gpu.h) a copy is searched on the
+// GPU; the CPU index stays, for searches the GPU cannot take (k above its
+// limit) and after any GPU error (logged, then CPU for good).
 // Thread-safe: immutable after Build; Search is const and may run
 // concurrently.
 #ifndef EMBSUM_STORE_INTERNAL_ANN_INDEX_H_
@@ -15,6 +18,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "scoring/item_arena.h"
+#include "store/internal/ann_gpu.h"
 #include "store/item_catalog.h"
 
 namespace faiss {
@@ -40,6 +44,8 @@ class AnnIndex {
   // Items (rows) indexed.
   uint64_t items() const { return items_; }
   bool is_ivf() const { return ivf_; }
+  // Whether searches go to a GPU copy (false after a GPU search failed).
+  bool on_gpu() const { return gpu_ != nullptr && gpu_->usable(); }
 
   // Searches the `k` nearest vectors of each of the nq queries (nq*d
   // floats) and keeps, per row, the best inner product in `best`.
@@ -49,7 +55,8 @@ class AnnIndex {
 
  private:
   AnnIndex() = default;
-  std::unique_ptr<faiss::Index> index_;
+  std::unique_ptr<faiss::Index> index_;  // CPU; source of `trained` clones
+  std::unique_ptr<AnnGpuIndex> gpu_;     // null: CPU only
   uint32_t begin_ = 0;
   uint32_t end_ = 0;
   uint64_t items_ = 0;

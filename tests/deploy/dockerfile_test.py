@@ -29,6 +29,7 @@ GPU_LEFT_OUT = {
     "python3-yaml": "tests only",
     "clang": "sanitizer and clang-tidy builds only",
     "libclang-rt-14-dev": "sanitizer builds only",
+    "libomp-dev": "OpenMP for clang (the fuzz build) only; gcc ships its own",
 }
 # Packages the GPU builder adds, and why.
 GPU_EXTRA = {

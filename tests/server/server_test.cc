@@ -45,6 +45,7 @@ class GatedScorer : public scoring::Scorer {
                         std::span<int32_t> top_codes) const override {
     {
       absl::MutexLock lock(&mu_);
+      ++calls_;
       ++waiting_;
       mu_.Await(absl::Condition(&open_));
       --waiting_;
@@ -66,6 +67,11 @@ class GatedScorer : public scoring::Scorer {
     absl::MutexLock lock(&mu_);
     open_ = true;
   }
+  // Score calls so far.
+  int calls() const {
+    absl::MutexLock lock(&mu_);
+    return calls_;
+  }
   // Blocks until `n` calls wait at the closed gate.
   void AwaitWaiting(int n) {
     absl::MutexLock lock(&mu_);
@@ -79,6 +85,7 @@ class GatedScorer : public scoring::Scorer {
   mutable absl::Mutex mu_;
   mutable bool open_ ABSL_GUARDED_BY(mu_) = true;
   mutable int waiting_ ABSL_GUARDED_BY(mu_) = 0;
+  mutable int calls_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 constexpr uint32_t kMaxCandidates = 400;
@@ -100,6 +107,8 @@ class ServerTest : public ::testing::Test {
     options.admin_listen = "127.0.0.1:0";
     options.workers = 1;
     options.queue_size = 2;
+    // The gated tests hold calls in the queue as long as they need.
+    options.max_queue_wait = absl::ZeroDuration();
     options.max_receive_bytes = kMaxReceiveBytes;
     options.core.max_candidates = kMaxCandidates;
     options.admin.max_upsert_bytes = kMaxUpsertBytes;
@@ -694,6 +703,51 @@ TEST_F(ServerTest, BurstBeyondTheQueueIsShedWhileHealthAnswers) {
               HasSubstr("grpc_server_handled_total{grpc_service=\"embsum.v1."
                         "Ranker\",grpc_method=\"Rank\",grpc_code=\"RESOURCE_"
                         "EXHAUSTED\"} 1\n"));
+}
+
+TEST_F(ServerTest, CallsThatWaitedPastMaxQueueWaitAreShedUnscored) {
+  ServerOptions options;
+  options.listen = "127.0.0.1:0";
+  options.admin_listen = "127.0.0.1:0";
+  options.workers = 1;
+  options.max_queue_wait = absl::Milliseconds(30);
+  metrics::Registry registry;
+  auto server = Server::Start(options, data_, &scorer_, &registry);
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto stub = v1::Ranker::NewStub(
+      grpc::CreateChannel("127.0.0.1:" + std::to_string((*server)->port()),
+                          grpc::InsecureChannelCredentials()));
+  scorer_.Close();
+  struct Pending {
+    grpc::ClientContext context;
+    v1::RankResponse response;
+    grpc::Status status;
+    absl::Notification done;
+  };
+  Pending running, waiting;
+  const v1::RankRequest request = AllItemsRequest(0);
+  for (Pending* p : {&running, &waiting}) {
+    stub->async()->Rank(&p->context, &request, &p->response,
+                        [p](grpc::Status s) {
+                          p->status = s;
+                          p->done.Notify();
+                        });
+    if (p == &running) scorer_.AwaitWaiting(1);
+  }
+  while ((*server)->queued_calls() < 1) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(80));
+  scorer_.Open();
+  running.done.WaitForNotification();
+  waiting.done.WaitForNotification();
+  EXPECT_TRUE(running.status.ok()) << running.status.error_message();
+  EXPECT_EQ(waiting.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(waiting.status.error_message(),
+              HasSubstr("in the admission queue (--max_queue_wait)"));
+  EXPECT_EQ(scorer_.calls(), 1);  // the expired call was never scored
+  EXPECT_THAT(registry.Serialize(), HasSubstr("embsum_shed_total 1\n"));
+  (*server)->Shutdown(absl::Seconds(5));
 }
 
 TEST_F(ServerTest, DeadlinePassedWhileQueuedIsNotScored) {

@@ -4,6 +4,8 @@
 #include <vector>
 
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "gtest/gtest.h"
 
 namespace embsum::server {
@@ -51,6 +53,92 @@ TEST(WorkerPoolTest, ShutdownRunsQueuedTasksThenRefuses) {
   EXPECT_EQ(order, (std::vector<int>{0, 1, 2, 3, 4}));  // FIFO
   EXPECT_FALSE(pool.TrySubmit([] {}));
   pool.Shutdown();  // idempotent
+}
+
+TEST(WorkerPoolTest, ATaskThatWaitedTooLongExpiresInsteadOfRunning) {
+  WorkerPool pool({.threads = 1,
+                   .queue_capacity = 10,
+                   .max_queue_wait = absl::Milliseconds(20)});
+  absl::Notification started, release;
+  ASSERT_TRUE(pool.TrySubmit([&] {
+    started.Notify();
+    release.WaitForNotification();
+  }));
+  started.WaitForNotification();
+  std::atomic<int> ran{0}, expired{0}, ran_without_expiry{0};
+  // Queued behind the busy worker (the queue was empty: no estimate yet).
+  ASSERT_EQ(
+      pool.Submit([&] { ran.fetch_add(1); }, [&] { expired.fetch_add(1); }),
+      WorkerPool::Admission::kQueued);
+  // No expiry callback: runs however long it waited.
+  ASSERT_TRUE(pool.TrySubmit([&] { ran_without_expiry.fetch_add(1); }));
+  absl::SleepFor(absl::Milliseconds(60));
+  release.Notify();
+  pool.Shutdown();
+  EXPECT_EQ(ran.load(), 0);
+  EXPECT_EQ(expired.load(), 1);
+  EXPECT_EQ(ran_without_expiry.load(), 1);
+}
+
+TEST(WorkerPoolTest, RefusesWhenTheQueuedWorkWouldTakeLongerThanTheLimit) {
+  WorkerPool pool({.threads = 1,
+                   .queue_capacity = 100,
+                   .max_queue_wait = absl::Seconds(1)});
+  // One task of about 300 ms sets the mean run time.
+  absl::Notification done;
+  ASSERT_TRUE(pool.TrySubmit([&] {
+    absl::SleepFor(absl::Milliseconds(300));
+    done.Notify();
+  }));
+  done.WaitForNotification();
+  while (pool.mean_run_time() == absl::ZeroDuration()) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  EXPECT_GE(pool.mean_run_time(), absl::Milliseconds(300));
+  absl::Notification started, release;
+  ASSERT_TRUE(pool.TrySubmit([&] {
+    started.Notify();
+    release.WaitForNotification();
+  }));
+  started.WaitForNotification();
+  // The worker is blocked, so the mean stays put: tasks are admitted while
+  // (tasks ahead) x mean <= 1 s, about 4 of them at 300 ms; then refused at
+  // once although the queue has room.
+  const absl::Duration mean = pool.mean_run_time();
+  const size_t admissible =
+      static_cast<size_t>(absl::FDivDuration(absl::Seconds(1), mean)) + 1;
+  ASSERT_LT(admissible, 100u);
+  size_t admitted = 0;
+  while (pool.Submit([] {}, [] {}) == WorkerPool::Admission::kQueued) {
+    ++admitted;
+    ASSERT_LE(admitted, admissible);
+  }
+  EXPECT_EQ(admitted, admissible);
+  EXPECT_EQ(pool.Submit([] {}, [] {}), WorkerPool::Admission::kWaitTooLong);
+  EXPECT_EQ(pool.queued(), admissible);
+  release.Notify();
+  pool.Shutdown();
+  EXPECT_EQ(pool.Submit([] {}, [] {}), WorkerPool::Admission::kStopped);
+}
+
+TEST(WorkerPoolTest, WithoutALimitOnlyTheCapacityRefuses) {
+  WorkerPool pool({.threads = 1, .queue_capacity = 3});
+  absl::Notification started, release;
+  ASSERT_TRUE(pool.TrySubmit([&] {
+    started.Notify();
+    release.WaitForNotification();
+  }));
+  started.WaitForNotification();
+  std::atomic<int> ran{0};
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(pool.Submit([&] { ran.fetch_add(1); }, [] {}),
+              WorkerPool::Admission::kQueued);
+  }
+  EXPECT_EQ(pool.Submit([] {}, [] {}), WorkerPool::Admission::kQueueFull);
+  absl::SleepFor(absl::Milliseconds(20));
+  release.Notify();
+  pool.Shutdown();
+  EXPECT_EQ(ran.load(), 3);
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 //   embsum-server --demo      # synthetic model in a temporary data dir
 // See docs/server.md for every flag.
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -15,6 +16,7 @@
 #include "scoring/dtype.h"
 #include "server/app.h"
 #include "server/log.h"
+#include "store/item_catalog.h"
 
 ABSL_FLAG(std::string, data_dir, "",
           "Data directory written by embsum-ingest.");
@@ -29,6 +31,9 @@ ABSL_FLAG(bool, demo, false,
           "serve it (ignores --data_dir).");
 ABSL_FLAG(std::string, backend, "auto",
           "Scorer: auto (CUDA when a device is usable, else CPU), cpu, cuda.");
+ABSL_FLAG(std::string, ann_gpu, "auto",
+          "ANN index for Retrieve on the GPU where FAISS has GPU support: "
+          "auto (when a device is present) or off.");
 ABSL_FLAG(uint32_t, max_candidates, 10000,
           "Largest candidate_ids of a Rank (and k of a Retrieve).");
 ABSL_FLAG(std::string, item_dtype, "fp32",
@@ -43,6 +48,10 @@ ABSL_FLAG(int, workers, 0, "Scoring threads (0 = number of cores).");
 ABSL_FLAG(uint32_t, queue_size, 128,
           "Ranker calls that may wait for a worker; beyond it calls get "
           "RESOURCE_EXHAUSTED at once.");
+ABSL_FLAG(absl::Duration, max_queue_wait, absl::Milliseconds(200),
+          "Ranker calls that waited, or by the queue's recent pace would "
+          "wait, longer than this for a worker get RESOURCE_EXHAUSTED: "
+          "bounds latency under overload (0 = only --queue_size bounds it).");
 ABSL_FLAG(uint32_t, admin_queue_size, 16,
           "Admin calls that may wait for the writer thread.");
 ABSL_FLAG(int32_t, max_receive_bytes, 16 << 20,
@@ -95,6 +104,16 @@ int main(int argc, char** argv) {
     return 1;
   }
   options.item_dtype = *parsed;
+  const std::string ann_gpu = absl::GetFlag(FLAGS_ann_gpu);
+  const std::optional<embsum::store::AnnOptions::Gpu> parsed_ann_gpu =
+      embsum::store::ParseAnnGpu(ann_gpu);
+  if (!parsed_ann_gpu.has_value()) {
+    embsum::server::LogEvent(
+        "error", "start_failed",
+        {{"message", "--ann_gpu='" + ann_gpu + "': want auto or off"}});
+    return 1;
+  }
+  options.ann_gpu = *parsed_ann_gpu;
   options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   options.shutdown_delay = absl::GetFlag(FLAGS_shutdown_delay);
   options.reload_interval = absl::GetFlag(FLAGS_reload_interval);
@@ -108,6 +127,7 @@ int main(int argc, char** argv) {
                 .client_ca_file = absl::GetFlag(FLAGS_tls_client_ca)};
   server.workers = absl::GetFlag(FLAGS_workers);
   server.queue_size = absl::GetFlag(FLAGS_queue_size);
+  server.max_queue_wait = absl::GetFlag(FLAGS_max_queue_wait);
   server.admin_queue_size = absl::GetFlag(FLAGS_admin_queue_size);
   server.max_receive_bytes = absl::GetFlag(FLAGS_max_receive_bytes);
   server.admin.max_upsert_bytes = absl::GetFlag(FLAGS_max_upsert_bytes);

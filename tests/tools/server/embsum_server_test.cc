@@ -155,7 +155,8 @@ TEST_F(EmbsumServerTest, SigtermDuringLoadFinishesCallsInFlightAndExitsZero) {
   model.dim = 64;
   model.user_codes = 8;
   model.item_codes = 4;
-  StartServer(model, {"--workers=1", "--queue_size=64"});
+  // Every call must be admitted and wait: no queue-wait bound here.
+  StartServer(model, {"--workers=1", "--queue_size=64", "--max_queue_wait=0"});
   constexpr int kCalls = 24;
   struct Call {
     grpc::ClientContext context;
