@@ -16,6 +16,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/status_macros.h"
 #include "embsum/v1/ranking.grpc.pb.h"
+#include "loadgen/request_source.h"
 
 namespace embsum::loadgen {
 namespace {
@@ -166,6 +167,11 @@ absl::StatusOr<EvalResult> RunEval(const EvalOptions& options) {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() +
                          absl::ToChronoNanoseconds(options.deadline));
+    // Envoy's consistent-hash key (deploy/envoy).
+    if (const std::string header = UserIdHeader(request.user_id());
+        !header.empty()) {
+      context.AddMetadata("x-user-id", header);
+    }
     v1::RankResponse response;
     grpc::Status status = stub->Rank(&context, request, &response);
     if (!status.ok()) {

@@ -82,6 +82,10 @@ class GrpcTarget final : public Target {
     call->done = std::move(done);
     call->context.set_deadline(std::chrono::system_clock::now() +
                                absl::ToChronoNanoseconds(options_.deadline));
+    if (request_index < pool_.user_ids.size() &&
+        !pool_.user_ids[request_index].empty()) {
+      call->context.AddMetadata("x-user-id", pool_.user_ids[request_index]);
+    }
     call->reader = stubs_[n % stubs_.size()]->PrepareUnaryCall(
         &call->context, pool_.method, payloads_[request_index],
         queues_[n % queues_.size()].get());

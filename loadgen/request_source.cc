@@ -63,6 +63,17 @@ size_t RankResponseBytes(const v1::RankRequest& request) {
   return response.ByteSizeLong();
 }
 
+}  // namespace
+
+std::string UserIdHeader(const std::string& user_id) {
+  for (const char c : user_id) {
+    if (c < 0x20 || c > 0x7e) return "";
+  }
+  return user_id;
+}
+
+namespace {
+
 // Appends `request` to the pool, wrapped in an EchoRequest for kEcho.
 void AddToPool(const v1::RankRequest& request,
                const RequestPoolOptions& options, RequestPool& pool,
@@ -70,6 +81,7 @@ void AddToPool(const v1::RankRequest& request,
   const std::string rank_bytes = request.SerializeAsString();
   pool.mean_request_bytes += rank_bytes.size();
   pool.mean_candidates += request.candidate_ids_size();
+  pool.user_ids.push_back(UserIdHeader(request.user_id()));
   if (options.kind == TargetKind::kRank) {
     pool.payloads.push_back(rank_bytes);
     return;

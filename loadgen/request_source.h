@@ -63,10 +63,20 @@ struct RequestPoolOptions {
 struct RequestPool {
   std::string method;                 // "/embsum.v1.Ranker/Rank" or Echo's
   std::vector<std::string> payloads;  // serialized request messages
+  // The user id of each payload, sent as the x-user-id header (Envoy's
+  // consistent-hash key, DESIGN.md section 9); Echo calls carry it too, so
+  // the floor pays for the same header. Empty for an id that is not a valid
+  // header value (UserIdHeader): such calls go without it.
+  std::vector<std::string> user_ids;
   double mean_candidates = 0;
   double mean_request_bytes = 0;     // serialized size of the Rank request
   uint32_t echo_response_bytes = 0;  // kEcho only (mean, when sizes vary)
 };
+
+// `user_id` as an x-user-id header value: itself when it is printable
+// ASCII (what HTTP/2 header values allow), else "" (send no header; a
+// proxy then routes the call without affinity).
+std::string UserIdHeader(const std::string& user_id);
 
 // Draws `pool_size` requests: a uniformly random user from `user_ids` and
 // CandidateCount::Draw distinct uniformly random items from `item_ids`.

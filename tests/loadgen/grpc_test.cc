@@ -24,7 +24,9 @@ namespace {
 
 using ::testing::HasSubstr;
 
-// Unknown user "missing" -> NOT_FOUND; otherwise every candidate scored,
+// A call without the x-user-id header naming its user (what Envoy's
+// consistent hashing routes on, deploy/envoy) -> FAILED_PRECONDITION;
+// unknown user "missing" -> NOT_FOUND; otherwise every candidate scored,
 // items starting with 'p' at 1, others at 0.
 class FakeRanker final : public v1::Ranker::CallbackService {
  public:
@@ -32,6 +34,15 @@ class FakeRanker final : public v1::Ranker::CallbackService {
                                  const v1::RankRequest* request,
                                  v1::RankResponse* response) override {
     auto* reactor = context->DefaultReactor();
+    const auto& metadata = context->client_metadata();
+    const auto header = metadata.find("x-user-id");
+    if (header == metadata.end() ||
+        std::string(header->second.data(), header->second.size()) !=
+            request->user_id()) {
+      reactor->Finish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                                   "x-user-id missing or not the user_id"));
+      return reactor;
+    }
     if (request->user_id() == "missing") {
       reactor->Finish(
           grpc::Status(grpc::StatusCode::NOT_FOUND, "unknown user"));

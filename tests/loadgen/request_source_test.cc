@@ -72,9 +72,11 @@ TEST(BuildPoolFromIds, DrawsDistinctKnownCandidates) {
   ASSERT_EQ(pool->payloads.size(), 64u);
   EXPECT_DOUBLE_EQ(pool->mean_candidates, 50);
   std::set<std::string> users_seen;
-  for (const std::string& payload : pool->payloads) {
+  ASSERT_EQ(pool->user_ids.size(), pool->payloads.size());
+  for (size_t i = 0; i < pool->payloads.size(); ++i) {
     v1::RankRequest r;
-    ASSERT_TRUE(r.ParseFromString(payload));
+    ASSERT_TRUE(r.ParseFromString(pool->payloads[i]));
+    EXPECT_EQ(pool->user_ids[i], r.user_id());  // the x-user-id header
     EXPECT_EQ(r.top_k(), 7u);
     users_seen.insert(r.user_id());
     std::set<std::string> distinct(r.candidate_ids().begin(),
@@ -85,6 +87,13 @@ TEST(BuildPoolFromIds, DrawsDistinctKnownCandidates) {
     }
   }
   EXPECT_GT(users_seen.size(), 5u);
+}
+
+TEST(UserIdHeader, PrintableAsciiOnly) {
+  EXPECT_EQ(UserIdHeader("U-17 a~"), "U-17 a~");
+  EXPECT_EQ(UserIdHeader("us\xc3\xa9r"), "");  // UTF-8: no header
+  EXPECT_EQ(UserIdHeader("a\tb"), "");
+  EXPECT_EQ(UserIdHeader("a\x7f"), "");
 }
 
 TEST(BuildPoolFromIds, IsDeterministicBySeedAndClampsToCatalogue) {
