@@ -767,6 +767,12 @@ TEST_F(ServerTest, DeadlinePassedWhileQueuedIsNotScored) {
   v1::RankResponse response;
   EXPECT_EQ(ranker_->Rank(&context, request, &response).error_code(),
             grpc::StatusCode::DEADLINE_EXCEEDED);
+  // The server's copy of the deadline (from the grpc-timeout header, counted
+  // from when the call arrived) ends up to one transit later than the
+  // client's, and the client's cancellation takes a transit to arrive: let
+  // both pass before the worker looks at the call, or a loaded machine may
+  // see it still alive.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
   scorer_.Open();
   blocker_done.WaitForNotification();
   // The worker saw the expired call and finished it without scoring.
