@@ -454,11 +454,11 @@ class FaultTest(unittest.TestCase):
         server.start()
         self.assertTrue(server.started, server.read_log())
         # Fill the disk, then upsert: a clear error, and reads keep working.
-        with open(os.path.join(mnt, "filler"), "wb") as f:
+        # Unbuffered: nothing is left to flush (and fail) at close.
+        with open(os.path.join(mnt, "filler"), "wb", buffering=0) as f:
             try:
                 while True:
                     f.write(b"\0" * (64 << 10))
-                    f.flush()
             except OSError:
                 pass
         admin = server.admin()
@@ -569,6 +569,11 @@ class FaultTest(unittest.TestCase):
         thread = threading.Thread(target=traffic)
         thread.start()
         try:
+            # The old model has answered the traffic before anything changes.
+            deadline = time.time() + 60
+            while "fault-old" not in answered and not failures:
+                self.assertLess(time.time(), deadline, "no traffic answered")
+                time.sleep(0.01)
             # The replacement is on disk, not yet served; the old model keeps
             # answering from its open files though ingest deleted them.
             r = h.ingest(new_dir, data, force=True)
