@@ -1,8 +1,7 @@
-// Test-only stand-in (tests/store/ann_gpu_test.cc): the CUDA runtime
-// declarations store/ann_gpu.cc uses, as CUDA 12's cuda_runtime_api.h and
-// driver_types.h declare them (C linkage; enum cudaError trimmed to the
-// values used here, with their CUDA 12 numbers). Definitions are in
-// fake_faiss_gpu.cc.
+// Test-only stand-in for tests/store/ann_gpu_test.cc: the two CUDA runtime
+// functions store/ann_gpu.cc calls, with C linkage and the signatures of
+// CUDA 12. The error enum lists only the codes the test uses, with CUDA's
+// numeric values. Defined in fake_faiss_gpu.cc.
 #pragma once
 
 extern "C" {

@@ -79,13 +79,12 @@ class FakeGpuIndex : public faiss::Index {
       std::this_thread::sleep_for(
           std::chrono::microseconds(state().search_sleep_us.load()));
     }
-    // As faiss::gpu::validateKSelect.
-    FAISS_THROW_IF_NOT_FMT(
-        k > 0 && k < idx_t{state().max_k.load()},
-        "GPU index only supports min/max-K selection up to %d (requested %d)",
-        state().max_k.load(), int(k));
+    // FAISS GPU rejects k outside (0, getMaxKSelection()) the same way.
+    FAISS_THROW_IF_NOT_FMT(k > 0 && k < idx_t{state().max_k.load()},
+                           "fake GPU index: k=%d is outside (0, %d)", int(k),
+                           state().max_k.load());
     if (state().search_throws) {
-      FAISS_THROW_MSG("fake: CUDA error 700 an illegal memory access");
+      FAISS_THROW_MSG("fake GPU index: search failed (device fault 700)");
     }
     cpu_->search(n, x, k, distances, labels, params);
   }
@@ -120,7 +119,7 @@ faiss::Index* index_cpu_to_gpu(GpuResourcesProvider* provider, int device,
   FAISS_THROW_IF_NOT_FMT(device >= 0 && device < state().num_devices.load(),
                          "fake: invalid device %d", device);
   if (state().clone_throws) {
-    FAISS_THROW_MSG("fake: cudaMalloc error 2 out of memory");
+    FAISS_THROW_MSG("fake GPU copy: device allocation failed (no memory left)");
   }
   state().clones++;
   state().last_clone_device = device;
@@ -152,9 +151,9 @@ extern "C" const char* cudaGetErrorString(cudaError_t error) {
     case cudaSuccess:
       return "no error";
     case cudaErrorInsufficientDriver:
-      return "CUDA driver version is insufficient for CUDA runtime version";
+      return "fake CUDA: the driver is older than this runtime";
     case cudaErrorNoDevice:
-      return "no CUDA-capable device is detected";
+      return "fake CUDA: found no device";
   }
-  return "unrecognized error code";
+  return "fake CUDA: unknown error code";
 }

@@ -1,8 +1,7 @@
-// Test-only stand-in (tests/store/ann_gpu_test.cc): the declarations of
-// FAISS v1.8.0 faiss/gpu/GpuResources.h that store/ann_gpu.cc uses, copied
-// from github.com/facebookresearch/faiss (tag v1.8.0, file
-// faiss/gpu/GpuResources.h), nothing else. Definitions are in
-// fake_faiss_gpu.cc.
+// Test-only stand-in for tests/store/ann_gpu_test.cc. Declares the abstract
+// provider type of FAISS's faiss/gpu/GpuResources.h (name and virtual
+// members as in FAISS); GpuResources itself stays incomplete because the
+// code under test never touches it. Definitions in fake_faiss_gpu.cc.
 #pragma once
 
 #include <memory>
@@ -12,15 +11,13 @@ namespace gpu {
 
 class GpuResources;
 
-/// Interface for a provider of a shared resources object. This is to avoid
-/// interfacing std::shared_ptr to Python
+// Base of StandardGpuResources; index_cpu_to_gpu takes a pointer to it.
 class GpuResourcesProvider {
-   public:
-    virtual ~GpuResourcesProvider();
+ public:
+  virtual ~GpuResourcesProvider();
 
-    /// Returns the shared resources object
-    virtual std::shared_ptr<GpuResources> getResources() = 0;
+  virtual std::shared_ptr<GpuResources> getResources() = 0;
 };
 
-} // namespace gpu
-} // namespace faiss
+}  // namespace gpu
+}  // namespace faiss

@@ -1,10 +1,7 @@
-// Test-only stand-in (tests/store/ann_gpu_test.cc): the declarations of
-// FAISS v1.8.0 faiss/gpu/StandardGpuResources.h that store/ann_gpu.cc uses
-// (the class, its constructor, destructor and the GpuResourcesProvider
-// override), copied from github.com/facebookresearch/faiss (tag v1.8.0,
-// file faiss/gpu/StandardGpuResources.h). The private member stands in for
-// the real std::shared_ptr<StandardGpuResourcesImpl> res_. Definitions are
-// in fake_faiss_gpu.cc.
+// Test-only stand-in for tests/store/ann_gpu_test.cc. Declares the class of
+// FAISS's faiss/gpu/StandardGpuResources.h that store/ann_gpu.cc
+// constructs, with the members it uses (names and signatures as in FAISS).
+// fake_faiss_gpu.cc defines them and counts live instances.
 #pragma once
 
 #include <faiss/gpu/GpuResources.h>
@@ -14,20 +11,19 @@
 namespace faiss {
 namespace gpu {
 
-/// Default implementation of GpuResources that allocates a cuBLAS
-/// stream and 2 streams for use, as well as temporary memory.
-/// Internally, the Faiss GPU code uses the instance managed by getResources,
-/// but this is the user-facing object that is internally reference counted.
+// The concrete provider the code under test creates, one per device.
+// Not thread-safe (neither is the real one).
 class StandardGpuResources : public GpuResourcesProvider {
-   public:
-    StandardGpuResources();
-    ~StandardGpuResources() override;
+ public:
+  StandardGpuResources();
+  ~StandardGpuResources() override;
 
-    std::shared_ptr<GpuResources> getResources() override;
+  std::shared_ptr<GpuResources> getResources() override;
 
-   private:
-    std::shared_ptr<GpuResources> res_;
+ private:
+  // Always empty in the fake.
+  std::shared_ptr<GpuResources> res_;
 };
 
-} // namespace gpu
-} // namespace faiss
+}  // namespace gpu
+}  // namespace faiss

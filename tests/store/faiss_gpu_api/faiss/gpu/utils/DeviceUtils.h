@@ -1,14 +1,13 @@
-// Test-only stand-in (tests/store/ann_gpu_test.cc): the declaration of
-// getNumDevices from FAISS v1.8.0 faiss/gpu/utils/DeviceUtils.h, copied from
-// github.com/facebookresearch/faiss (tag v1.8.0, file
-// faiss/gpu/utils/DeviceUtils.h). Definition in fake_faiss_gpu.cc.
+// Test-only stand-in for tests/store/ann_gpu_test.cc. Declares
+// getNumDevices as FAISS's faiss/gpu/utils/DeviceUtils.h names it. Defined
+// in fake_faiss_gpu.cc, where the test sets the count.
 #pragma once
 
 namespace faiss {
 namespace gpu {
 
-/// Returns the number of available GPU devices
+// How many GPUs FAISS can use (0 when none).
 int getNumDevices();
 
-} // namespace gpu
-} // namespace faiss
+}  // namespace gpu
+}  // namespace faiss
