@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include <cerrno>
 #include <cstring>
@@ -60,72 +61,8 @@ absl::Status WriteAll(int fd, std::string_view data, const std::string& path) {
 
 }  // namespace
 
-namespace {
-
-constexpr uint64_t kP1 = 11400714785074694791ull;
-constexpr uint64_t kP2 = 14029467366897019727ull;
-constexpr uint64_t kP3 = 1609587929392839161ull;
-constexpr uint64_t kP4 = 9650029242287828579ull;
-constexpr uint64_t kP5 = 2870177450012600261ull;
-
-uint64_t Rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
-uint64_t Load64(const unsigned char* p) {
-  uint64_t v;
-  std::memcpy(&v, p, 8);
-  return v;
-}
-uint32_t Load32(const unsigned char* p) {
-  uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
-uint64_t Round(uint64_t acc, uint64_t input) {
-  return Rotl(acc + input * kP2, 31) * kP1;
-}
-uint64_t Merge(uint64_t acc, uint64_t val) {
-  return (acc ^ Round(0, val)) * kP1 + kP4;
-}
-
-}  // namespace
-
 uint64_t Checksum64(const void* data, size_t size) {
-  const auto* p = static_cast<const unsigned char*>(data);
-  const unsigned char* end = p + size;
-  uint64_t h;
-  if (size >= 32) {
-    uint64_t v1 = kP1 + kP2, v2 = kP2, v3 = 0, v4 = 0 - kP1;
-    const unsigned char* limit = end - 32;
-    do {
-      v1 = Round(v1, Load64(p));
-      v2 = Round(v2, Load64(p + 8));
-      v3 = Round(v3, Load64(p + 16));
-      v4 = Round(v4, Load64(p + 24));
-      p += 32;
-    } while (p <= limit);
-    h = Rotl(v1, 1) + Rotl(v2, 7) + Rotl(v3, 12) + Rotl(v4, 18);
-    h = Merge(Merge(Merge(Merge(h, v1), v2), v3), v4);
-  } else {
-    h = kP5;
-  }
-  h += size;
-  while (p + 8 <= end) {
-    h = Rotl(h ^ Round(0, Load64(p)), 27) * kP1 + kP4;
-    p += 8;
-  }
-  if (p + 4 <= end) {
-    h = Rotl(h ^ (uint64_t{Load32(p)} * kP1), 23) * kP2 + kP3;
-    p += 4;
-  }
-  while (p < end) {
-    h = Rotl(h ^ (*p * kP5), 11) * kP1;
-    ++p;
-  }
-  h ^= h >> 33;
-  h *= kP2;
-  h ^= h >> 29;
-  h *= kP3;
-  h ^= h >> 32;
-  return h;
+  return XXH64(data, size, /*seed=*/0);
 }
 
 absl::Status WriteNewFileDurably(const std::string& path, const void* data,

@@ -8,7 +8,8 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev librocksdb-dev libfaiss-dev libopenblas-dev
   libcivetweb-dev civetweb libgtest-dev libgmock-dev libbenchmark-dev
-  nlohmann-json3-dev libhwy-dev prometheus
+  nlohmann-json3-dev prometheus
+  libxxhash-dev
   python3 python3-grpcio python3-protobuf python3-numpy python3-yaml
   clang libclang-rt-14-dev libomp-dev
 )

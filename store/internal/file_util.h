@@ -27,7 +27,9 @@ absl::StatusOr<std::string> ReadFileToString(const std::string& path);
 absl::Status WriteFileDurably(const std::string& path,
                               absl::string_view contents);
 
-// XXH64 of `data` (seed 0): a fast checksum for files without their own.
+// XXH64 of `data` (seed 0, libxxhash): a fast checksum for files without
+// their own. The value is stored on disk (items/snapshot-*/meta.json), so
+// it must never change.
 uint64_t Checksum64(const void* data, size_t size);
 
 // Writes `data` to a new file at `path` and fsyncs it.
