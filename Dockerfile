@@ -33,7 +33,8 @@ ENV DEBIAN_FRONTEND=noninteractive
 # tools/setup.sh's list less libfaiss-dev (CPU-only; built below with GPU
 # support), civetweb (the command-line tool; libcivetweb-dev is the library),
 # and what only the tests and sanitizer builds use (prometheus, python3*,
-# clang, libclang-rt-14-dev, libomp-dev), since this stage runs no tests; plus
+# clang, libclang-rt-14-dev, libomp-dev, grpc-proto), since this stage runs
+# no tests; plus
 # ca-certificates for the FAISS download.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \

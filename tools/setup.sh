@@ -10,6 +10,7 @@ PACKAGES=(
   libcivetweb-dev civetweb libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev prometheus
   libxxhash-dev
+  grpc-proto
   python3 python3-grpcio python3-protobuf python3-numpy python3-yaml
   clang libclang-rt-14-dev libomp-dev
 )

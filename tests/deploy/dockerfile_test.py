@@ -30,6 +30,7 @@ GPU_LEFT_OUT = {
     "clang": "sanitizer and clang-tidy builds only",
     "libclang-rt-14-dev": "sanitizer builds only",
     "libomp-dev": "OpenMP for clang (the fuzz build) only; gcc ships its own",
+    "grpc-proto": "health and reflection .proto files for the tests' clients only",
 }
 # Packages the GPU builder adds, and why.
 GPU_EXTRA = {
