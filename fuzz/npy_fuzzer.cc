@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "store/npy.h"
+#include "store/internal/npy.h"
 
 namespace {
 

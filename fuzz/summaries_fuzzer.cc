@@ -6,7 +6,7 @@
 #include <set>
 #include <string>
 
-#include "store/ids.h"
+#include "store/internal/ids.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using embsum::store::kMaxSummaryBytes;

@@ -10,7 +10,7 @@
 #include <span>
 #include <string>
 
-#include "store/user_record.h"
+#include "store/internal/user_record.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using embsum::store::DecodeUserRecord;

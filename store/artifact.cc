@@ -1,4 +1,4 @@
-#include "store/artifact.h"
+#include "store/internal/artifact.h"
 
 #include <cmath>
 #include <filesystem>

@@ -12,7 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "rocksdb/db.h"
-#include "store/artifact.h"
+#include "store/internal/artifact.h"
 #include "store/internal/file_util.h"
 #include "store/internal/item_files.h"
 #include "store/internal/progress.h"

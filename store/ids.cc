@@ -1,4 +1,4 @@
-#include "store/ids.h"
+#include "store/internal/ids.h"
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"

@@ -13,9 +13,9 @@
 #include "common/status_macros.h"
 #include "rocksdb/db.h"
 #include "rocksdb/write_batch.h"
-#include "store/ids.h"
 #include "store/internal/ann_index.h"
 #include "store/internal/file_util.h"
+#include "store/internal/ids.h"
 #include "store/internal/item_files.h"
 #include "store/internal/status_util.h"
 

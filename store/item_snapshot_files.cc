@@ -19,8 +19,8 @@
 #include "faiss/impl/io.h"
 #include "faiss/index_io.h"
 #include "nlohmann/json.hpp"
-#include "store/ids.h"
 #include "store/internal/file_util.h"
+#include "store/internal/ids.h"
 #include "store/internal/item_files.h"
 
 namespace embsum::store::internal {

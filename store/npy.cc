@@ -1,4 +1,4 @@
-#include "store/npy.h"
+#include "store/internal/npy.h"
 
 #include <unistd.h>
 

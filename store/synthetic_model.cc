@@ -12,10 +12,10 @@
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
-#include "store/ids.h"
 #include "store/internal/file_util.h"
+#include "store/internal/ids.h"
+#include "store/internal/npy.h"
 #include "store/manifest.h"
-#include "store/npy.h"
 
 namespace embsum::store {
 namespace {

@@ -1,4 +1,4 @@
-#include "store/user_record.h"
+#include "store/internal/user_record.h"
 
 #include <cstring>
 

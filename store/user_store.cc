@@ -17,10 +17,10 @@
 #include "rocksdb/sst_file_writer.h"
 #include "rocksdb/table.h"
 #include "rocksdb/write_batch.h"
-#include "store/ids.h"
+#include "store/internal/ids.h"
 #include "store/internal/status_util.h"
 #include "store/internal/user_db.h"
-#include "store/user_record.h"
+#include "store/internal/user_record.h"
 
 namespace embsum::store {
 namespace internal {

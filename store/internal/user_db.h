@@ -10,7 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "rocksdb/options.h"
-#include "store/artifact.h"
+#include "store/internal/artifact.h"
 #include "store/internal/progress.h"
 #include "store/user_store.h"
 

@@ -9,9 +9,9 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "store/internal/item_files.h"
+#include "store/internal/npy.h"
 #include "store/internal/progress.h"
 #include "store/manifest.h"
-#include "store/npy.h"
 #include "store_test_util.h"
 
 namespace embsum::store::internal {

@@ -1,4 +1,4 @@
-#include "store/ids.h"
+#include "store/internal/ids.h"
 
 #include <string>
 

@@ -11,7 +11,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "store/data_dir.h"
-#include "store/npy.h"
+#include "store/internal/npy.h"
 #include "store_test_util.h"
 
 namespace embsum::store {

@@ -11,7 +11,7 @@
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "store/artifact.h"
+#include "store/internal/artifact.h"
 #include "store_test_util.h"
 
 namespace embsum::store {

@@ -8,8 +8,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "store/data_dir.h"
-#include "store/npy.h"
-#include "store/user_record.h"
+#include "store/internal/npy.h"
+#include "store/internal/user_record.h"
 #include "store_test_util.h"
 
 namespace embsum::store {

@@ -5,7 +5,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "store/artifact.h"
+#include "store/internal/artifact.h"
 #include "store_test_util.h"
 
 namespace embsum::store {

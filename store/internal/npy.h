@@ -1,8 +1,8 @@
 // A strict reader and a streaming writer for NumPy .npy files holding
 // little-endian float32 ('<f4') or float16 ('<f2') arrays in C order, as the
 // model artifact of DESIGN.md section 3 uses. Versions 1.0, 2.0 and 3.0.
-#ifndef EMBSUM_STORE_NPY_H_
-#define EMBSUM_STORE_NPY_H_
+#ifndef EMBSUM_STORE_INTERNAL_NPY_H_
+#define EMBSUM_STORE_INTERNAL_NPY_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -97,4 +97,4 @@ class NpyWriter {
 
 }  // namespace embsum::store
 
-#endif  // EMBSUM_STORE_NPY_H_
+#endif  // EMBSUM_STORE_INTERNAL_NPY_H_

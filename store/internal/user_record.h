@@ -9,8 +9,8 @@
 //   bytes 8-11 d (uint32)
 //   A: m*d elements, then Q: m*d elements when flagged.
 // Thread-safe: stateless functions.
-#ifndef EMBSUM_STORE_USER_RECORD_H_
-#define EMBSUM_STORE_USER_RECORD_H_
+#ifndef EMBSUM_STORE_INTERNAL_USER_RECORD_H_
+#define EMBSUM_STORE_INTERNAL_USER_RECORD_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -20,7 +20,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
-#include "store/npy.h"
+#include "store/internal/npy.h"
 #include "store/user_store.h"
 
 namespace embsum::store {
@@ -44,4 +44,4 @@ absl::Status DecodeUserRecord(absl::string_view record, uint32_t m, uint32_t d,
 
 }  // namespace embsum::store
 
-#endif  // EMBSUM_STORE_USER_RECORD_H_
+#endif  // EMBSUM_STORE_INTERNAL_USER_RECORD_H_

@@ -1,8 +1,8 @@
 // Readers of the id lists and the summaries of the model artifact
 // (DESIGN.md section 3), and the id rule shared with the upsert paths.
 // Thread-safe: stateless functions.
-#ifndef EMBSUM_STORE_IDS_H_
-#define EMBSUM_STORE_IDS_H_
+#ifndef EMBSUM_STORE_INTERNAL_IDS_H_
+#define EMBSUM_STORE_INTERNAL_IDS_H_
 
 #include <cstdint>
 #include <string>
@@ -49,4 +49,4 @@ absl::StatusOr<std::vector<SummaryLine>> ParseSummaries(absl::string_view text,
 
 }  // namespace embsum::store
 
-#endif  // EMBSUM_STORE_IDS_H_
+#endif  // EMBSUM_STORE_INTERNAL_IDS_H_

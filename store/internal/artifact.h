@@ -3,8 +3,8 @@
 // summaries. Values (NaN/Inf) are checked row by row by the consumer with
 // CheckFiniteRow, so a large artifact is read once.
 // Thread-safe: immutable once open.
-#ifndef EMBSUM_STORE_ARTIFACT_H_
-#define EMBSUM_STORE_ARTIFACT_H_
+#ifndef EMBSUM_STORE_INTERNAL_ARTIFACT_H_
+#define EMBSUM_STORE_INTERNAL_ARTIFACT_H_
 
 #include <memory>
 #include <span>
@@ -15,9 +15,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "store/ids.h"
+#include "store/internal/ids.h"
+#include "store/internal/npy.h"
 #include "store/manifest.h"
-#include "store/npy.h"
 
 namespace embsum::store {
 
@@ -45,4 +45,4 @@ absl::Status CheckFiniteRow(std::span<const float> values, uint32_t dim,
 
 }  // namespace embsum::store
 
-#endif  // EMBSUM_STORE_ARTIFACT_H_
+#endif  // EMBSUM_STORE_INTERNAL_ARTIFACT_H_
