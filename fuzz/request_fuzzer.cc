@@ -37,12 +37,12 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "datagen/synthetic_model.h"
 #include "scoring/scorer.h"
 #include "server/backend.h"
 #include "server/ranker_core.h"
 #include "server/serving_model.h"
 #include "store/data_dir.h"
-#include "store/synthetic_model.h"
 
 namespace {
 
@@ -115,7 +115,7 @@ const Fixture& Setup() {
     g_root = pattern;
     std::atexit(RemoveRoot);
 
-    embsum::store::SyntheticModelOptions model;
+    embsum::datagen::SyntheticModelOptions model;
     model.out_dir = g_root + "/model";
     model.users = kUsers;
     model.items = kItems;
@@ -125,7 +125,7 @@ const Fixture& Setup() {
     model.seed = 1;
     model.impressions = 4;
     model.impression_size = 3;
-    CheckOk(embsum::store::GenerateSyntheticModel(model), "datagen");
+    CheckOk(embsum::datagen::GenerateSyntheticModel(model), "datagen");
     embsum::store::IngestOptions ingest;
     ingest.model_dir = model.out_dir;
     ingest.data_dir = g_root + "/data";

@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/status_macros.h"
+#include "datagen/synthetic_model.h"
 #include "metrics/http_server.h"
 #include "metrics/metrics.h"
 #include "metrics/process_metrics.h"
@@ -23,7 +24,6 @@
 #include "server/model_loader.h"
 #include "server/serving_model.h"
 #include "store/data_dir.h"
-#include "store/synthetic_model.h"
 
 namespace embsum::server {
 namespace {
@@ -64,7 +64,7 @@ std::string FirstLine(const std::string& path) {
 
 absl::Status BuildDemo(const DemoOptions& shape, const std::string& root,
                        std::string* data_dir) {
-  store::SyntheticModelOptions model;
+  datagen::SyntheticModelOptions model;
   model.out_dir = root + "/model";
   model.users = shape.users;
   model.items = shape.items;
@@ -80,7 +80,7 @@ absl::Status BuildDemo(const DemoOptions& shape, const std::string& root,
             {"dim", std::to_string(shape.dim)},
             {"user_codes", std::to_string(shape.user_codes)},
             {"item_codes", std::to_string(shape.item_codes)}});
-  RETURN_IF_ERROR(store::GenerateSyntheticModel(model));
+  RETURN_IF_ERROR(datagen::GenerateSyntheticModel(model));
   store::IngestOptions ingest;
   ingest.model_dir = model.out_dir;
   ingest.data_dir = root + "/data";

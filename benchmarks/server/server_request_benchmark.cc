@@ -27,12 +27,12 @@
 #include <string_view>
 #include <vector>
 
+#include "datagen/synthetic_model.h"
 #include "embsum/v1/ranking.pb.h"
 #include "scoring/scorer.h"
 #include "server/arena_allocator.h"
 #include "server/ranker_core.h"
 #include "store/data_dir.h"
-#include "store/synthetic_model.h"
 
 namespace embsum::server {
 namespace {
@@ -81,7 +81,7 @@ std::string MakeModelRoot() {
     std::cerr << "mkdtemp failed\n";
     std::exit(1);
   }
-  store::SyntheticModelOptions model;
+  datagen::SyntheticModelOptions model;
   model.out_dir = std::string(root) + "/model";
   model.users = 8;
   model.items = kItems;
@@ -90,7 +90,7 @@ std::string MakeModelRoot() {
   model.item_codes = 8;
   model.impressions = 1;
   model.impression_size = 2;
-  if (absl::Status s = store::GenerateSyntheticModel(model); !s.ok()) {
+  if (absl::Status s = datagen::GenerateSyntheticModel(model); !s.ok()) {
     std::cerr << s << "\n";
     std::exit(1);
   }

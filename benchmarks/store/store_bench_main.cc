@@ -16,8 +16,8 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_format.h"
+#include "datagen/synthetic_model.h"
 #include "store/data_dir.h"
-#include "store/synthetic_model.h"
 
 ABSL_FLAG(std::string, work_dir, "/tmp/embsum-bench-store",
           "Scratch directory (model/ and data/ inside).");
@@ -70,7 +70,7 @@ int main(int argc, char** argv) {
   if (!absl::GetFlag(FLAGS_reuse_model) ||
       !std::filesystem::exists(model + "/manifest.json")) {
     std::filesystem::remove_all(model);
-    SyntheticModelOptions o;
+    embsum::datagen::SyntheticModelOptions o;
     o.out_dir = model;
     o.users = absl::GetFlag(FLAGS_users);
     o.items = absl::GetFlag(FLAGS_items);
@@ -80,7 +80,9 @@ int main(int argc, char** argv) {
     o.user_queries = o.item_keys = absl::GetFlag(FLAGS_keys);
     o.impressions = 0;
     auto start = Clock::now();
-    if (absl::Status s = GenerateSyntheticModel(o); !s.ok()) return Die(s);
+    if (absl::Status s = embsum::datagen::GenerateSyntheticModel(o); !s.ok()) {
+      return Die(s);
+    }
     datagen_s = Since(start);
     std::fprintf(stderr, "datagen: %.2fs\n", datagen_s);
   }

@@ -5,12 +5,12 @@
 #include <memory>
 #include <string>
 
+#include "datagen/synthetic_model.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "metrics/metrics.h"
 #include "scoring/scorer.h"
 #include "store/data_dir.h"
-#include "store/synthetic_model.h"
 #include "tests/server/test_support.h"
 
 namespace embsum::server {
@@ -33,12 +33,12 @@ class ModelLoaderTest : public ::testing::Test {
   // A model artifact of `items` items; returns its directory.
   std::string MakeModel(const std::string& version, uint64_t seed,
                         uint64_t items) {
-    store::SyntheticModelOptions o = embsum::testing::SmallModelOptions();
+    datagen::SyntheticModelOptions o = embsum::testing::SmallModelOptions();
     o.out_dir = root_ + "/model-" + version;
     o.model_version = version;
     o.seed = seed;
     o.items = items;
-    EXPECT_TRUE(store::GenerateSyntheticModel(o).ok());
+    EXPECT_TRUE(datagen::GenerateSyntheticModel(o).ok());
     return o.out_dir;
   }
   absl::Status Ingest(const std::string& model_dir) {

@@ -826,7 +826,7 @@ TEST_F(ServerTest, MetricsCountRequestsAndModel) {
 TEST_F(ServerTest,
        SwapModelAnswersNewCallsFromTheNewModelAndLetsCallsInFlightFinish) {
   // A second model: other version, more items, other vectors.
-  store::SyntheticModelOptions options = embsum::testing::SmallModelOptions();
+  datagen::SyntheticModelOptions options = embsum::testing::SmallModelOptions();
   options.model_version = "test-model-8";
   options.items += 50;
   options.seed += 1;

@@ -72,8 +72,8 @@ absl::Status ReadNpyF32(const std::string& path, NpyF32* out) {
   return absl::OkStatus();
 }
 
-store::SyntheticModelOptions SmallModelOptions() {
-  store::SyntheticModelOptions o;
+datagen::SyntheticModelOptions SmallModelOptions() {
+  datagen::SyntheticModelOptions o;
   o.users = 24;
   o.items = 300;
   o.dim = 16;
@@ -98,13 +98,13 @@ static std::vector<std::string> ReadLines(const std::string& path) {
 }
 
 absl::Status BuildTestModel(const std::string& root,
-                            const store::SyntheticModelOptions& options,
+                            const datagen::SyntheticModelOptions& options,
                             TestModel* out) {
   out->options = options;
   out->options.out_dir = root + "/model";
   out->model_dir = out->options.out_dir;
   out->data_dir = root + "/data";
-  if (absl::Status s = store::GenerateSyntheticModel(out->options); !s.ok()) {
+  if (absl::Status s = datagen::GenerateSyntheticModel(out->options); !s.ok()) {
     return s;
   }
   store::IngestOptions ingest;

@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "datagen/synthetic_model.h"
 #include "scoring/reference.h"
-#include "store/synthetic_model.h"
 
 namespace embsum::testing {
 
@@ -31,10 +31,10 @@ struct NpyF32 {
 };
 absl::Status ReadNpyF32(const std::string& path, NpyF32* out);
 
-// A synthetic model artifact (store::GenerateSyntheticModel) ingested into a
+// A synthetic model artifact (datagen::GenerateSyntheticModel) ingested into a
 // data directory (store::Ingest), with its ids and vectors.
 struct TestModel {
-  store::SyntheticModelOptions options;
+  datagen::SyntheticModelOptions options;
   std::string model_dir;
   std::string data_dir;
   std::vector<std::string> user_ids;
@@ -47,9 +47,9 @@ struct TestModel {
 };
 
 // Small shapes by default so tests are fast.
-store::SyntheticModelOptions SmallModelOptions();
+datagen::SyntheticModelOptions SmallModelOptions();
 absl::Status BuildTestModel(const std::string& root,
-                            const store::SyntheticModelOptions& options,
+                            const datagen::SyntheticModelOptions& options,
                             TestModel* out);
 
 // The reference on fp32 vectors (q or g empty: Q = A, G = B).

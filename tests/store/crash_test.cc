@@ -46,8 +46,8 @@ bool SkipTo(Child& child, const std::string& prefix) {
 
 TEST(CrashTest, KilledIngestLeavesOldOrNewDirectory) {
   TempDir tmp;
-  SyntheticModelOptions old_model = SmallModel(tmp / "old", 1);
-  SyntheticModelOptions new_model = SmallModel(tmp / "new", 2);
+  datagen::SyntheticModelOptions old_model = SmallModel(tmp / "old", 1);
+  datagen::SyntheticModelOptions new_model = SmallModel(tmp / "new", 2);
   new_model.users = 1500;
   new_model.items = 1500;
   new_model.impressions = 0;

@@ -93,7 +93,7 @@ std::vector<std::string> Listing(const std::string& dir) {
 
 TEST(IngestTest, RoundTripsFloat16Artifacts) {
   TempDir tmp;
-  SyntheticModelOptions o = SmallModel(tmp / "model");
+  datagen::SyntheticModelOptions o = SmallModel(tmp / "model");
   o.float16 = true;
   ASSERT_TRUE(GenerateSyntheticModel(o).ok());
   ASSERT_TRUE(
@@ -159,7 +159,7 @@ TEST(IngestTest, EmptyModelIngestsAndServesNothing) {
 
 TEST(IngestTest, ModelWithoutQueriesKeysOrSummaries) {
   TempDir tmp;
-  SyntheticModelOptions o = SmallModel(tmp / "model");
+  datagen::SyntheticModelOptions o = SmallModel(tmp / "model");
   o.user_queries = false;
   o.item_keys = false;
   ASSERT_TRUE(GenerateSyntheticModel(o).ok());

@@ -18,8 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "datagen/synthetic_model.h"
 #include "gtest/gtest.h"
-#include "store/synthetic_model.h"
 
 extern char** environ;
 
@@ -50,9 +50,9 @@ class TempDir {
   std::string path_;
 };
 
-inline SyntheticModelOptions SmallModel(const std::string& out_dir,
-                                        uint64_t seed = 1) {
-  SyntheticModelOptions o;
+inline datagen::SyntheticModelOptions SmallModel(const std::string& out_dir,
+                                                 uint64_t seed = 1) {
+  datagen::SyntheticModelOptions o;
   o.out_dir = out_dir;
   o.users = 40;
   o.items = 120;

@@ -6,10 +6,10 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "store/synthetic_model.h"
+#include "datagen/synthetic_model.h"
 
 namespace {
-const embsum::store::SyntheticModelOptions kDefaults;
+const embsum::datagen::SyntheticModelOptions kDefaults;
 }  // namespace
 
 ABSL_FLAG(std::string, out, "", "Output model directory.");
@@ -40,7 +40,7 @@ int main(int argc, char** argv) {
       "  embsum-datagen --out=DIR --users=U --items=N --dim=d --user_codes=m "
       "--item_codes=n --seed=S");
   absl::ParseCommandLine(argc, argv);
-  embsum::store::SyntheticModelOptions o;
+  embsum::datagen::SyntheticModelOptions o;
   o.out_dir = absl::GetFlag(FLAGS_out);
   o.users = absl::GetFlag(FLAGS_users);
   o.items = absl::GetFlag(FLAGS_items);
@@ -60,7 +60,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   o.float16 = dtype == "fp16";
-  absl::Status s = embsum::store::GenerateSyntheticModel(o);
+  absl::Status s = embsum::datagen::GenerateSyntheticModel(o);
   if (!s.ok()) {
     std::fprintf(stderr, "embsum-datagen: %s\n",
                  std::string(s.message()).c_str());

@@ -38,7 +38,7 @@ constexpr char kBinary[] = EMBSUM_SERVER_BINARY;
 class EmbsumServerTest : public ::testing::Test {
  protected:
   // A data dir of the given shape, and a server on free loopback ports.
-  void StartServer(const store::SyntheticModelOptions& model,
+  void StartServer(const datagen::SyntheticModelOptions& model,
                    std::vector<std::string> extra_args = {}) {
     root_ = MakeTempDir("embsum-server-test");
     ASSERT_TRUE(BuildTestModel(root_, model, &model_).ok());
@@ -150,7 +150,7 @@ TEST_F(EmbsumServerTest, StartupLineHealthReflectionAndCleanExit) {
 }
 
 TEST_F(EmbsumServerTest, SigtermDuringLoadFinishesCallsInFlightAndExitsZero) {
-  store::SyntheticModelOptions model = SmallModelOptions();
+  datagen::SyntheticModelOptions model = SmallModelOptions();
   model.items = 12000;
   model.dim = 64;
   model.user_codes = 8;

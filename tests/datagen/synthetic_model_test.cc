@@ -1,4 +1,4 @@
-#include "store/synthetic_model.h"
+#include "datagen/synthetic_model.h"
 
 #include <filesystem>
 #include <map>
@@ -14,13 +14,15 @@
 #include "store/internal/artifact.h"
 #include "store_test_util.h"
 
-namespace embsum::store {
+namespace embsum::datagen {
 namespace {
 
+using store::ModelArtifact;
+using store::NpyDType;
+using store::testing::ReadAll;
+using store::testing::SmallModel;
+using store::testing::TempDir;
 using ::testing::HasSubstr;
-using testing::ReadAll;
-using testing::SmallModel;
-using testing::TempDir;
 
 const char* const kFiles[] = {
     "manifest.json", "behaviors.tsv",     "users/ids.txt",
@@ -153,4 +155,4 @@ TEST(SyntheticModelTest, RejectsBadOptions) {
 }
 
 }  // namespace
-}  // namespace embsum::store
+}  // namespace embsum::datagen

@@ -1,15 +1,16 @@
-// embsum-datagen: writes a DESIGN.md section 3 artifact with planted topic
-// structure plus MIND-format behaviors.tsv, so ranking quality is
-// measurable. Deterministic by seed. Thread-safe: stateless.
-#ifndef EMBSUM_STORE_SYNTHETIC_MODEL_H_
-#define EMBSUM_STORE_SYNTHETIC_MODEL_H_
+// embsum::datagen, the synthetic model behind embsum-datagen, the tests
+// and embsum-server --demo: writes a DESIGN.md section 3 artifact with
+// planted topic structure plus MIND-format behaviors.tsv, so ranking
+// quality is measurable. Deterministic by seed. Thread-safe: stateless.
+#ifndef EMBSUM_DATAGEN_SYNTHETIC_MODEL_H_
+#define EMBSUM_DATAGEN_SYNTHETIC_MODEL_H_
 
 #include <cstdint>
 #include <string>
 
 #include "absl/status/status.h"
 
-namespace embsum::store {
+namespace embsum::datagen {
 
 struct SyntheticModelOptions {
   std::string out_dir;
@@ -30,6 +31,6 @@ struct SyntheticModelOptions {
 
 absl::Status GenerateSyntheticModel(const SyntheticModelOptions& options);
 
-}  // namespace embsum::store
+}  // namespace embsum::datagen
 
-#endif  // EMBSUM_STORE_SYNTHETIC_MODEL_H_
+#endif  // EMBSUM_DATAGEN_SYNTHETIC_MODEL_H_

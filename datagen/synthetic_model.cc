@@ -1,4 +1,4 @@
-#include "store/synthetic_model.h"
+#include "datagen/synthetic_model.h"
 
 #include <algorithm>
 #include <cmath>
@@ -17,8 +17,15 @@
 #include "store/internal/npy.h"
 #include "store/manifest.h"
 
-namespace embsum::store {
+namespace embsum::datagen {
 namespace {
+
+using store::IsValidUtf8;
+using store::ManifestToJson;
+using store::ModelManifest;
+using store::NpyDType;
+using store::NpyWriter;
+using store::internal::WriteFileDurably;
 
 namespace fs = std::filesystem;
 
@@ -245,8 +252,7 @@ absl::Status GenerateSyntheticModel(const SyntheticModelOptions& o) {
     }
     RETURN_IF_ERROR(cpe_writer->Finish());
     if (keys_writer) RETURN_IF_ERROR(keys_writer->Finish());
-    RETURN_IF_ERROR(
-        internal::WriteFileDurably((out / "items/ids.txt").string(), ids));
+    RETURN_IF_ERROR(WriteFileDurably((out / "items/ids.txt").string(), ids));
   }
 
   // Users: 1-3 interests, UPE rows near those centroids (round robin),
@@ -322,10 +328,9 @@ absl::Status GenerateSyntheticModel(const SyntheticModelOptions& o) {
     }
     RETURN_IF_ERROR(upe_writer->Finish());
     if (q_writer) RETURN_IF_ERROR(q_writer->Finish());
+    RETURN_IF_ERROR(WriteFileDurably((out / "users/ids.txt").string(), ids));
     RETURN_IF_ERROR(
-        internal::WriteFileDurably((out / "users/ids.txt").string(), ids));
-    RETURN_IF_ERROR(internal::WriteFileDurably(
-        (out / "users/summaries.jsonl").string(), summaries));
+        WriteFileDurably((out / "users/summaries.jsonl").string(), summaries));
   }
 
   // MIND behaviors: impression id, user id, time, history, impressions.
@@ -400,8 +405,7 @@ absl::Status GenerateSyntheticModel(const SyntheticModelOptions& o) {
                       "\t", absl::StrJoin(history, " "), "\t",
                       absl::StrJoin(shown, " "), "\n");
     }
-    RETURN_IF_ERROR(
-        internal::WriteFileDurably((out / "behaviors.tsv").string(), tsv));
+    RETURN_IF_ERROR(WriteFileDurably((out / "behaviors.tsv").string(), tsv));
   }
 
   ModelManifest manifest;
@@ -411,8 +415,8 @@ absl::Status GenerateSyntheticModel(const SyntheticModelOptions& o) {
   manifest.item_codes = o.item_codes;
   manifest.user_queries = o.user_queries;
   manifest.item_keys = o.item_keys;
-  return internal::WriteFileDurably((out / "manifest.json").string(),
-                                    ManifestToJson(manifest));
+  return WriteFileDurably((out / "manifest.json").string(),
+                          ManifestToJson(manifest));
 }
 
-}  // namespace embsum::store
+}  // namespace embsum::datagen
