@@ -31,6 +31,7 @@
 #include <thread>
 #include <vector>
 
+#include "nlohmann/json.hpp"
 #include "scoring/cuda/cuda_bench.h"
 #include "scoring/cuda/cuda_scorer.h"
 #include "scoring/cuda/cuda_util.h"
@@ -228,38 +229,42 @@ Ref RowReference(const ItemArena& arena, uint32_t m, const UserView& user,
 // ---------------------------------------------------------------------------
 // JSON and summary.
 
+// Collects check.json's fields in order (torch_compare.py reads them by
+// name) and the summary lines. Non-finite numbers are written as null.
+// Not thread-safe.
 class Report {
  public:
   void Add(const std::string& key, double value) {
-    std::ostringstream s;
-    s.precision(9);
     if (std::isfinite(value)) {
-      s << value;
+      json_[key] = value;
     } else {
-      s << "null";
+      json_[key] = nullptr;
     }
-    items_.push_back("\"" + key + "\": " + s.str());
   }
   void AddString(const std::string& key, const std::string& value) {
-    items_.push_back("\"" + key + "\": \"" + value + "\"");
+    json_[key] = value;
   }
   void Line(const std::string& line) {
     std::printf("%s\n", line.c_str());
     std::fflush(stdout);
     summary_.push_back(line);
   }
-  void Write(const std::string& path) {
+  // False (and a message on stderr) when the file cannot be written.
+  bool Write(const std::string& path) const {
     std::ofstream f(path);
-    f << "{\n";
-    for (size_t i = 0; i < items_.size(); ++i) {
-      f << "  " << items_[i] << (i + 1 < items_.size() ? ",\n" : "\n");
+    f << json_.dump(2, ' ', false, nlohmann::json::error_handler_t::replace)
+      << "\n";
+    f.close();
+    if (!f) {
+      std::fprintf(stderr, "cannot write %s\n", path.c_str());
+      return false;
     }
-    f << "}\n";
+    return true;
   }
   const std::vector<std::string>& summary() const { return summary_; }
 
  private:
-  std::vector<std::string> items_;
+  nlohmann::ordered_json json_ = nlohmann::ordered_json::object();
   std::vector<std::string> summary_;
 };
 
@@ -1204,7 +1209,7 @@ int Main(int argc, char** argv) {
     TimeDtype(flags, dtype, copy_bw, limits, rng, report, &ok);
   }
   report.Add("ok", ok ? 1 : 0);
-  report.Write(flags.out + "/check.json");
+  if (!report.Write(flags.out + "/check.json")) ok = false;
   std::printf("== summary (%s)\n", prop.name);
   for (const std::string& line : report.summary()) {
     std::printf("  %s\n", line.c_str());

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The device check of the CUDA scorer, in one command on a bare GPU machine
-# (CUDA toolkit, CMake, ninja, python3 with PyTorch and NumPy; nothing else):
+# (CUDA toolkit, CMake, ninja, python3 with PyTorch and NumPy, and the
+# header-only nlohmann/json.hpp: nlohmann-json3-dev, or JSON_INCLUDE_DIR=DIR
+# with DIR/nlohmann/json.hpp copied over; nothing else):
 #
 #   benchmarks/gpu/run_device_check.sh            # logs under $OUT or ./gpu-check
 #
@@ -10,7 +12,7 @@
 # batches of 1..256 users, 1M-item full scans against the copy bandwidth,
 # concurrent Score with and without dynamic batching); and
 # embsum-bench-scoring --backend=cuda per dtype. Prints a summary table last.
-# Environment: OUT (log folder), BUILD_DIR, CUDA_ARCHS (default 90 for
+# Environment: OUT (log folder), BUILD_DIR, JSON_INCLUDE_DIR, CUDA_ARCHS (default 90 for
 # Hopper; 80 for A100), SCAN_ITEMS (default 1000000), PYTHON.
 set -uo pipefail
 cd "$(dirname "$0")/../.."

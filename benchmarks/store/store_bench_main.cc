@@ -17,6 +17,7 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_format.h"
 #include "datagen/synthetic_model.h"
+#include "nlohmann/json.hpp"
 #include "store/data_dir.h"
 
 ABSL_FLAG(std::string, work_dir, "/tmp/embsum-bench-store",
@@ -172,24 +173,30 @@ int main(int argc, char** argv) {
                Percentile(multiget_us, 0.5),
                Percentile(multiget_us, 0.5) / batch,
                Percentile(multiget_us, 0.99));
+  // Field names are read by scripts and docs/store.md: keep them.
+  nlohmann::ordered_json report;
+  report["users"] = users;
+  report["items"] = static_cast<uint64_t>((*dir)->items().Current()->size());
+  report["dim"] = absl::GetFlag(FLAGS_dim);
+  report["user_codes"] = absl::GetFlag(FLAGS_user_codes);
+  report["item_codes"] = absl::GetFlag(FLAGS_item_codes);
+  report["keys"] = absl::GetFlag(FLAGS_keys);
+  report["arena_dtype"] = absl::GetFlag(FLAGS_arena_dtype);
+  report["datagen_seconds"] = datagen_s;
+  report["ingest_seconds"] = ingest_s;
+  report["ingest_users_rows_per_second"] = users_rps;
+  report["ingest_items_rows_per_second"] = items_rps;
+  report["item_arena_load_seconds"] = load_s;
+  report["open_with_ann_seconds"] = open_s;
+  report["get_us_p50"] = Percentile(get_us, 0.5);
+  report["get_us_p99"] = Percentile(get_us, 0.99);
+  report["multiget_batch"] = batch;
+  report["multiget_us_p50"] = Percentile(multiget_us, 0.5);
+  report["multiget_us_p99"] = Percentile(multiget_us, 0.99);
+  report["multiget_us_per_user_p50"] = Percentile(multiget_us, 0.5) / batch;
   std::printf(
-      "{\"users\": %llu, \"items\": %llu, \"dim\": %u, \"user_codes\": %u, "
-      "\"item_codes\": %u, \"keys\": %s, \"arena_dtype\": \"%s\", "
-      "\"datagen_seconds\": %.3f, \"ingest_seconds\": %.3f, "
-      "\"ingest_users_rows_per_second\": %.0f, "
-      "\"ingest_items_rows_per_second\": %.0f, "
-      "\"item_arena_load_seconds\": %.3f, \"open_with_ann_seconds\": %.3f, "
-      "\"get_us_p50\": %.2f, \"get_us_p99\": %.2f, \"multiget_batch\": %u, "
-      "\"multiget_us_p50\": %.2f, \"multiget_us_p99\": %.2f, "
-      "\"multiget_us_per_user_p50\": %.2f}\n",
-      static_cast<unsigned long long>(users),
-      static_cast<unsigned long long>((*dir)->items().Current()->size()),
-      absl::GetFlag(FLAGS_dim), absl::GetFlag(FLAGS_user_codes),
-      absl::GetFlag(FLAGS_item_codes),
-      absl::GetFlag(FLAGS_keys) ? "true" : "false",
-      absl::GetFlag(FLAGS_arena_dtype).c_str(), datagen_s, ingest_s, users_rps,
-      items_rps, load_s, open_s, Percentile(get_us, 0.5),
-      Percentile(get_us, 0.99), batch, Percentile(multiget_us, 0.5),
-      Percentile(multiget_us, 0.99), Percentile(multiget_us, 0.5) / batch);
+      "%s\n",
+      report.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+          .c_str());
   return 0;
 }
