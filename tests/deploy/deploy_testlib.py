@@ -14,6 +14,8 @@ import unittest
 import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "python"))
+import embsum_unittest  # noqa: E402  (exits SKIP_RETURN_CODE when all skip)
 
 # Server flags and defaults of DESIGN.md section 6 (contract). Used only
 # when neither the embsum-server binary nor its source is available; tests
@@ -72,7 +74,7 @@ def parse_args():
 
 def main():
     argv = parse_args()
-    unittest.main(argv=argv, verbosity=2)
+    embsum_unittest.main(argv=argv)
 
 
 def load_yaml_documents(path):

@@ -23,6 +23,10 @@ import time
 import unittest
 import urllib.request
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                os.pardir, "python"))
+import embsum_unittest  # noqa: E402  (exits SKIP_RETURN_CODE when all skip)
+
 import grpc
 import numpy as np
 
@@ -655,4 +659,4 @@ class FaultTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    embsum_unittest.main()

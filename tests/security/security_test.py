@@ -18,9 +18,14 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import unittest
 import uuid
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                os.pardir, "python"))
+import embsum_unittest  # noqa: E402  (exits SKIP_RETURN_CODE when all skip)
 
 import grpc
 import numpy as np
@@ -351,4 +356,4 @@ class SecurityTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    embsum_unittest.main()

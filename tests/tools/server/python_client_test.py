@@ -12,6 +12,10 @@ import tempfile
 import time
 import unittest
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                os.pardir, os.pardir, "python"))
+import embsum_unittest  # noqa: E402  (exits SKIP_RETURN_CODE when all skip)
+
 import grpc
 
 from embsum.v1 import ranking_pb2
@@ -125,4 +129,4 @@ class PythonClientTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    embsum_unittest.main()
