@@ -129,7 +129,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
       WorkerPoolOptions{.threads = server->workers_,
                         .queue_capacity = options.queue_size,
                         .name = "rank",
-                        .max_queue_wait = options.max_queue_wait});
+                        .max_queue_wait = options.max_queue_wait,
+                        .clock = options.clock});
   server->admin_pool_ = std::make_unique<WorkerPool>(
       WorkerPoolOptions{.threads = 1,
                         .queue_capacity = options.admin_queue_size,

@@ -11,6 +11,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -56,6 +57,9 @@ struct ServerOptions {
   int max_receive_bytes = 16 << 20;
   AdminServiceOptions admin;
   RankerCoreOptions core;
+  // Clock of the Ranker pool: queue waits (max_queue_wait) and the deadline
+  // checks of queued calls. Null: the real clock. For tests.
+  std::function<absl::Time()> clock = nullptr;
 };
 
 class Server {

@@ -31,14 +31,15 @@ void FinishRpc(Reactor* reactor, RpcMetrics* rpc, Clock::time_point start,
   reactor->Finish(status);
 }
 
-// Non-OK when the call should not (or no longer) be worked on.
+// Non-OK when the call should not (or no longer) be worked on. The deadline
+// is compared with the pool's clock (real unless a test injects one).
 grpc::Status CheckCallAlive(grpc::CallbackServerContext* context,
-                            const char* when) {
+                            const WorkerPool& pool, const char* when) {
   if (context->IsCancelled()) {
     return grpc::Status(grpc::StatusCode::CANCELLED,
                         absl::StrCat("call cancelled ", when));
   }
-  if (context->deadline() < std::chrono::system_clock::now()) {
+  if (context->deadline() < absl::ToChronoTime(pool.Now())) {
     return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
                         absl::StrCat("deadline exceeded ", when));
   }
@@ -73,8 +74,8 @@ void DispatchUnary(grpc::CallbackServerContext* context,
                    Clock::time_point start,
                    std::function<absl::Status()> work) {
   const WorkerPool::Admission admission = pool->Submit(
-      [context, reactor, rpc, start, work = std::move(work)]() {
-        grpc::Status alive = CheckCallAlive(context, "while queued");
+      [context, reactor, pool, rpc, start, work = std::move(work)]() {
+        grpc::Status alive = CheckCallAlive(context, *pool, "while queued");
         if (!alive.ok()) {
           FinishRpc(reactor, rpc, start, alive);
           return;
@@ -82,7 +83,7 @@ void DispatchUnary(grpc::CallbackServerContext* context,
         absl::Status status = work();
         grpc::Status result = ToGrpcStatus(status);
         if (status.ok()) {
-          alive = CheckCallAlive(context, "during scoring");
+          alive = CheckCallAlive(context, *pool, "during scoring");
           if (!alive.ok()) result = alive;
         }
         FinishRpc(reactor, rpc, start, result);
@@ -149,7 +150,7 @@ class UpsertReactor final : public grpc::ServerReadReactor<Record> {
       return;
     }
     // End of the client's stream (or a broken call).
-    grpc::Status alive = CheckCallAlive(context_, "before the write");
+    grpc::Status alive = CheckCallAlive(context_, *pool_, "before the write");
     if (!alive.ok()) {
       FinishRpc(this, rpc_, start_, alive);
       return;
@@ -157,7 +158,7 @@ class UpsertReactor final : public grpc::ServerReadReactor<Record> {
     // Writes never expire in the queue: nullptr.
     const WorkerPool::Admission admission = pool_->Submit(
         [this] {
-          grpc::Status alive = CheckCallAlive(context_, "while queued");
+          grpc::Status alive = CheckCallAlive(context_, *pool_, "while queued");
           if (!alive.ok()) {
             FinishRpc(this, rpc_, start_, alive);
             return;

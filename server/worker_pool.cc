@@ -10,7 +10,8 @@ namespace embsum::server {
 WorkerPool::WorkerPool(const WorkerPoolOptions& options)
     : capacity_(options.queue_capacity),
       threads_count_(std::max(1, options.threads)),
-      max_queue_wait_(options.max_queue_wait) {
+      max_queue_wait_(options.max_queue_wait),
+      clock_(options.clock) {
   const int n = threads_count_;
   threads_.reserve(n);
   for (int i = 0; i < n; ++i) {
@@ -26,7 +27,7 @@ WorkerPool::~WorkerPool() { Shutdown(); }
 
 WorkerPool::Admission WorkerPool::Submit(absl::AnyInvocable<void()> task,
                                          absl::AnyInvocable<void()> expired) {
-  const absl::Time now = absl::Now();
+  const absl::Time now = Now();
   absl::MutexLock lock(&mu_);
   if (stopping_) return Admission::kStopped;
   if (queue_.size() >= capacity_) return Admission::kQueueFull;
@@ -74,7 +75,7 @@ void WorkerPool::Run() {
       task = std::move(queue_.front());
       queue_.pop_front();
     }
-    const absl::Time start = absl::Now();
+    const absl::Time start = Now();
     if (max_queue_wait_ > absl::ZeroDuration() && task.expired != nullptr &&
         start - task.queued_at > max_queue_wait_) {
       task.expired();
@@ -83,7 +84,7 @@ void WorkerPool::Run() {
     task.run();
     // Relaxed read-modify-write races between workers only lose an update
     // of an estimate.
-    const int64_t took = absl::ToInt64Nanoseconds(absl::Now() - start);
+    const int64_t took = absl::ToInt64Nanoseconds(Now() - start);
     const int64_t mean = mean_run_ns_.load(std::memory_order_relaxed);
     mean_run_ns_.store(mean == 0 ? took : mean + (took - mean) / 8,
                        std::memory_order_relaxed);

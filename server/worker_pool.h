@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -40,6 +41,9 @@ struct WorkerPoolOptions {
   // max_queue_wait plus one run, whatever queue_capacity is; shorter sheds
   // more of a burst.
   absl::Duration max_queue_wait = absl::ZeroDuration();
+  // Time source for queue waits and run times; null: absl::Now. Tests
+  // inject a fake one. Called from Submit and the workers: thread-safe.
+  std::function<absl::Time()> clock = nullptr;
 };
 
 class WorkerPool {
@@ -74,6 +78,8 @@ class WorkerPool {
   size_t queued() const;
   // Mean run time of recent tasks (exponentially weighted, 1/8 per task).
   absl::Duration mean_run_time() const;
+  // The pool's clock (WorkerPoolOptions::clock, else absl::Now()).
+  absl::Time Now() const { return clock_ ? clock_() : absl::Now(); }
 
  private:
   struct Task {
@@ -86,6 +92,7 @@ class WorkerPool {
   const size_t capacity_;
   const int threads_count_;
   const absl::Duration max_queue_wait_;
+  const std::function<absl::Time()> clock_;
   std::atomic<int64_t> mean_run_ns_{0};
   mutable absl::Mutex mu_;
   std::deque<Task> queue_ ABSL_GUARDED_BY(mu_);

@@ -5,7 +5,9 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <thread>
@@ -14,6 +16,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "embsum/v1/ranking.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -28,6 +32,7 @@ namespace embsum::server {
 namespace {
 
 using ::embsum::testing::TestModel;
+using ::testing::AnyOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using ::testing::UnorderedElementsAreArray;
@@ -711,6 +716,11 @@ TEST_F(ServerTest, CallsThatWaitedPastMaxQueueWaitAreShedUnscored) {
   options.admin_listen = "127.0.0.1:0";
   options.workers = 1;
   options.max_queue_wait = absl::Milliseconds(30);
+  // Queue waits run on a fake clock that starts at the real time.
+  std::atomic<int64_t> fake_now_ns{absl::ToUnixNanos(absl::Now())};
+  options.clock = [&fake_now_ns] {
+    return absl::FromUnixNanos(fake_now_ns.load());
+  };
   metrics::Registry registry;
   auto server = Server::Start(options, data_, &scorer_, &registry);
   ASSERT_TRUE(server.ok()) << server.status();
@@ -734,10 +744,8 @@ TEST_F(ServerTest, CallsThatWaitedPastMaxQueueWaitAreShedUnscored) {
                         });
     if (p == &running) scorer_.AwaitWaiting(1);
   }
-  while ((*server)->queued_calls() < 1) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  std::this_thread::sleep_for(std::chrono::milliseconds(80));
+  while ((*server)->queued_calls() < 1) std::this_thread::yield();
+  fake_now_ns += absl::ToInt64Nanoseconds(absl::Milliseconds(31));
   scorer_.Open();
   running.done.WaitForNotification();
   waiting.done.WaitForNotification();
@@ -751,46 +759,57 @@ TEST_F(ServerTest, CallsThatWaitedPastMaxQueueWaitAreShedUnscored) {
 }
 
 TEST_F(ServerTest, DeadlinePassedWhileQueuedIsNotScored) {
+  // The worker checks deadlines against a fake clock that starts at the
+  // real time: moved an hour on, every queued call's deadline has passed
+  // when the worker takes it, however late the cancellation arrives.
+  ServerOptions options;
+  options.listen = "127.0.0.1:0";
+  options.admin_listen = "127.0.0.1:0";
+  options.workers = 1;
+  options.max_queue_wait = absl::ZeroDuration();
+  std::atomic<int64_t> fake_now_ns{absl::ToUnixNanos(absl::Now())};
+  options.clock = [&fake_now_ns] {
+    return absl::FromUnixNanos(fake_now_ns.load());
+  };
+  metrics::Registry registry;
+  auto server = Server::Start(options, data_, &scorer_, &registry);
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto ranker = v1::Ranker::NewStub(
+      grpc::CreateChannel("127.0.0.1:" + std::to_string((*server)->port()),
+                          grpc::InsecureChannelCredentials()));
   scorer_.Close();
   // Occupy the worker.
   grpc::ClientContext blocker_context;
   v1::RankResponse blocker_response;
   absl::Notification blocker_done;
   const v1::RankRequest request = AllItemsRequest(0);
-  ranker_->async()->Rank(&blocker_context, &request, &blocker_response,
-                         [&](grpc::Status) { blocker_done.Notify(); });
+  ranker->async()->Rank(&blocker_context, &request, &blocker_response,
+                        [&](grpc::Status) { blocker_done.Notify(); });
   scorer_.AwaitWaiting(1);
   // This one waits in the queue past its deadline.
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() +
                        std::chrono::milliseconds(200));
   v1::RankResponse response;
-  EXPECT_EQ(ranker_->Rank(&context, request, &response).error_code(),
+  EXPECT_EQ(ranker->Rank(&context, request, &response).error_code(),
             grpc::StatusCode::DEADLINE_EXCEEDED);
-  // The server's copy of the deadline (from the grpc-timeout header, counted
-  // from when the call arrived) ends up to one transit later than the
-  // client's, and the client's cancellation takes a transit to arrive: let
-  // both pass before the worker looks at the call, or a loaded machine may
-  // see it still alive.
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  fake_now_ns += absl::ToInt64Nanoseconds(absl::Hours(1));
   scorer_.Open();
   blocker_done.WaitForNotification();
-  // The worker saw the expired call and finished it without scoring.
+  // Shutdown returns once every call has finished: the worker saw the
+  // expired call and finished it without scoring (as cancelled when the
+  // client's cancellation arrived first).
+  (*server)->Shutdown(absl::Seconds(5));
   const std::string want =
       "grpc_server_handled_total{grpc_service=\"embsum.v1.Ranker\","
       "grpc_method=\"Rank\",grpc_code=\"";
-  for (int i = 0; i < 500; ++i) {
-    const std::string text = registry_.Serialize();
-    if (text.find(want + "DEADLINE_EXCEEDED\"} 1\n") != std::string::npos ||
-        text.find(want + "CANCELLED\"} 1\n") != std::string::npos) {
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  const std::string text = registry_.Serialize();
+  const std::string text = registry.Serialize();
   EXPECT_THAT(text,
               HasSubstr("embsum_scoring_seconds_count{backend=\"cpu\"} 1\n"));
   EXPECT_THAT(text, HasSubstr(want + "OK\"} 1\n"));
+  EXPECT_THAT(text, AnyOf(HasSubstr(want + "DEADLINE_EXCEEDED\"} 1\n"),
+                          HasSubstr(want + "CANCELLED\"} 1\n")));
+  EXPECT_EQ(scorer_.calls(), 1);
 }
 
 TEST_F(ServerTest, MetricsCountRequestsAndModel) {
@@ -922,7 +941,22 @@ TEST_F(ServerTest, ShutdownGoesNotServingAndFinishesCallsInFlight) {
   server_->SetServing(false);
   EXPECT_EQ(Health(), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
   std::thread stopper([this] { server_->Shutdown(absl::Seconds(30)); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // Shutdown has begun once the server takes no new calls: health checks,
+  // answered so far (NOT_SERVING), start failing.
+  for (;;) {
+    grpc::ClientContext check_context;
+    check_context.set_deadline(std::chrono::system_clock::now() +
+                               std::chrono::seconds(5));
+    grpc::health::v1::HealthCheckResponse check;
+    if (!health_
+             ->Check(&check_context, grpc::health::v1::HealthCheckRequest(),
+                     &check)
+             .ok()) {
+      break;
+    }
+    EXPECT_EQ(check.status(),
+              grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  }
   scorer_.Open();
   done.WaitForNotification();
   stopper.join();

@@ -1,6 +1,8 @@
 #include "server/worker_pool.h"
 
 #include <atomic>
+#include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "absl/synchronization/notification.h"
@@ -10,6 +12,23 @@
 
 namespace embsum::server {
 namespace {
+
+// A clock that moves only when told: queue waits and run times are exact.
+class FakeClock {
+ public:
+  absl::Time Now() const {
+    return absl::UnixEpoch() + absl::Nanoseconds(nanos_.load());
+  }
+  void Advance(absl::Duration d) {
+    nanos_.fetch_add(absl::ToInt64Nanoseconds(d));
+  }
+  std::function<absl::Time()> Source() {
+    return [this] { return Now(); };
+  }
+
+ private:
+  std::atomic<int64_t> nanos_{int64_t{1} << 50};
+};
 
 TEST(WorkerPoolTest, RunsEverySubmittedTask) {
   std::atomic<int> ran{0};
@@ -56,9 +75,11 @@ TEST(WorkerPoolTest, ShutdownRunsQueuedTasksThenRefuses) {
 }
 
 TEST(WorkerPoolTest, ATaskThatWaitedTooLongExpiresInsteadOfRunning) {
+  FakeClock clock;
   WorkerPool pool({.threads = 1,
                    .queue_capacity = 10,
-                   .max_queue_wait = absl::Milliseconds(20)});
+                   .max_queue_wait = absl::Milliseconds(20),
+                   .clock = clock.Source()});
   absl::Notification started, release;
   ASSERT_TRUE(pool.TrySubmit([&] {
     started.Notify();
@@ -72,7 +93,7 @@ TEST(WorkerPoolTest, ATaskThatWaitedTooLongExpiresInsteadOfRunning) {
       WorkerPool::Admission::kQueued);
   // No expiry callback: runs however long it waited.
   ASSERT_TRUE(pool.TrySubmit([&] { ran_without_expiry.fetch_add(1); }));
-  absl::SleepFor(absl::Milliseconds(60));
+  clock.Advance(absl::Milliseconds(21));  // both now waited past the limit
   release.Notify();
   pool.Shutdown();
   EXPECT_EQ(ran.load(), 0);
@@ -81,26 +102,21 @@ TEST(WorkerPoolTest, ATaskThatWaitedTooLongExpiresInsteadOfRunning) {
 }
 
 TEST(WorkerPoolTest, RefusesWhenTheQueuedWorkWouldTakeLongerThanTheLimit) {
+  FakeClock clock;
   WorkerPool pool({.threads = 1,
                    .queue_capacity = 100,
-                   .max_queue_wait = absl::Seconds(1)});
-  // One task of about 300 ms sets the mean run time.
-  absl::Notification done;
-  ASSERT_TRUE(pool.TrySubmit([&] {
-    absl::SleepFor(absl::Milliseconds(300));
-    done.Notify();
-  }));
-  done.WaitForNotification();
-  while (pool.mean_run_time() == absl::ZeroDuration()) {
-    absl::SleepFor(absl::Milliseconds(1));
-  }
-  EXPECT_GE(pool.mean_run_time(), absl::Milliseconds(300));
+                   .max_queue_wait = absl::Seconds(1),
+                   .clock = clock.Source()});
+  // One task that takes 300 ms of the fake clock sets the mean run time.
+  ASSERT_TRUE(pool.TrySubmit([&] { clock.Advance(absl::Milliseconds(300)); }));
   absl::Notification started, release;
   ASSERT_TRUE(pool.TrySubmit([&] {
     started.Notify();
     release.WaitForNotification();
   }));
+  // The single worker records the first task's time before it starts this.
   started.WaitForNotification();
+  EXPECT_EQ(pool.mean_run_time(), absl::Milliseconds(300));
   // The worker is blocked, so the mean stays put: tasks are admitted while
   // (tasks ahead) x mean <= 1 s, about 4 of them at 300 ms; then refused at
   // once although the queue has room.
@@ -122,7 +138,8 @@ TEST(WorkerPoolTest, RefusesWhenTheQueuedWorkWouldTakeLongerThanTheLimit) {
 }
 
 TEST(WorkerPoolTest, WithoutALimitOnlyTheCapacityRefuses) {
-  WorkerPool pool({.threads = 1, .queue_capacity = 3});
+  FakeClock clock;
+  WorkerPool pool({.threads = 1, .queue_capacity = 3, .clock = clock.Source()});
   absl::Notification started, release;
   ASSERT_TRUE(pool.TrySubmit([&] {
     started.Notify();
@@ -135,7 +152,7 @@ TEST(WorkerPoolTest, WithoutALimitOnlyTheCapacityRefuses) {
               WorkerPool::Admission::kQueued);
   }
   EXPECT_EQ(pool.Submit([] {}, [] {}), WorkerPool::Admission::kQueueFull);
-  absl::SleepFor(absl::Milliseconds(20));
+  clock.Advance(absl::Hours(1));  // waits never expire without a limit
   release.Notify();
   pool.Shutdown();
   EXPECT_EQ(ran.load(), 3);
