@@ -314,6 +314,11 @@ class ClusterTest(unittest.TestCase):
                               e.exception.details())
                 self.assertIn(f"holds shard {s['shard']} of {SHARDS}",
                               e.exception.details())
+                with self.assertRaises(grpc.RpcError) as e:
+                    stub.Retrieve(ranking_pb2.RetrieveRequest(user_id=u, k=3),
+                                  timeout=CALL_TIMEOUT_S)
+                self.assertEqual(e.exception.code(),
+                                 grpc.StatusCode.FAILED_PRECONDITION, u)
         # Through the proxy, every user of every shard is found.
         proxy = self.cluster.ranker()
         for u in users:
