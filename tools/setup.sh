@@ -11,6 +11,7 @@ PACKAGES=(
   nlohmann-json3-dev libhwy-dev prometheus
   python3 python3-grpcio python3-protobuf python3-numpy python3-yaml
   clang libclang-rt-14-dev libomp-dev
+  haproxy zlib1g-dev
 )
 
 missing=()
