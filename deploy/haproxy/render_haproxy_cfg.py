@@ -94,9 +94,10 @@ def render(shards, servers, listen=":50051", stats_listen=":8404",
     w(f"    log {log_target} format raw local0")
     if maxconn:
         w(f"    maxconn {maxconn}")
-    w("    # A request is retried only if it fits one buffer: 256 KiB holds a")
-    w("    # Rank of 10000 candidates (--max_candidates) with ids of ~20 bytes.")
-    w("    tune.bufsize 262144")
+    w("    # A request is retried only if it fits one buffer (tune.bufsize,")
+    w("    # 16 KiB by default: a Rank of about 700 candidates with ids of ~20")
+    w("    # bytes). Larger buffers cost throughput: tune.bufsize 262144 cut")
+    w("    # it to about 1/5 on loopback (docs/operations.md).")
     w("")
     w("defaults")
     w("    mode http")

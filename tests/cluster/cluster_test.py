@@ -245,6 +245,9 @@ class ClusterTest(unittest.TestCase):
                      "400 calls after the kill")
         finally:
             load.stop()
+        print(f"SIGKILL of a replica: {load.answered()} calls, "
+              f"{load.answered() - at_kill} after the kill, "
+              f"{len(load.failures)} failed")
         self.assertEqual(load.failures, [])
         self.assertEqual(load.versions, {"v1"})
         self.assertFalse(alive(victim["pid"]))
@@ -273,6 +276,9 @@ class ClusterTest(unittest.TestCase):
                          "100 calls after a replica's reload")
         finally:
             load.stop()
+        print(f"rolling reload of {len(self.cluster.servers)} replicas: "
+              f"{load.answered()} calls, {len(load.failures)} failed, "
+              f"versions {sorted(load.versions)}")
         self.assertEqual(load.failures, [])
         self.assertEqual(load.versions, {"v1", "v2"})
         for s in self.cluster.servers:
