@@ -168,7 +168,7 @@ def render(shards, servers, listen=":50051", stats_listen=":8404",
     return "\n".join(out) + "\n"
 
 
-def _parse_server(text, index):
+def _parse_server(text):
     shard, sep, address = text.partition("=")
     if not sep or not shard.isdigit() or ":" not in address:
         raise ValueError(f"--server {text!r}: expected SHARD=HOST:PORT")
@@ -189,8 +189,8 @@ def main(argv):
     servers = []
     seen = {}
     try:
-        for i, text in enumerate(args.server):
-            shard, address = _parse_server(text, i)
+        for text in args.server:
+            shard, address = _parse_server(text)
             replica = seen.get(shard, 0)
             seen[shard] = replica + 1
             servers.append((shard, f"shard{shard}_r{replica}", address))
