@@ -11,6 +11,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "server/shard.h"
 #include "server/status_util.h"
 
 namespace embsum::server {
@@ -138,6 +139,7 @@ absl::Status RankerCore::ValidateRetrieve(
 absl::Status RankerCore::LoadUser(const ServingModel& model,
                                   const std::string& user_id,
                                   store::UserEmbedding* user) {
+  RETURN_IF_ERROR(CheckUserShard(model.shard(), user_id));
   const store::ModelManifest& manifest = model.manifest();
   absl::Status s = model.users().Get(user_id, user);
   if (absl::IsNotFound(s)) {
@@ -329,6 +331,10 @@ absl::Status RankerCore::UpsertUsers(const std::vector<v1::UserRecord>& records,
     const std::string name = RecordName(i, "user_id", r.user_id());
     if (absl::Status s = ValidateId(r.user_id(), "user_id"); !s.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(name, ": ", s.message()));
+    }
+    if (absl::Status s = CheckUserShard(model->shard(), r.user_id()); !s.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(name, ": ", s.message()));
     }
     if (absl::Status s =
             CheckVector(r.upe(), "upe", want, manifest.dim, shape, name);

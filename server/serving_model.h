@@ -36,6 +36,7 @@ class ServingModel {
   ServingModel& operator=(const ServingModel&) = delete;
 
   const store::ModelManifest& manifest() const { return dir_->manifest(); }
+  const store::ShardSpec& shard() const { return dir_->shard(); }
   // The stores are thread-safe; writes through them are what the admin
   // RPCs do.
   store::UserStore& users() const { return dir_->users(); }

@@ -148,6 +148,12 @@ absl::StatusOr<std::unique_ptr<DataDir>> DataDir::Open(
   if (!manifest.ok()) return absl::DataLossError(manifest.status().message());
   std::unique_ptr<DataDir> dir(new DataDir());
   dir->manifest_ = *manifest;
+  const std::string shard_path = absl::StrCat(path, "/", kShardFile);
+  if (fs::exists(shard_path, ec)) {
+    ASSIGN_OR_RETURN(std::string shard_text,
+                     internal::ReadFileToString(shard_path));
+    ASSIGN_OR_RETURN(dir->shard_, ParseShardSpec(shard_text, shard_path));
+  }
   ASSIGN_OR_RETURN(dir->users_,
                    UserStore::Open(absl::StrCat(path, "/", kUsersDir),
                                    dir->manifest_, options.users));
@@ -195,9 +201,11 @@ absl::Status Ingest(const IngestOptions& options) {
         absl::StrCat("data_dir ", target.string(), " and model_dir ",
                      model.string(), " must not contain each other"));
   }
+  RETURN_IF_ERROR(ValidateShardSpec(options.shard));
   // Everything but the values is checked before anything is written.
   ASSIGN_OR_RETURN(ModelArtifact artifact,
                    ModelArtifact::Open(options.model_dir));
+  artifact.user_shard = options.shard;
 
   const fs::path parent = target.parent_path();
   const std::string base = target.filename().string();
@@ -217,6 +225,10 @@ absl::Status Ingest(const IngestOptions& options) {
   if (s.ok()) {
     s = internal::WriteFileDurably((tmp / kManifestFile).string(),
                                    ManifestToJson(artifact.manifest));
+  }
+  if (s.ok()) {
+    s = internal::WriteFileDurably((tmp / kShardFile).string(),
+                                   ShardSpecToJson(options.shard));
   }
   if (s.ok()) s = internal::FsyncPath(tmp.string());
   if (s.ok()) {

@@ -2,6 +2,8 @@
 //   DATA_DIR/manifest.json   the model manifest
 //   DATA_DIR/users/          RocksDB (users, summaries, meta)
 //   DATA_DIR/items/          FAISS snapshot files, id map, RocksDB item log
+//   DATA_DIR/shard.json      the user shard it holds (store/shard.h); absent
+//                            in directories that predate shards: all users
 #ifndef EMBSUM_STORE_DATA_DIR_H_
 #define EMBSUM_STORE_DATA_DIR_H_
 
@@ -13,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "store/item_catalog.h"
 #include "store/manifest.h"
+#include "store/shard.h"
 #include "store/user_store.h"
 
 namespace embsum::store {
@@ -31,6 +34,8 @@ class DataDir {
       const std::string& path, const DataDirOptions& options);
 
   const ModelManifest& manifest() const { return manifest_; }
+  // The users this directory holds: shard() of shards (0 of 1: all).
+  const ShardSpec& shard() const { return shard_; }
   UserStore& users() { return *users_; }
   const UserStore& users() const { return *users_; }
   ItemCatalog& items() { return *items_; }
@@ -39,6 +44,7 @@ class DataDir {
  private:
   DataDir() = default;
   ModelManifest manifest_;
+  ShardSpec shard_;
   std::unique_ptr<UserStore> users_;
   std::unique_ptr<ItemCatalog> items_;
 };
@@ -47,6 +53,9 @@ struct IngestOptions {
   std::string model_dir;
   std::string data_dir;
   bool force = false;  // replace an existing data directory
+  // Keep only the users of this shard (every item is kept); recorded in
+  // DATA_DIR/shard.json. Default: one shard, every user.
+  ShardSpec shard;
   // Progress lines (rows/s, ETA) for large artifacts; null = silent.
   std::function<void(const std::string& line)> progress;
   // At most one progress line per this many seconds per phase (0 = a line

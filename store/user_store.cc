@@ -148,14 +148,17 @@ absl::Status BuildUserDatabase(const std::string& path,
 
   // Users, in key order (SstFileWriter requires sorted keys).
   const std::vector<std::string>& ids = artifact.user_ids;
-  std::vector<uint32_t> order(ids.size());
-  std::iota(order.begin(), order.end(), 0);
+  std::vector<uint32_t> order;
+  order.reserve(ids.size());
+  for (uint32_t row = 0; row < ids.size(); ++row) {
+    if (HoldsUser(artifact.user_shard, ids[row])) order.push_back(row);
+  }
   std::sort(order.begin(), order.end(),
             [&](uint32_t a, uint32_t b) { return ids[a] < ids[b]; });
   SstSequence users(options_for(0), scratch_dir + "/users");
   const size_t elements = size_t{m.user_codes} * m.dim;
   std::vector<float> scratch(elements);
-  Progress users_progress(progress, "users", ids.size(), interval_s);
+  Progress users_progress(progress, "users", order.size(), interval_s);
   for (uint32_t row : order) {
     artifact.upe->ReadRow(row, scratch);
     RETURN_IF_ERROR(CheckFiniteRow(scratch, m.dim, artifact.upe->name(), row,
@@ -178,7 +181,9 @@ absl::Status BuildUserDatabase(const std::string& path,
 
   std::vector<const SummaryLine*> summaries;
   for (const SummaryLine& s : artifact.summaries) {
-    if (!s.summary.empty()) summaries.push_back(&s);
+    if (!s.summary.empty() && HoldsUser(artifact.user_shard, s.user_id)) {
+      summaries.push_back(&s);
+    }
   }
   std::sort(summaries.begin(), summaries.end(),
             [](const SummaryLine* a, const SummaryLine* b) {
@@ -230,7 +235,7 @@ absl::Status BuildUserDatabase(const std::string& path,
   }
   rocksdb::WriteBatch batch;
   batch.Put(handles[2], kMetaManifestKey, ManifestToJson(m));
-  batch.Put(handles[2], kMetaUserCountKey, EncodeCount(ids.size()));
+  batch.Put(handles[2], kMetaUserCountKey, EncodeCount(order.size()));
   rocksdb::WriteOptions wo;
   wo.sync = true;
   rocksdb::Status s = db->Write(wo, &batch);

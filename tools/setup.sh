@@ -13,6 +13,7 @@ PACKAGES=(
   grpc-proto
   python3 python3-grpcio python3-protobuf python3-numpy python3-yaml
   clang libclang-rt-14-dev libomp-dev
+  haproxy zlib1g-dev
 )
 
 missing=()

@@ -18,6 +18,7 @@
 #include "store/internal/ids.h"
 #include "store/internal/npy.h"
 #include "store/manifest.h"
+#include "store/shard.h"
 
 namespace embsum::store {
 
@@ -30,6 +31,9 @@ struct ModelArtifact {
   std::vector<std::string> item_ids;
   std::unique_ptr<NpyArray> cpe;   // [N, n, d]
   std::unique_ptr<NpyArray> keys;  // [N, n, d] or null
+  // The users a data directory built from this artifact keeps: those of
+  // this shard (store/shard.h); the default keeps all. Items are all kept.
+  ShardSpec user_shard;
 
   // Opens and checks everything but the values. Errors name the file
   // relative to the model directory, the row or line, and the problem.

@@ -22,6 +22,7 @@ GPU_LEFT_OUT = {
     "libfaiss-dev": "CPU-only FAISS; the builder compiles FAISS with GPU support",
     "civetweb": "the civetweb command-line server; the service links libcivetweb-dev",
     "prometheus": "promtool, for tests only; the GPU image runs no tests",
+    "haproxy": "the sharded-cluster proxy, for tests and embsum-local-cluster only",
     "python3": "tests and tools only",
     "python3-grpcio": "tests and tools only",
     "python3-protobuf": "tests and tools only",

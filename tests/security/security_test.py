@@ -273,7 +273,7 @@ class SecurityTest(unittest.TestCase):
     # --- Nothing reaches the filesystem ------------------------------------
 
     DATA_NAME = re.compile(
-        r"^(manifest\.json|users|items|log|CURRENT|IDENTITY|LOCK|LOG"
+        r"^(manifest\.json|shard\.json|users|items|log|CURRENT|IDENTITY|LOCK|LOG"
         r"|LOG\.old\.\d+|MANIFEST-\d+|OPTIONS-\d+|\d+\.(sst|log|blob)"
         r"|snapshot-\d+|ids\.txt|meta\.json|(cpe|keys)-\d+\.faiss)$")
 

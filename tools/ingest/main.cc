@@ -1,6 +1,7 @@
 // embsum-ingest: a DESIGN.md section 3 model artifact -> a data directory
 // (users in RocksDB, items as FAISS snapshots). See docs/store.md.
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <string>
 
@@ -14,6 +15,10 @@ ABSL_FLAG(std::string, model_dir, "",
           "Model artifact directory (DESIGN.md §3).");
 ABSL_FLAG(std::string, data_dir, "", "Data directory to create.");
 ABSL_FLAG(bool, force, false, "Replace an existing data directory.");
+ABSL_FLAG(uint32_t, shards, 1,
+          "User shard count: keep only the users whose crc32(user_id) mod "
+          "--shards is --shard (every item is kept). 1 = every user.");
+ABSL_FLAG(uint32_t, shard, 0, "The user shard to keep, in [0, --shards).");
 ABSL_FLAG(double, progress_interval_s, 1.0,
           "Seconds between progress lines on stderr (0 = every row).");
 
@@ -26,6 +31,8 @@ int main(int argc, char** argv) {
   options.model_dir = absl::GetFlag(FLAGS_model_dir);
   options.data_dir = absl::GetFlag(FLAGS_data_dir);
   options.force = absl::GetFlag(FLAGS_force);
+  options.shard.shards = absl::GetFlag(FLAGS_shards);
+  options.shard.shard = absl::GetFlag(FLAGS_shard);
   options.progress_interval_s = absl::GetFlag(FLAGS_progress_interval_s);
   options.progress = [](const std::string& line) {
     std::fprintf(stderr, "embsum-ingest: %s\n", line.c_str());

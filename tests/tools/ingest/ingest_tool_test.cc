@@ -6,6 +6,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "store/data_dir.h"
+#include "store/shard.h"
 #include "store_test_util.h"
 
 namespace embsum::store {
@@ -82,6 +83,30 @@ TEST(IngestToolTest, ReplacesOnlyWithForce) {
   std::vector<std::string> forced = flags;
   forced.push_back("--force");
   EXPECT_EQ(Ingest(forced).exit_code, 0);
+}
+
+TEST(IngestToolTest, ShardFlagsKeepOneUserShardAndRefuseBadValues) {
+  TempDir tmp;
+  ASSERT_TRUE(GenerateSyntheticModel(SmallModel(tmp / "model")).ok());
+  ToolRun r =
+      Ingest({"--model_dir=" + (tmp / "model"), "--data_dir=" + (tmp / "data"),
+              "--shards=2", "--shard=1"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  auto dir = DataDir::Open(tmp / "data", DataDirOptions{});
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  EXPECT_EQ((*dir)->shard(), (ShardSpec{.shard = 1, .shards = 2}));
+  uint64_t want = 0;
+  for (int u = 1; u <= 40; ++u) {
+    want += ShardOfUser("U" + std::to_string(u), 2) == 1 ? 1 : 0;
+  }
+  EXPECT_EQ((*dir)->users().size(), want);
+  EXPECT_EQ((*dir)->items().Current()->size(), 120u);
+
+  r = Ingest({"--model_dir=" + (tmp / "model"), "--data_dir=" + (tmp / "d2"),
+              "--shards=2", "--shard=2"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("shard 2 is out of range [0, 1] for 2"));
+  EXPECT_FALSE(std::filesystem::exists(tmp / "d2"));
 }
 
 }  // namespace
