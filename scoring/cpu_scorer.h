@@ -25,24 +25,49 @@ enum class CpuIsa {
   // products (vdpbf16ps, twice the fp32 FMA rate) with the user vectors
   // rounded to bf16 as well; fp32 and fp16 storage behave as kAvx512.
   kAvx512Bf16 = 3,
+  // kAvx2 plus AVX-VNNI: int8 storage multiplied with 8-lane vpdpbusd
+  // (four u8 x s8 products summed per int32 lane); other dtypes as kAvx2.
+  kAvxVnni = 4,
+  // kAvx512 plus AVX512_VNNI: int8 storage multiplied with 16-lane
+  // vpdpbusd; other dtypes as kAvx512.
+  kAvx512Vnni = 5,
 };
 
 // "scalar", "avx2", "avx512", "avx512bf16".
 std::string_view CpuIsaName(CpuIsa isa);
 // Accepts the names above; nullopt otherwise.
 std::optional<CpuIsa> ParseCpuIsa(std::string_view name);
+// Widest vector of the family in bits: 0 (scalar), 256 or 512.
+int CpuIsaVectorBits(CpuIsa isa);
+// Whether the family multiplies bf16 with dot-product instructions.
+bool CpuIsaHasBf16Dot(CpuIsa isa);
+// Whether the family multiplies int8 with integer dot-product instructions
+// (others widen int8 storage to fp32).
+bool CpuIsaHasInt8Dot(CpuIsa isa);
 // Whether this binary has the kernel and the running CPU (and OS) support it.
 bool CpuIsaSupported(CpuIsa isa);
-// The fastest supported family: what MakeCpuScorer uses, except that for
-// requests with m <= 8 user codes on an AVX-512 CPU it runs the AVX2 kernels
-// (8 lanes fit 8 user rows; 16 would be half empty), bf16 dot products
-// excepted.
+// The widest supported family (the last of SupportedCpuIsas()). MakeCpuScorer
+// does not simply use it: it times every supported family per storage dtype
+// (TimeCpuKernels) and keeps the fastest; Scorer::kernel_info says which.
 CpuIsa BestCpuIsa();
 // All supported families, slowest first.
 std::vector<CpuIsa> SupportedCpuIsas();
 
-// MakeCpuScorer with a fixed kernel family. FailedPrecondition when `isa`
-// is not supported here.
+// One family's rate on the dispatch sample.
+struct CpuKernelTiming {
+  CpuIsa isa;
+  double gflops;  // 4*m*n*d FLOP per candidate / best-of-3 seconds
+};
+
+// Times each supported family (the scalar one only when it is the only one)
+// on one thread over a few synthetic candidates of options.dispatch_shape
+// stored as `dtype`: what MakeCpuScorer's dispatch measures. Takes about a
+// millisecond in all at S1.
+std::vector<CpuKernelTiming> TimeCpuKernels(const CpuScorerOptions& options,
+                                            DType dtype);
+
+// MakeCpuScorer with a fixed kernel family for every dtype (no timing).
+// FailedPrecondition when `isa` is not supported here.
 Status MakeCpuScorerWithIsa(const CpuScorerOptions& options, CpuIsa isa,
                             std::unique_ptr<Scorer>* out);
 

@@ -67,6 +67,8 @@ const KernelTable* ScalarKernelTable();
 const KernelTable* Avx2KernelTable();
 const KernelTable* Avx512KernelTable();
 const KernelTable* Avx512Bf16KernelTable();
+const KernelTable* AvxVnniKernelTable();
+const KernelTable* Avx512VnniKernelTable();
 
 }  // namespace embsum::scoring::internal
 
