@@ -120,7 +120,7 @@ struct CpuScorerOptions {
   // millisecond per storage dtype) and keeps the fastest for each dtype.
   // false: the widest family is used without timing.
   bool measure_dispatch = true;
-  DispatchShape dispatch_shape;
+  DispatchShape dispatch_shape = {};
 };
 
 std::unique_ptr<Scorer> MakeCpuScorer(const CpuScorerOptions& options = {});
