@@ -81,8 +81,10 @@ struct Avx512Bf16Ops : Avx512Ops {
 #pragma GCC unroll 16
     for (int j = 0; j < J; ++j) item_rows[j] = items + j * d;
     const size_t pairs = d / 2;
+    const Prefetch ahead = prefetch;  // in registers
+#pragma GCC unroll 2
     for (size_t kp = 0; kp < pairs; ++kp) {
-      prefetch.At(kp);
+      ahead.At(kp);
       __m512bh a[NV];
 #pragma GCC unroll 16
       for (int v = 0; v < NV; ++v) {
