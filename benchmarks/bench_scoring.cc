@@ -592,17 +592,9 @@ int RunScoringBench(int argc, char** argv) {
     ours_t.push_back(TimeOnce(run_ours));
   }
   if (!score_status.ok()) return Fail(score_status.message());
-  auto time_block = [&](const std::function<void()>& run) {
-    std::vector<double> times;
-    if (!run) return times;
-    for (int i = 0; i < flags.warmup; ++i) run();
-    for (int i = 0; i < flags.reps; ++i) times.push_back(TimeOnce(run));
-    return times;
-  };
-  const std::vector<double> bound_t = time_block(run_bound);
-  const std::vector<double> faiss_t = time_block(run_faiss);
-
-  // The dot-product peaks (bf16, int8) of this CPU, a few reps each.
+  // The dot-product peaks (bf16, int8) of this CPU, a few reps each,
+  // before the BLAS and FAISS peers, whose threads spin for a while after
+  // each call and would take the other cores.
   auto dot_peak = [&](scoring::PeakOp op) -> double {
     scoring::CpuIsa best_isa = scoring::CpuIsa::kScalar;
     bool found = false;
@@ -627,6 +619,16 @@ int RunScoringBench(int argc, char** argv) {
   };
   const double bf16_peak = dot_peak(scoring::PeakOp::kBf16Dot);
   const double int8_peak = dot_peak(scoring::PeakOp::kInt8Dot);
+
+  auto time_block = [&](const std::function<void()>& run) {
+    std::vector<double> times;
+    if (!run) return times;
+    for (int i = 0; i < flags.warmup; ++i) run();
+    for (int i = 0; i < flags.reps; ++i) times.push_back(TimeOnce(run));
+    return times;
+  };
+  const std::vector<double> bound_t = time_block(run_bound);
+  const std::vector<double> faiss_t = time_block(run_faiss);
 
   // Parity of a sample against the float64 reference: user 0, row set 0.
   const Status parity_status =
