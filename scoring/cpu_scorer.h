@@ -1,7 +1,8 @@
 // Instruction-set control of the CPU scorer (MakeCpuScorer in scorer.h).
-// MakeCpuScorer picks the best kernel for the running CPU at run time; the
-// functions here report that choice and force a specific one (tests,
-// benchmarks, comparing paths on one machine). Thread-safe: stateless.
+// MakeCpuScorer times the kernel families the running CPU supports and keeps
+// the fastest per storage dtype (Scorer::kernel_info reports the choice);
+// the functions here list the families, run that timing and force a
+// specific family (tests, benchmarks, --isa). Thread-safe: stateless.
 #ifndef EMBSUM_SCORING_CPU_SCORER_H_
 #define EMBSUM_SCORING_CPU_SCORER_H_
 
@@ -15,15 +16,18 @@
 
 namespace embsum::scoring {
 
-// Kernel families, slowest to fastest. Every family computes the same
-// function with fp32 accumulation; they differ in speed and rounding:
+// Kernel families (the enum values are stable; SupportedCpuIsas orders
+// them narrowest first). Every family computes the same function with fp32
+// (int8 dot products: exact int32) accumulation; they differ in speed and
+// rounding:
 enum class CpuIsa {
   kScalar = 0,  // portable C++; any CPU
   kAvx2 = 1,    // AVX2 + FMA + F16C, 8 lanes
   kAvx512 = 2,  // AVX-512 F/BW/DQ/VL + FMA + F16C, 16 lanes
   // kAvx512 plus AVX512_BF16: with bf16 storage, products run as bf16 dot
   // products (vdpbf16ps, twice the fp32 FMA rate) with the user vectors
-  // rounded to bf16 as well; fp32 and fp16 storage behave as kAvx512.
+  // rounded to bf16 as well; fp16 storage too when
+  // CpuScorerOptions::fp16_bf16_products; fp32 and int8 as kAvx512.
   kAvx512Bf16 = 3,
   // kAvx2 plus AVX-VNNI: int8 storage multiplied with 8-lane vpdpbusd
   // (four u8 x s8 products summed per int32 lane); other dtypes as kAvx2.
@@ -33,7 +37,7 @@ enum class CpuIsa {
   kAvx512Vnni = 5,
 };
 
-// "scalar", "avx2", "avx512", "avx512bf16".
+// "scalar", "avx2", "avx512", "avx512bf16", "avxvnni", "avx512vnni".
 std::string_view CpuIsaName(CpuIsa isa);
 // Accepts the names above; nullopt otherwise.
 std::optional<CpuIsa> ParseCpuIsa(std::string_view name);
@@ -50,7 +54,8 @@ bool CpuIsaSupported(CpuIsa isa);
 // does not simply use it: it times every supported family per storage dtype
 // (TimeCpuKernels) and keeps the fastest; Scorer::kernel_info says which.
 CpuIsa BestCpuIsa();
-// All supported families, slowest first.
+// All supported families, narrowest first: scalar, avx2, avxvnni, avx512,
+// avx512vnni, avx512bf16 (those this CPU and binary have).
 std::vector<CpuIsa> SupportedCpuIsas();
 
 // One family's rate on the dispatch sample.

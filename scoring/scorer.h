@@ -108,12 +108,13 @@ struct CpuScorerOptions {
   // a little throughput.
   size_t parallel_threshold = 16;
   size_t parallel_min_work = size_t{1} << 22;
-  // fp16 item storage on CPUs with AVX512_BF16: true multiplies it as bf16
-  // dot products (about twice as fast; items and user vectors rounded to
-  // bf16, ~4e-3 relative per element, within DESIGN.md's 2e-2 for 16-bit
-  // storage); false widens it to fp32 (products exact for the stored
-  // values, fp32 speed, still half the memory). bf16 storage always uses
-  // bf16 dot products where the CPU has them.
+  // fp16 item storage on CPUs with AVX512_BF16: true lets the avx512bf16
+  // family multiply it as bf16 dot products (items and user vectors rounded
+  // to bf16, ~4e-3 relative per element, within DESIGN.md's 2e-2 for 16-bit
+  // storage), and dispatch keeps that family for fp16 only where it
+  // measures faster than the fp32-product ones; false: fp16 is always
+  // widened to fp32 (products exact for the stored values, still half the
+  // memory). bf16 storage on avx512bf16 always uses bf16 dot products.
   bool fp16_bf16_products = true;
   // Dispatch by measurement: MakeCpuScorer times every kernel family this
   // CPU supports on a few synthetic candidates of `dispatch_shape` (about a
