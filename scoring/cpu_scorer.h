@@ -66,9 +66,9 @@ struct CpuKernelTiming {
 
 // Times each supported family (the scalar one only when it is the only one;
 // of families that run the same code for `dtype`, the narrowest) on one
-// thread, round robin, over a few synthetic candidates of options.dispatch_shape
-// stored as `dtype`: what MakeCpuScorer's dispatch measures. Takes about a
-// millisecond in all at S1.
+// thread, round robin, over a few synthetic candidates of
+// options.dispatch_shape stored as `dtype`: what MakeCpuScorer's dispatch
+// measures. Takes about a millisecond in all at S1.
 std::vector<CpuKernelTiming> TimeCpuKernels(const CpuScorerOptions& options,
                                             DType dtype);
 
