@@ -9,8 +9,11 @@
 #endif
 
 #include <algorithm>
+#include <array>
+#include <chrono>
 #include <cmath>
 #include <cstring>
+#include <iterator>
 #include <new>
 #include <string>
 #include <thread>
@@ -25,6 +28,10 @@ namespace {
 
 using internal::KernelArgs;
 using internal::KernelTable;
+
+constexpr CpuIsa kAllIsas[] = {CpuIsa::kScalar,     CpuIsa::kAvx2,
+                               CpuIsa::kAvxVnni,    CpuIsa::kAvx512,
+                               CpuIsa::kAvx512Vnni, CpuIsa::kAvx512Bf16};
 
 // Rows per task of the full-catalogue scan.
 constexpr size_t kScanBlockRows = 4096;
@@ -112,6 +119,19 @@ bool CpuHasAvx512Bf16() {
   if (__get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx) == 0) return false;
   return (eax & (1u << 5)) != 0;
 }
+
+// AVX-VNNI: CPUID 7.1 EAX bit 4. AVX512_VNNI: CPUID 7.0 ECX bit 11.
+bool CpuHasAvxVnni() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (__get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx) == 0) return false;
+  return (eax & (1u << 4)) != 0;
+}
+
+bool CpuHasAvx512Vnni() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) == 0) return false;
+  return (ecx & (1u << 11)) != 0;
+}
 #endif
 
 bool IsaSupportedByCpu(CpuIsa isa) {
@@ -131,6 +151,10 @@ bool IsaSupportedByCpu(CpuIsa isa) {
       return avx512;
     case CpuIsa::kAvx512Bf16:
       return avx512 && CpuHasAvx512Bf16();
+    case CpuIsa::kAvxVnni:
+      return avx2 && CpuHasAvxVnni();
+    case CpuIsa::kAvx512Vnni:
+      return avx512 && CpuHasAvx512Vnni();
   }
   return false;
 #else
@@ -148,17 +172,32 @@ const KernelTable* KernelTableFor(CpuIsa isa) {
       return internal::Avx512KernelTable();
     case CpuIsa::kAvx512Bf16:
       return internal::Avx512Bf16KernelTable();
+    case CpuIsa::kAvxVnni:
+      return internal::AvxVnniKernelTable();
+    case CpuIsa::kAvx512Vnni:
+      return internal::Avx512VnniKernelTable();
   }
   return nullptr;
 }
 
+// Storage dtypes, indexed by their enum value.
+constexpr DType kDTypes[] = {DType::kFloat32, DType::kFloat16, DType::kBFloat16,
+                             DType::kInt8};
+constexpr size_t kDTypeCount = std::size(kDTypes);
+
+// The kernel family picked for one storage dtype.
+struct Choice {
+  const KernelTable* table = nullptr;
+  double measured_gflops = NAN;
+  bool forced = false;
+};
+
 class CpuScorer final : public Scorer {
  public:
-  // narrow_table (may be null) is used instead of `table` for m <= 8; see
-  // TableForRequest.
-  CpuScorer(const CpuScorerOptions& options, const KernelTable* table,
-            const KernelTable* narrow_table)
-      : table_(table), narrow_table_(narrow_table), options_(options) {
+  // choices[dtype]: the family for arenas of that storage dtype.
+  CpuScorer(const CpuScorerOptions& options,
+            const std::array<Choice, kDTypeCount>& choices)
+      : choices_(choices), options_(options) {
     int threads = options.threads;
     if (threads <= 0) {
       threads = static_cast<int>(std::thread::hardware_concurrency());
@@ -166,6 +205,12 @@ class CpuScorer final : public Scorer {
     if (threads > 1) {
       pool_ = std::make_unique<internal::ThreadPool>(threads - 1);
     }
+  }
+
+  KernelInfo kernel_info(DType dtype) const override {
+    const Choice& choice = choices_[static_cast<size_t>(dtype)];
+    return KernelInfo{std::string(CpuIsaName(choice.table->isa)),
+                      choice.measured_gflops, choice.forced};
   }
 
   std::string_view backend() const override { return "cpu"; }
@@ -313,6 +358,10 @@ class CpuScorer final : public Scorer {
 
   // How `table` multiplies `dtype` storage.
   internal::Products ProductsFor(const KernelTable* table, DType dtype) const {
+    if (dtype == DType::kInt8) {
+      return table->int8_products ? internal::Products::kInt8
+                                  : internal::Products::kFp32;
+    }
     const bool bf16 =
         table->bf16_products &&
         (dtype == DType::kBFloat16 ||
@@ -320,15 +369,8 @@ class CpuScorer final : public Scorer {
     return bf16 ? internal::Products::kBf16 : internal::Products::kFp32;
   }
 
-  // The kernel family for m user codes: with m <= 8 the 16-lane AVX-512
-  // engine would leave half of each vector empty, and the 8-lane AVX2
-  // engine is faster, except for bf16 dot products (two k per lane).
-  const KernelTable* TableForRequest(uint32_t m, DType dtype) const {
-    if (narrow_table_ != nullptr && m <= 8 &&
-        ProductsFor(table_, dtype) == internal::Products::kFp32) {
-      return narrow_table_;
-    }
-    return table_;
+  const KernelTable* TableFor(DType dtype) const {
+    return choices_[static_cast<size_t>(dtype)].table;
   }
 
   // Builds the user panels in this thread's buffers; the returned request
@@ -344,9 +386,9 @@ class CpuScorer final : public Scorer {
     args.dtype = layout.dtype;
     args.has_keys = layout.has_keys;
     args.row_bytes = layout.row_bytes();
+    args.block_bytes = layout.block_bytes();
     args.arena = arena.data();
-    const KernelTable* table = request.table =
-        TableForRequest(args.m, args.dtype);
+    const KernelTable* table = request.table = TableFor(args.dtype);
     args.products = ProductsFor(table, args.dtype);
     const size_t panel_floats =
         (table->panel_bytes(args.m, args.d, args.products) + 3) / 4;
@@ -381,8 +423,7 @@ class CpuScorer final : public Scorer {
     request.table->score_rows(args, rows, count, scores, codes, scratch);
   }
 
-  const KernelTable* table_;
-  const KernelTable* narrow_table_;
+  std::array<Choice, kDTypeCount> choices_;
   CpuScorerOptions options_;
   std::unique_ptr<internal::ThreadPool> pool_;
 };
@@ -399,13 +440,37 @@ std::string_view CpuIsaName(CpuIsa isa) {
       return "avx512";
     case CpuIsa::kAvx512Bf16:
       return "avx512bf16";
+    case CpuIsa::kAvxVnni:
+      return "avxvnni";
+    case CpuIsa::kAvx512Vnni:
+      return "avx512vnni";
   }
   return "unknown";
 }
 
+int CpuIsaVectorBits(CpuIsa isa) {
+  switch (isa) {
+    case CpuIsa::kScalar:
+      return 0;
+    case CpuIsa::kAvx2:
+    case CpuIsa::kAvxVnni:
+      return 256;
+    case CpuIsa::kAvx512:
+    case CpuIsa::kAvx512Bf16:
+    case CpuIsa::kAvx512Vnni:
+      return 512;
+  }
+  return 0;
+}
+
+bool CpuIsaHasBf16Dot(CpuIsa isa) { return isa == CpuIsa::kAvx512Bf16; }
+
+bool CpuIsaHasInt8Dot(CpuIsa isa) {
+  return isa == CpuIsa::kAvxVnni || isa == CpuIsa::kAvx512Vnni;
+}
+
 std::optional<CpuIsa> ParseCpuIsa(std::string_view name) {
-  for (CpuIsa isa :
-       {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Bf16}) {
+  for (CpuIsa isa : kAllIsas) {
     if (name == CpuIsaName(isa)) return isa;
   }
   return std::nullopt;
@@ -417,8 +482,7 @@ bool CpuIsaSupported(CpuIsa isa) {
 
 std::vector<CpuIsa> SupportedCpuIsas() {
   std::vector<CpuIsa> out;
-  for (CpuIsa isa :
-       {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Bf16}) {
+  for (CpuIsa isa : kAllIsas) {
     if (CpuIsaSupported(isa)) out.push_back(isa);
   }
   return out;
@@ -433,18 +497,119 @@ Status MakeCpuScorerWithIsa(const CpuScorerOptions& options, CpuIsa isa,
                                       std::string(CpuIsaName(isa)) +
                                       " is not supported by this CPU or build");
   }
-  *out = std::make_unique<CpuScorer>(options, KernelTableFor(isa), nullptr);
+  std::array<Choice, kDTypeCount> choices;
+  for (Choice& choice : choices) {
+    choice = Choice{KernelTableFor(isa), NAN, true};
+  }
+  *out = std::make_unique<CpuScorer>(options, choices);
   return Status::Ok();
 }
 
+std::vector<CpuKernelTiming> TimeCpuKernels(const CpuScorerOptions& options,
+                                            DType dtype) {
+  std::vector<CpuKernelTiming> out;
+  const DispatchShape& shape = options.dispatch_shape;
+  const uint32_t m = std::max<uint32_t>(shape.user_codes, 1);
+  const uint32_t n = std::max<uint32_t>(shape.item_codes, 1);
+  const uint32_t d = std::max<uint32_t>(shape.dim, 1);
+  // A few candidates of the served shape: enough for the steady state of
+  // the inner loops, small enough that every family takes well under a
+  // millisecond (the scalar family is timed only when it is the only one).
+  constexpr size_t kRows = 8;
+  constexpr int kReps = 3;
+  ArenaLayout layout{n, d, dtype, shape.keys};
+  ItemArena arena(layout, kRows);
+  // Uniform in [-1, 1) / sqrt(d) from a 32-bit LCG: cheap and fixed.
+  uint32_t state = 12345;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  auto random_rows = [&](size_t count) {
+    std::vector<float> v(count);
+    for (float& x : v) {
+      state = state * 1664525u + 1013904223u;
+      x = (static_cast<float>(state >> 8) * 0x1p-23f - 1.0f) * scale;
+    }
+    return v;
+  };
+  for (size_t r = 0; r < kRows; ++r) {
+    const std::vector<float> cpe = random_rows(size_t{n} * d);
+    const std::vector<float> keys =
+        shape.keys ? random_rows(size_t{n} * d) : std::vector<float>();
+    if (!arena.SetRow(r, cpe, keys).ok()) return out;
+  }
+  arena.Publish(kRows);
+  const std::vector<float> a = random_rows(size_t{m} * d);
+  const std::vector<float> q =
+      shape.queries ? random_rows(size_t{m} * d) : std::vector<float>();
+  const UserView user{m, d, a, q};
+  std::vector<uint32_t> rows(kRows);
+  for (size_t r = 0; r < kRows; ++r) rows[r] = static_cast<uint32_t>(r);
+  std::vector<float> scores(kRows);
+  std::vector<int32_t> codes(kRows);
+
+  CpuScorerOptions one_thread = options;
+  one_thread.threads = 1;
+  const std::vector<CpuIsa> supported = SupportedCpuIsas();
+  const double flops = 4.0 * m * n * d * kRows;
+  std::vector<std::unique_ptr<CpuScorer>> scorers;
+  std::vector<int> timed_keys;
+  for (CpuIsa isa : supported) {
+    if (isa == CpuIsa::kScalar && supported.size() > 1) continue;
+    // Families that run the same code for this dtype are timed once (the
+    // narrowest of them): same vector width, same kind of products.
+    const bool bf16_dot =
+        CpuIsaHasBf16Dot(isa) &&
+        (dtype == DType::kBFloat16 ||
+         (dtype == DType::kFloat16 && options.fp16_bf16_products));
+    const bool int8_dot = CpuIsaHasInt8Dot(isa) && dtype == DType::kInt8;
+    const int key =
+        CpuIsaVectorBits(isa) * 4 + (bf16_dot ? 1 : 0) + (int8_dot ? 2 : 0);
+    if (std::find(timed_keys.begin(), timed_keys.end(), key) !=
+        timed_keys.end()) {
+      continue;
+    }
+    timed_keys.push_back(key);
+    std::array<Choice, kDTypeCount> choices;
+    for (Choice& choice : choices) choice = Choice{KernelTableFor(isa)};
+    scorers.push_back(std::make_unique<CpuScorer>(one_thread, choices));
+    out.push_back({isa, 0.0});
+  }
+  // Round robin over the families, best of kReps each: a burst of noise
+  // from other processes hits one rep of every family, not one family.
+  std::vector<double> best(scorers.size(), INFINITY);
+  for (int rep = 0; rep <= kReps; ++rep) {  // rep 0 warms up
+    for (size_t f = 0; f < scorers.size(); ++f) {
+      const auto start = std::chrono::steady_clock::now();
+      if (!scorers[f]->Score(user, arena, rows, scores, codes).ok()) continue;
+      const double seconds = std::chrono::duration<double>(
+                                 std::chrono::steady_clock::now() - start)
+                                 .count();
+      if (rep > 0) best[f] = std::min(best[f], seconds);
+    }
+  }
+  for (size_t f = 0; f < scorers.size(); ++f) {
+    out[f].gflops = std::isfinite(best[f]) ? flops / best[f] / 1e9 : 0.0;
+  }
+  return out;
+}
+
 std::unique_ptr<Scorer> MakeCpuScorer(const CpuScorerOptions& options) {
-  // The best supported family always exists (scalar at worst).
-  const CpuIsa best = BestCpuIsa();
-  const bool wide = best == CpuIsa::kAvx512 || best == CpuIsa::kAvx512Bf16;
-  const KernelTable* narrow = wide && CpuIsaSupported(CpuIsa::kAvx2)
-                                  ? KernelTableFor(CpuIsa::kAvx2)
-                                  : nullptr;
-  return std::make_unique<CpuScorer>(options, KernelTableFor(best), narrow);
+  // The widest supported family always exists (scalar at worst).
+  const CpuIsa widest = BestCpuIsa();
+  std::array<Choice, kDTypeCount> choices;
+  for (DType dtype : kDTypes) {
+    Choice& choice = choices[static_cast<size_t>(dtype)];
+    choice = Choice{KernelTableFor(widest), NAN, false};
+    if (!options.measure_dispatch) continue;
+    // The fastest measured family; ties keep the earlier (narrower) one.
+    double best = 0;
+    for (const CpuKernelTiming& timing : TimeCpuKernels(options, dtype)) {
+      if (timing.gflops > best) {
+        best = timing.gflops;
+        choice = Choice{KernelTableFor(timing.isa), timing.gflops, false};
+      }
+    }
+  }
+  return std::make_unique<CpuScorer>(options, choices);
 }
 
 }  // namespace embsum::scoring

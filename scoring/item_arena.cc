@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <new>
 #include <string>
+#include <vector>
 
 namespace embsum::scoring {
 namespace {
@@ -48,10 +49,17 @@ Status ItemArena::SetRow(size_t row, std::span<const float> cpe,
         std::to_string(keys.size()) + " floats) but the arena has no keys");
   }
   std::byte* out = mutable_row_data(row);
+  if (layout_.dtype == DType::kInt8) {
+    QuantizeInt8Block(cpe.data(), layout_.item_codes, layout_.dim, out);
+    if (layout_.has_keys) {
+      QuantizeInt8Block(keys.data(), layout_.item_codes, layout_.dim,
+                        out + layout_.block_bytes());
+    }
+    return Status::Ok();
+  }
   ConvertFromFloat(cpe, layout_.dtype, out);
   if (layout_.has_keys) {
-    ConvertFromFloat(keys, layout_.dtype,
-                     out + block * DTypeSize(layout_.dtype));
+    ConvertFromFloat(keys, layout_.dtype, out + layout_.block_bytes());
   }
   return Status::Ok();
 }
@@ -79,9 +87,20 @@ void ItemArena::ReadRow(size_t row, std::span<float> cpe,
   if (row >= capacity_) return;
   const size_t block = size_t{layout_.item_codes} * layout_.dim;
   const std::byte* in = row_data(row);
+  if (layout_.dtype == DType::kInt8) {
+    // Whole blocks only: the packed layout interleaves the rows.
+    std::vector<float> full(block);
+    auto read = [&](const std::byte* src, std::span<float> out) {
+      DequantizeInt8Block(src, layout_.item_codes, layout_.dim, full.data());
+      std::copy_n(full.begin(), std::min(out.size(), block), out.begin());
+    };
+    read(in, cpe);
+    if (layout_.has_keys) read(in + layout_.block_bytes(), keys);
+    return;
+  }
   ConvertToFloat(in, layout_.dtype, cpe.first(std::min(cpe.size(), block)));
   if (layout_.has_keys) {
-    ConvertToFloat(in + block * DTypeSize(layout_.dtype), layout_.dtype,
+    ConvertToFloat(in + layout_.block_bytes(), layout_.dtype,
                    keys.first(std::min(keys.size(), block)));
   }
 }

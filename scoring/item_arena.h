@@ -1,7 +1,10 @@
 // The contiguous item arena that exact scoring reads: row r holds item r's
 // CPE B (n*d elements) followed, when the arena has keys, by its keys G
-// (n*d elements), all in the arena's storage dtype. Rows are addressed by a
-// dense index; the id <-> row map lives in store/.
+// (n*d elements), all in the arena's storage dtype: row-major n x d for
+// fp32/fp16/bf16 (the layout the CUDA mirror copies as is); for int8 each
+// block is the packed int8 block of dtype.h (4-k groups interleaved across
+// the n rows, then the per-row scales and sums), written at SetRow. Rows are
+// addressed by a dense index; the id <-> row map lives in store/.
 //
 // Memory is allocated once for `capacity` rows, 64-byte aligned, and never
 // moves, so a row's address is stable for the arena's lifetime.
@@ -34,7 +37,13 @@ struct ArenaLayout {
   size_t row_elements() const {
     return size_t{item_codes} * dim * (has_keys ? 2 : 1);
   }
-  size_t row_bytes() const { return row_elements() * DTypeSize(dtype); }
+  // Bytes of one block (the CPE, or the keys): n*d elements, or for int8
+  // the packed block of dtype.h (values, per-row scales and sums).
+  size_t block_bytes() const {
+    return dtype == DType::kInt8 ? Int8BlockBytes(item_codes, dim)
+                                 : size_t{item_codes} * dim * DTypeSize(dtype);
+  }
+  size_t row_bytes() const { return block_bytes() * (has_keys ? 2 : 1); }
 };
 
 class ItemArena {
@@ -61,7 +70,8 @@ class ItemArena {
   // Publishes rows [0, n) (n <= capacity) after bulk SetRow calls.
   void Publish(size_t n);
 
-  // Raw storage of row `row`: row_bytes() bytes. CPE first, then keys.
+  // Raw storage of row `row`: row_bytes() bytes. CPE block first, then keys
+  // (each layout().block_bytes()).
   const std::byte* row_data(size_t row) const {
     return data_ + row * row_bytes_;
   }

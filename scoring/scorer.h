@@ -9,9 +9,11 @@
 #ifndef EMBSUM_SCORING_SCORER_H_
 #define EMBSUM_SCORING_SCORER_H_
 
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -28,6 +30,18 @@ struct ScoredRow {
   int32_t top_user_code = -1;
 };
 
+// Which kernel a scorer runs for one storage dtype, for logs and the
+// embsum_scorer_info metric.
+struct KernelInfo {
+  std::string kernel;  // e.g. "avx512bf16" (CPU family) or "cuda"
+  // The kernel's rate on the scorer's dispatch sample (GFLOP/s of the two
+  // products), measured when the scorer was made; NaN when not measured
+  // (a forced kernel, or a backend that does not measure).
+  double measured_gflops = NAN;
+  // True when the kernel was forced (--isa) rather than picked by timing.
+  bool forced = false;
+};
+
 // Thread-safety: every method of a Scorer is safe to call concurrently.
 class Scorer {
  public:
@@ -35,6 +49,13 @@ class Scorer {
 
   // "cpu" or "cuda": the `backend` label of embsum_scoring_seconds.
   virtual std::string_view backend() const = 0;
+
+  // The kernel used for arenas stored as `dtype`. The default names the
+  // backend, unmeasured.
+  virtual KernelInfo kernel_info(DType dtype) const {
+    (void)dtype;
+    return KernelInfo{std::string(backend()), NAN, false};
+  }
 
   // Scores `rows` (each < arena.size()) for `user`.
   // scores: size rows.size(). top_codes: size rows.size(), or empty to skip
@@ -63,6 +84,15 @@ class Scorer {
   }
 };
 
+// The request shape a CPU scorer is tuned for (dispatch by measurement).
+struct DispatchShape {
+  uint32_t user_codes = 32;  // m
+  uint32_t item_codes = 8;   // n
+  uint32_t dim = 512;        // d
+  bool queries = true;       // requests carry Q
+  bool keys = true;          // the arena carries G
+};
+
 // Trade-offs of the CPU scorer.
 struct CpuScorerOptions {
   // Worker threads for large candidate sets (0 = hardware concurrency).
@@ -78,13 +108,20 @@ struct CpuScorerOptions {
   // a little throughput.
   size_t parallel_threshold = 16;
   size_t parallel_min_work = size_t{1} << 22;
-  // fp16 item storage on CPUs with AVX512_BF16: true multiplies it as bf16
-  // dot products (about twice as fast; items and user vectors rounded to
-  // bf16, ~4e-3 relative per element, within DESIGN.md's 2e-2 for 16-bit
-  // storage); false widens it to fp32 (products exact for the stored
-  // values, fp32 speed, still half the memory). bf16 storage always uses
-  // bf16 dot products where the CPU has them.
+  // fp16 item storage on CPUs with AVX512_BF16: true lets the avx512bf16
+  // family multiply it as bf16 dot products (items and user vectors rounded
+  // to bf16, ~4e-3 relative per element, within DESIGN.md's 2e-2 for 16-bit
+  // storage), and dispatch keeps that family for fp16 only where it
+  // measures faster than the fp32-product ones; false: fp16 is always
+  // widened to fp32 (products exact for the stored values, still half the
+  // memory). bf16 storage on avx512bf16 always uses bf16 dot products.
   bool fp16_bf16_products = true;
+  // Dispatch by measurement: MakeCpuScorer times every kernel family this
+  // CPU supports on a few synthetic candidates of `dispatch_shape` (about a
+  // millisecond per storage dtype) and keeps the fastest for each dtype.
+  // false: the widest family is used without timing.
+  bool measure_dispatch = true;
+  DispatchShape dispatch_shape = {};
 };
 
 std::unique_ptr<Scorer> MakeCpuScorer(const CpuScorerOptions& options = {});

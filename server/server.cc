@@ -123,6 +123,14 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
         return static_cast<double>(
             models->Current()->items().Current()->size());
       });
+  {
+    const scoring::DType dtype =
+        server->models_->Current()->items().Current()->arena().layout().dtype;
+    const scoring::KernelInfo kernel = scorer->kernel_info(dtype);
+    server->metrics_->SetScorerInfo(kernel.kernel,
+                                    std::string(scoring::DTypeName(dtype)),
+                                    kernel.measured_gflops);
+  }
   server->core_ = std::make_unique<RankerCore>(
       options.core, server->models_.get(), scorer, server->metrics_.get());
   server->pool_ = std::make_unique<WorkerPool>(

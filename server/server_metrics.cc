@@ -132,4 +132,22 @@ void ServerMetrics::SetModelVersion(const std::string& model_version) {
   model_version_ = model_version;
 }
 
+void ServerMetrics::SetScorerInfo(const std::string& kernel,
+                                  const std::string& dtype,
+                                  double measured_gflops) {
+  registry_
+      ->AddGauge("embsum_scorer_info",
+                 "The scoring kernel in use; the value is always 1.",
+                 {"kernel", "dtype"})
+      .WithLabels({kernel, dtype})
+      .Set(1);
+  registry_
+      ->AddGauge("embsum_scorer_kernel_gflops",
+                 "The scoring kernel's rate on its dispatch sample, measured "
+                 "when the scorer was made (GFLOP/s; NaN: not measured).",
+                 {"kernel", "dtype"})
+      .WithLabels({kernel, dtype})
+      .Set(measured_gflops);
+}
+
 }  // namespace embsum::server

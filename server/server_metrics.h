@@ -70,6 +70,12 @@ class ServerMetrics {
   // A reload: embsum_model_info's series moves to the new model_version
   // (the old one leaves the exposition).
   void SetModelVersion(const std::string& model_version);
+  // embsum_scorer_info{kernel,dtype} = 1: the scoring kernel for the item
+  // arena's storage dtype (the CPU scorer's dispatch pick, or "cuda"), and
+  // embsum_scorer_kernel_gflops{kernel,dtype}: its rate measured when the
+  // scorer was made (NaN when not measured). Call once.
+  void SetScorerInfo(const std::string& kernel, const std::string& dtype,
+                     double measured_gflops);
 
  private:
   // Uses handled_, started_ and handling_seconds_ (initialised first).

@@ -200,6 +200,12 @@ class CudaScorer final : public Scorer {
 
   Status SyncArena(const ItemArena& arena,
                    std::span<const uint32_t> rows) override {
+    // The CUDA kernels multiply fp32/fp16/bf16 rows; int8 is CPU-only.
+    if (arena.layout().dtype == DType::kInt8) {
+      return Status::FailedPrecondition(
+          "cuda scorer: int8 item storage is not supported on CUDA (use "
+          "--backend=cpu, or --item_dtype=fp32, fp16 or bf16)");
+    }
     EMBSUM_CUDA_RETURN_IF_ERROR(cudaSetDevice(options_.device));
     const size_t size = arena.size();
     for (size_t i = 0; i < rows.size(); ++i) {

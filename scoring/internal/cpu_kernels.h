@@ -22,6 +22,11 @@ enum class Products : uint8_t {
   // Items (bf16, or fp16 rounded to bf16) and user panels in bf16, bf16 dot
   // products with fp32 accumulation. Only where KernelTable::bf16_products.
   kBf16 = 1,
+  // int8 storage against the user rows quantized to int8 per row (symmetric
+  // scale, offset by +128 to u8), integer dot products (vpdpbusd) with int32
+  // accumulation, then K_ij = s_i * s_j * (acc_ij - 128 * sum_j). Only
+  // where KernelTable::int8_products and only for DType::kInt8.
+  kInt8 = 2,
 };
 
 // Everything a kernel needs to score candidate rows for one user.
@@ -33,6 +38,7 @@ struct KernelArgs {
   Products products = Products::kFp32;
   bool has_keys = false;
   size_t row_bytes = 0;
+  size_t block_bytes = 0;  // ArenaLayout::block_bytes(): offset of the keys
   const std::byte* arena = nullptr;  // ItemArena::data()
   // User matrices in the kernel's panel layout (KernelTable::build_panels).
   const void* a_panels = nullptr;
@@ -45,6 +51,8 @@ struct KernelTable {
   CpuIsa isa;
   // Whether Products::kBf16 is available.
   bool bf16_products;
+  // Whether Products::kInt8 is available.
+  bool int8_products;
   // Bytes of the panel form of one m x d user matrix.
   size_t (*panel_bytes)(uint32_t m, uint32_t d, Products products);
   // Writes the panel form of x (m x d, row-major fp32) into `out`
@@ -67,6 +75,8 @@ const KernelTable* ScalarKernelTable();
 const KernelTable* Avx2KernelTable();
 const KernelTable* Avx512KernelTable();
 const KernelTable* Avx512Bf16KernelTable();
+const KernelTable* AvxVnniKernelTable();
+const KernelTable* Avx512VnniKernelTable();
 
 }  // namespace embsum::scoring::internal
 

@@ -49,9 +49,23 @@ inline bool UsesBf16Dot(Products products) {
   return O::kBf16Dot && products == Products::kBf16;
 }
 
+// int8 dot products (u8 quad panels).
+template <class O>
+inline bool UsesInt8Dot(Products products) {
+  return O::kInt8Dot && products == Products::kInt8;
+}
+
+// Offset of the per-row user scales in an int8 panel buffer.
+inline size_t Int8ScalesOffset(size_t rows, uint32_t d) {
+  return RoundUp(rows * RoundUp(d, 4), 64);
+}
+
 template <class O>
 size_t PanelBytes(uint32_t m, uint32_t d, Products products) {
   const size_t rows = size_t{PanelCount<O>(m)} * PanelWidth<O>(m);
+  if (UsesInt8Dot<O>(products)) {
+    return Int8ScalesOffset(rows, d) + rows * sizeof(float);
+  }
   if (UsesBf16Dot<O>(products)) {
     return rows * RoundUp(d, 2) * sizeof(uint16_t);
   }
@@ -71,6 +85,48 @@ void BuildPanels(const float* x, uint32_t m, uint32_t d, Products products,
   constexpr size_t kBlock = 16;
   const uint32_t width = PanelWidth<O>(m);
   const uint32_t panels = PanelCount<O>(m);
+  if constexpr (O::kInt8Dot) {
+    if (products == Products::kInt8) {
+      // u8 quad panels: out[((p * d4/4 + kq) * P + lane) * 4 + r] =
+      // 128 + round(x[p * P + lane][4 * kq + r] / s_row), 128 (zero) past d
+      // or m; then the scales s_row = max|x_row| / 127 (0 for padding).
+      const size_t d4 = RoundUp(d, 4);
+      const size_t rows = size_t{panels} * width;
+      auto* bytes = static_cast<uint8_t*>(out);
+      auto* scales =
+          reinterpret_cast<float*>(bytes + Int8ScalesOffset(rows, d));
+      for (size_t i = 0; i < rows * d4; ++i) bytes[i] = 128;
+      // One row at a time: quantized contiguously into `quantized` (d4
+      // bytes, 128 past d), then copied out quad by quad.
+      alignas(64) uint8_t quantized[4096];
+      for (uint32_t i = 0; i < m; ++i) {
+        const float* row = x + size_t{i} * d;
+        const uint32_t p = i / width, lane = i % width;
+        uint8_t* dst = bytes + size_t{p} * (d4 / 4) * width * 4;
+        float max_abs = 0.0f;
+        for (uint32_t k = 0; k < d; ++k) {
+          const float v = row[k] < 0 ? -row[k] : row[k];
+          if (v > max_abs && v <= __FLT_MAX__) max_abs = v;
+        }
+        const float scale = max_abs / 127.0f;
+        const float inverse = scale > 0.0f ? 1.0f / scale : 0.0f;
+        scales[i] = scale;
+        // Long rows in pieces of 4096 values (a multiple of 4).
+        for (size_t k0 = 0; k0 < d; k0 += sizeof(quantized)) {
+          const size_t count =
+              d - k0 < sizeof(quantized) ? d - k0 : sizeof(quantized);
+          O::QuantizeU8(row + k0, count, inverse, quantized);
+          for (size_t k = count; k % 4 != 0; ++k) quantized[k] = 128;
+          for (size_t kq = 0; kq < (count + 3) / 4; ++kq) {
+            __builtin_memcpy(dst + ((k0 / 4 + kq) * width + lane) * 4,
+                             quantized + kq * 4, 4);
+          }
+        }
+      }
+      for (size_t i = m; i < rows; ++i) scales[i] = 0.0f;
+      return;
+    }
+  }
   if constexpr (O::kBf16Dot) {
     if (products == Products::kBf16) {
       // Transpose a block of 2 * kBlock k into fp32 first, then pack each
@@ -130,11 +186,32 @@ size_t ScratchFloats(uint32_t m, uint32_t n, uint32_t d, DType dtype,
   return total;
 }
 
+// Software prefetch of the next candidate's row spread over a tile's k
+// loop: one prefetch per k step, at base + ((k * step) >> 16) rounded down
+// to a line, so that `lines` cache lines are covered evenly over d steps
+// (step = lines * 64 * 2^16 / d). Spreading them keeps the core's miss
+// buffers from filling in a burst (a burst of hundreds of prefetches is
+// partly dropped, or stalls the loads of the loop).
+struct Prefetch {
+  const std::byte* base = nullptr;  // null: none
+  uint64_t step = 0;
+
+  static Prefetch Over(const std::byte* base, size_t lines, size_t d) {
+    return Prefetch{base, d == 0 ? 0 : (uint64_t{lines} * 64 << 16) / d};
+  }
+  void At(size_t k) const {
+    if (base != nullptr) {
+      __builtin_prefetch(
+          base + (static_cast<uint64_t>(k) * step >> 16 & ~uint64_t{63}), 0, 3);
+    }
+  }
+};
+
 // acc[v][j] = sum_k panel[k][v * kLanes + lane] * items[j * d + k]; stored
 // at out[j * ld + v * kLanes + lane].
 template <class O, int NV, int J>
 inline void TileF32(const float* panel, const float* items, size_t d,
-                    float* out, size_t ld) {
+                    float* out, size_t ld, const Prefetch& prefetch) {
   using V = typename O::V;
   constexpr int kWidth = NV * O::kLanes;
   V acc[NV][J];
@@ -146,7 +223,12 @@ inline void TileF32(const float* panel, const float* items, size_t d,
   const float* item_rows[J];
 #pragma GCC unroll 16
   for (int j = 0; j < J; ++j) item_rows[j] = items + j * d;
+  // A local copy keeps the prefetch state in registers; two k per round
+  // halve the loop's scalar overhead (11 of its 36 instructions).
+  const Prefetch ahead = prefetch;
+#pragma GCC unroll 2
   for (size_t k = 0; k < d; ++k) {
+    ahead.At(k);
     V a[NV];
 #pragma GCC unroll 16
     for (int v = 0; v < NV; ++v)
@@ -176,30 +258,35 @@ constexpr int MaxTileRows() {
 // Calls the tile for a run-time J in [1, MaxTileRows<O, NV>()].
 template <class O, int NV, int J = 1>
 inline void DispatchTile(int j_count, bool bf16_dot, const void* panel,
-                         const void* items, size_t d, float* out, size_t ld) {
+                         const void* items, size_t d, float* out, size_t ld,
+                         const Prefetch& prefetch) {
   if constexpr (J <= MaxTileRows<O, NV>()) {
     if (j_count == J) {
       if constexpr (O::kBf16Dot) {
         if (bf16_dot) {
           O::template TileBf16<NV, J>(static_cast<const uint16_t*>(panel),
                                       static_cast<const uint16_t*>(items), d,
-                                      out, ld);
+                                      out, ld, prefetch);
           return;
         }
       }
       TileF32<O, NV, J>(static_cast<const float*>(panel),
-                        static_cast<const float*>(items), d, out, ld);
+                        static_cast<const float*>(items), d, out, ld, prefetch);
       return;
     }
-    DispatchTile<O, NV, J + 1>(j_count, bf16_dot, panel, items, d, out, ld);
+    DispatchTile<O, NV, J + 1>(j_count, bf16_dot, panel, items, d, out, ld,
+                               prefetch);
   }
 }
 
 // out[j * i_pad + i] = dot(x_i, y_j) for all panel rows i and item rows j.
 // Items are fp32 (or bf16 when bf16_dot), n rows of d.
+// Prefetches `prefetch_lines` lines at `prefetch` (may be null) meanwhile,
+// spread over the first register tile.
 template <class O>
 void Product(const void* panels, const void* items, bool bf16_dot, uint32_t m,
-             uint32_t n, uint32_t d, float* out) {
+             uint32_t n, uint32_t d, float* out, const std::byte* prefetch,
+             size_t prefetch_lines) {
   const uint32_t width = PanelWidth<O>(m);
   const uint32_t panel_count = PanelCount<O>(m);
   const size_t i_pad = size_t{panel_count} * width;
@@ -220,33 +307,181 @@ void Product(const void* panels, const void* items, bool bf16_dot, uint32_t m,
       const auto* item_rows =
           static_cast<const std::byte*>(items) + size_t{j0} * d * elem;
       float* tile = out + size_t{j0} * i_pad + size_t{p} * width;
+      // The k loop runs d (bf16 dot: d / 2) steps.
+      const Prefetch ahead =
+          p == 0 && blk == 0
+              ? Prefetch::Over(prefetch, prefetch_lines, bf16_dot ? d / 2 : d)
+              : Prefetch{};
       if (width == static_cast<uint32_t>(O::kLanes)) {
         DispatchTile<O, 1>(static_cast<int>(j_count), bf16_dot, panel,
-                           item_rows, d, tile, i_pad);
+                           item_rows, d, tile, i_pad, ahead);
       } else {
         DispatchTile<O, 2>(static_cast<int>(j_count), bf16_dot, panel,
-                           item_rows, d, tile, i_pad);
+                           item_rows, d, tile, i_pad, ahead);
       }
       j0 += j_count;
     }
   }
 }
 
-// Widens `count` 16-bit elements to fp32.
+// int8 tile: acc[v][j] = sum_kq dpbusd(panel quad (kq, v*kLanes + lane),
+// item quad (j, kq)); then out[j * ld + v * kLanes + lane] =
+// s_user * s_j * (acc - 128 * sum_j). Items: the packed int8 block of
+// dtype.h starting at row j0 (`items` points at value(j0, 0); quads of one
+// kq are n * 4 bytes apart).
+template <class O, int NV, int J>
+inline void TileInt8(const uint8_t* panel, const int8_t* items, size_t n,
+                     size_t kquads, const float* user_scales,
+                     const float* item_scales, const int32_t* item_sums,
+                     float* out, size_t ld, const Prefetch& prefetch) {
+  using VI = typename O::VI;
+  constexpr int kWidth = NV * O::kLanes;
+  VI acc[NV][J];
+#pragma GCC unroll 16
+  for (int v = 0; v < NV; ++v) {
+#pragma GCC unroll 16
+    for (int j = 0; j < J; ++j) acc[v][j] = O::ZeroI();
+  }
+  const size_t stride = n * 4;
+  const Prefetch ahead = prefetch;  // in registers
+#pragma GCC unroll 2
+  for (size_t kq = 0; kq < kquads; ++kq) {
+    ahead.At(kq);
+    VI a[NV];
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) {
+      a[v] = O::LoadI(panel + (kq * kWidth + v * O::kLanes) * 4);
+    }
+    const int8_t* quads = items + kq * stride;
+#pragma GCC unroll 16
+    for (int j = 0; j < J; ++j) {
+      int32_t quad;
+      __builtin_memcpy(&quad, quads + j * 4, sizeof(quad));
+      const VI b = O::Set1I(quad);
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) acc[v][j] = O::DotU8S8(acc[v][j], a[v], b);
+    }
+  }
+#pragma GCC unroll 16
+  for (int v = 0; v < NV; ++v) {
+    const typename O::V su = O::Load(user_scales + v * O::kLanes);
+#pragma GCC unroll 16
+    for (int j = 0; j < J; ++j) {
+      int32_t sum;
+      float scale;
+      __builtin_memcpy(&sum, item_sums + j, sizeof(sum));
+      __builtin_memcpy(&scale, item_scales + j, sizeof(scale));
+      const VI corrected = O::SubI(acc[v][j], O::Set1I(128 * sum));
+      O::Store(out + j * ld + v * O::kLanes,
+               O::Mul(O::ToFloat(corrected), O::Mul(su, O::Set1(scale))));
+    }
+  }
+}
+
+template <class O, int NV, int J = 1>
+inline void DispatchTileInt8(int j_count, const uint8_t* panel,
+                             const int8_t* items, size_t n, size_t kquads,
+                             const float* user_scales, const float* scales,
+                             const int32_t* sums, float* out, size_t ld,
+                             const Prefetch& prefetch) {
+  if constexpr (J <= MaxTileRows<O, NV>()) {
+    if (j_count == J) {
+      TileInt8<O, NV, J>(panel, items, n, kquads, user_scales, scales, sums,
+                         out, ld, prefetch);
+      return;
+    }
+    DispatchTileInt8<O, NV, J + 1>(j_count, panel, items, n, kquads,
+                                   user_scales, scales, sums, out, ld,
+                                   prefetch);
+  }
+}
+
+// out[j * i_pad + i] = K_ij (or L_ij) for an int8 block (dtype.h layout)
+// against u8 quad panels (BuildPanels with Products::kInt8).
 template <class O>
-inline void WidenBlock(const std::byte* src, DType dtype, size_t count,
-                       float* dst) {
+void ProductInt8(const void* panels, const std::byte* block, uint32_t m,
+                 uint32_t n, uint32_t d, float* out, const std::byte* prefetch,
+                 size_t prefetch_lines) {
+  if constexpr (O::kInt8Dot) {
+    const uint32_t width = PanelWidth<O>(m);
+    const uint32_t panel_count = PanelCount<O>(m);
+    const size_t i_pad = size_t{panel_count} * width;
+    const size_t d4 = RoundUp(d, 4);
+    const size_t kquads = d4 / 4;
+    const auto* panel_bytes = static_cast<const uint8_t*>(panels);
+    const auto* user_scales = reinterpret_cast<const float*>(
+        panel_bytes + Int8ScalesOffset(i_pad, d));
+    const auto* values = reinterpret_cast<const int8_t*>(block);
+    const auto* scales = reinterpret_cast<const float*>(block + size_t{n} * d4);
+    const auto* sums = reinterpret_cast<const int32_t*>(block + size_t{n} * d4 +
+                                                        4 * size_t{n});
+    const uint32_t max_rows = width == static_cast<uint32_t>(O::kLanes)
+                                  ? MaxTileRows<O, 1>()
+                                  : MaxTileRows<O, 2>();
+    const uint32_t blocks = (n + max_rows - 1) / max_rows;
+    const uint32_t base = n / blocks, extra = n % blocks;
+    for (uint32_t p = 0; p < panel_count; ++p) {
+      const uint8_t* panel = panel_bytes + size_t{p} * kquads * width * 4;
+      uint32_t j0 = 0;
+      for (uint32_t blk = 0; blk < blocks; ++blk) {
+        const uint32_t j_count = base + (blk < extra ? 1 : 0);
+        float* tile = out + size_t{j0} * i_pad + size_t{p} * width;
+        const Prefetch ahead =
+            p == 0 && blk == 0
+                ? Prefetch::Over(prefetch, prefetch_lines, kquads)
+                : Prefetch{};
+        if (width == static_cast<uint32_t>(O::kLanes)) {
+          DispatchTileInt8<O, 1>(static_cast<int>(j_count), panel,
+                                 values + size_t{j0} * 4, n, kquads,
+                                 user_scales + size_t{p} * width, scales + j0,
+                                 sums + j0, tile, i_pad, ahead);
+        } else {
+          DispatchTileInt8<O, 2>(static_cast<int>(j_count), panel,
+                                 values + size_t{j0} * 4, n, kquads,
+                                 user_scales + size_t{p} * width, scales + j0,
+                                 sums + j0, tile, i_pad, ahead);
+        }
+        j0 += j_count;
+      }
+    }
+  } else {
+    (void)panels, (void)block, (void)m, (void)n, (void)d, (void)out;
+    (void)prefetch, (void)prefetch_lines;
+  }
+}
+
+// Dequantizes an int8 block (dtype.h layout) to row-major fp32.
+inline void WidenInt8Block(const std::byte* block, uint32_t n, uint32_t d,
+                           float* dst) {
+  const size_t d4 = RoundUp(d, 4);
+  const auto* values = reinterpret_cast<const int8_t*>(block);
+  const std::byte* scale_bytes = block + size_t{n} * d4;
+  for (uint32_t j = 0; j < n; ++j) {
+    float scale;
+    __builtin_memcpy(&scale, scale_bytes + 4 * size_t{j}, sizeof(scale));
+    float* out = dst + size_t{j} * d;
+    for (uint32_t k = 0; k < d; ++k) {
+      out[k] =
+          scale * static_cast<float>(values[((k / 4) * n + j) * 4 + k % 4]);
+    }
+  }
+}
+
+// Widens an n x d block of 16-bit or int8 storage to fp32.
+template <class O>
+inline void WidenBlock(const std::byte* src, DType dtype, uint32_t n,
+                       uint32_t d, float* dst) {
+  if (dtype == DType::kInt8) {
+    WidenInt8Block(src, n, d, dst);
+    return;
+  }
+  const size_t count = size_t{n} * d;
   const auto* in = reinterpret_cast<const uint16_t*>(src);
   if (dtype == DType::kFloat16) {
     O::WidenHalf(in, count, dst);
   } else {
     O::WidenBf16(in, count, dst);
   }
-}
-
-// Prefetches `lines` cache lines from `data` into L2.
-inline void PrefetchLines(const std::byte* data, size_t lines) {
-  for (size_t i = 0; i < lines; ++i) __builtin_prefetch(data + i * 64, 0, 2);
 }
 
 // Rounds `count` fp16 elements to bf16, written at dst (count uint16).
@@ -267,11 +502,12 @@ void ScoreRows(const KernelArgs& args, const uint32_t* rows, size_t count,
   const size_t i_pad = size_t{PanelCount<O>(m)} * PanelWidth<O>(m);
   const size_t vectors = i_pad / kLanes;
   const size_t block = size_t{n} * d;
-  const size_t block_bytes = block * DTypeSize(args.dtype);
+  const size_t block_bytes = args.block_bytes;
   const bool bf16_dot = UsesBf16Dot<O>(args.products);
+  const bool int8_dot = UsesInt8Dot<O>(args.products);
   // fp32 products of 16-bit storage: widen each block to fp32. bf16
   // products of fp16 storage: round each block to bf16.
-  const bool widen = args.dtype != DType::kFloat32 && !bf16_dot;
+  const bool widen = args.dtype != DType::kFloat32 && !bf16_dot && !int8_dot;
   const bool narrow = bf16_dot && args.dtype == DType::kFloat16;
 
   float* k_tile = scratch;
@@ -289,34 +525,48 @@ void ScoreRows(const KernelArgs& args, const uint32_t* rows, size_t count,
     // computed: short item rows (small n * d) are too short for the
     // hardware stream prefetcher to ramp up.
     const std::byte* next =
-        c + 1 < count ? args.arena + size_t{rows[c + 1]} * args.row_bytes
+        c + 2 < count ? args.arena + size_t{rows[c + 2]} * args.row_bytes
                       : nullptr;
-    const size_t half_lines = (args.row_bytes + 127) / 128;
-    if (next != nullptr) PrefetchLines(next, half_lines);
+    const size_t lines = (args.row_bytes + 63) / 64;
+    // With one product the whole next row is prefetched during it; with two,
+    // half during each.
+    const size_t first_lines = args.logits_equal_matches ? lines : lines / 2;
     const void* b = row;
     if (widen) {
-      WidenBlock<O>(row, args.dtype, block, widened);
+      WidenBlock<O>(row, args.dtype, n, d, widened);
       b = widened;
     } else if (narrow) {
       NarrowBlock<O>(row, block, widened);
       b = widened;
     }
-    Product<O>(args.a_panels, b, bf16_dot, m, n, d, k_tile);
-    if (next != nullptr) PrefetchLines(next + half_lines * 64, half_lines);
+    if (int8_dot) {
+      ProductInt8<O>(args.a_panels, row, m, n, d, k_tile, next, first_lines);
+    } else {
+      Product<O>(args.a_panels, b, bf16_dot, m, n, d, k_tile, next,
+                 first_lines);
+    }
     const float* logits = k_tile;
     if (!args.logits_equal_matches) {
       const void* g = b;
       if (args.has_keys) {
         g = row + block_bytes;
         if (widen) {
-          WidenBlock<O>(row + block_bytes, args.dtype, block, widened);
+          WidenBlock<O>(row + block_bytes, args.dtype, n, d, widened);
           g = widened;
         } else if (narrow) {
           NarrowBlock<O>(row + block_bytes, block, widened);
           g = widened;
         }
       }
-      Product<O>(args.q_panels, g, bf16_dot, m, n, d, l_tile);
+      const std::byte* next_half =
+          next == nullptr ? nullptr : next + first_lines * 64;
+      if (int8_dot) {
+        ProductInt8<O>(args.q_panels, static_cast<const std::byte*>(g), m, n, d,
+                       l_tile, next_half, lines - first_lines);
+      } else {
+        Product<O>(args.q_panels, g, bf16_dot, m, n, d, l_tile, next_half,
+                   lines - first_lines);
+      }
       logits = l_tile;
     }
 
@@ -359,6 +609,7 @@ template <class O>
 constexpr KernelTable MakeTable(CpuIsa isa) {
   return KernelTable{isa,
                      O::kBf16Dot,
+                     O::kInt8Dot,
                      &PanelBytes<O>,
                      &BuildPanels<O>,
                      &ScratchFloats<O>,

@@ -69,7 +69,7 @@ struct Avx512Bf16Ops : Avx512Ops {
   // items bf16 rows of d; stored at out[j * ld + v * 16 + lane].
   template <int NV, int J>
   static void TileBf16(const uint16_t* panel, const uint16_t* items, size_t d,
-                       float* out, size_t ld) {
+                       float* out, size_t ld, const Prefetch& prefetch) {
     constexpr int kWidth = NV * 16;
     __m512 acc[NV][J];
 #pragma GCC unroll 16
@@ -81,7 +81,10 @@ struct Avx512Bf16Ops : Avx512Ops {
 #pragma GCC unroll 16
     for (int j = 0; j < J; ++j) item_rows[j] = items + j * d;
     const size_t pairs = d / 2;
+    const Prefetch ahead = prefetch;  // in registers
+#pragma GCC unroll 2
     for (size_t kp = 0; kp < pairs; ++kp) {
+      ahead.At(kp);
       __m512bh a[NV];
 #pragma GCC unroll 16
       for (int v = 0; v < NV; ++v) {

@@ -49,10 +49,14 @@ void MultiplyTransposed(const float* x, const float* y, uint32_t m, uint32_t n,
 
 // The n*d block at `data` as fp32: in place for fp32 storage, else
 // converted into `scratch`.
-const float* BlockAsFloat(const std::byte* data, DType dtype, size_t count,
-                          float* scratch) {
+const float* BlockAsFloat(const std::byte* data, DType dtype, uint32_t n,
+                          uint32_t d, float* scratch) {
   if (dtype == DType::kFloat32) return reinterpret_cast<const float*>(data);
-  ConvertToFloat(data, dtype, std::span<float>(scratch, count));
+  if (dtype == DType::kInt8) {
+    DequantizeInt8Block(data, n, d, scratch);
+  } else {
+    ConvertToFloat(data, dtype, std::span<float>(scratch, size_t{n} * d));
+  }
   return scratch;
 }
 
@@ -60,24 +64,22 @@ void ScoreRows(const KernelArgs& args, const uint32_t* rows, size_t count,
                float* scores, int32_t* codes, float* scratch) {
   const uint32_t m = args.m, n = args.n, d = args.d;
   const size_t mn = size_t{m} * n;
-  const size_t block = size_t{n} * d;
   float* k_tile = scratch;
   float* l_tile = scratch + mn;
   float* row_sums = l_tile + mn;
   float* converted = row_sums + m;
   const auto* a = static_cast<const float*>(args.a_panels);
   const auto* q = static_cast<const float*>(args.q_panels);
-  const size_t block_bytes = block * DTypeSize(args.dtype);
+  const size_t block_bytes = args.block_bytes;
   for (size_t c = 0; c < count; ++c) {
     const std::byte* row = args.arena + size_t{rows[c]} * args.row_bytes;
-    const float* b = BlockAsFloat(row, args.dtype, block, converted);
+    const float* b = BlockAsFloat(row, args.dtype, n, d, converted);
     MultiplyTransposed(a, b, m, n, d, k_tile);
     const float* logits = k_tile;
     if (!args.logits_equal_matches) {
-      const float* g =
-          args.has_keys
-              ? BlockAsFloat(row + block_bytes, args.dtype, block, converted)
-              : b;
+      const float* g = args.has_keys ? BlockAsFloat(row + block_bytes,
+                                                    args.dtype, n, d, converted)
+                                     : b;
       MultiplyTransposed(q, g, m, n, d, l_tile);
       logits = l_tile;
     }
@@ -110,7 +112,8 @@ void ScoreRows(const KernelArgs& args, const uint32_t* rows, size_t count,
 }
 
 constexpr KernelTable kScalarTable = {
-    CpuIsa::kScalar, false, PanelBytes, BuildPanels, ScratchFloats, ScoreRows,
+    CpuIsa::kScalar, false,         false,     PanelBytes,
+    BuildPanels,     ScratchFloats, ScoreRows,
 };
 
 }  // namespace

@@ -15,6 +15,7 @@ struct Avx512Ops {
   // would leave the core load-bound with no gain at S1.
   static constexpr int kAccumulators = 16;
   static constexpr bool kBf16Dot = false;
+  static constexpr bool kInt8Dot = false;
 
   static V Zero() { return _mm512_setzero_ps(); }
   static V Load(const float* p) { return _mm512_loadu_ps(p); }

@@ -5,6 +5,7 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -32,9 +33,12 @@ float FromBits(uint16_t bits, DType dtype) {
 }
 
 TEST(DTypeTest, NamesAndSizes) {
-  for (DType dtype : {DType::kFloat32, DType::kFloat16, DType::kBFloat16}) {
+  for (DType dtype :
+       {DType::kFloat32, DType::kFloat16, DType::kBFloat16, DType::kInt8}) {
     EXPECT_EQ(ParseDType(DTypeName(dtype)), dtype);
   }
+  EXPECT_EQ(DTypeName(DType::kInt8), "int8");
+  EXPECT_EQ(DTypeSize(DType::kInt8), 1u);
   EXPECT_EQ(DTypeName(DType::kBFloat16), "bf16");
   EXPECT_EQ(ParseDType("float32"), std::nullopt);
   EXPECT_EQ(ParseDType(""), std::nullopt);
@@ -109,6 +113,66 @@ TEST(DTypeTest, SpansConvertEveryElement) {
     ConvertToFloat(stored.data(), dtype, back);
     EXPECT_EQ(back, values) << DTypeName(dtype);  // all exactly representable
   }
+}
+
+// The packed int8 block: values at ((k / 4) * n + j) * 4 + k % 4, zero
+// past d; then one scale per row (max|x| / 127) and the row sums.
+TEST(DTypeTest, Int8BlockLayoutScalesAndSums) {
+  const uint32_t n = 3, d = 6;  // d4 = 8
+  EXPECT_EQ(Int8BlockBytes(n, d), 3u * 8 + 8 * 3);
+  std::vector<float> x = {1.0f,  -2.0f, 0.5f, 4.0f,  -4.0f, 2.0f,  // row 0
+                          0.0f,  0.0f,  0.0f, 0.0f,  0.0f,  0.0f,  // row 1
+                          -0.1f, 0.2f,  NAN,  0.05f, 0.0f,  0.1f};
+  std::vector<uint8_t> block(Int8BlockBytes(n, d));
+  QuantizeInt8Block(x.data(), n, d, block.data());
+  auto value = [&](uint32_t j, uint32_t k) {
+    return static_cast<int8_t>(block[((k / 4) * n + j) * 4 + k % 4]);
+  };
+  auto scale = [&](uint32_t j) {
+    float s;
+    std::memcpy(&s, block.data() + n * 8 + 4 * j, 4);
+    return s;
+  };
+  auto sum = [&](uint32_t j) {
+    int32_t s;
+    std::memcpy(&s, block.data() + n * 8 + 4 * n + 4 * j, 4);
+    return s;
+  };
+  EXPECT_FLOAT_EQ(scale(0), 4.0f / 127);
+  EXPECT_EQ(value(0, 3), 127);
+  EXPECT_EQ(value(0, 4), -127);
+  EXPECT_EQ(value(0, 0), 32);  // 1 / (4 / 127) = 31.75
+  EXPECT_EQ(value(0, 6), 0);   // padding
+  EXPECT_EQ(value(0, 7), 0);
+  EXPECT_EQ(sum(0), 32 - 64 + 16 + 127 - 127 + 64);
+  EXPECT_EQ(scale(1), 0.0f);  // all-zero row
+  EXPECT_EQ(sum(1), 0);
+  EXPECT_EQ(value(2, 2), 0);  // NaN stored as 0, scale from the finite ones
+  EXPECT_FLOAT_EQ(scale(2), 0.2f / 127);
+  int32_t want_sum = 0;
+  for (uint32_t k = 0; k < d; ++k) want_sum += value(2, k);
+  EXPECT_EQ(sum(2), want_sum);
+
+  std::vector<float> back(x.size());
+  DequantizeInt8Block(block.data(), n, d, back.data());
+  for (uint32_t j = 0; j < n; ++j) {
+    for (uint32_t k = 0; k < d; ++k) {
+      const float want = std::isnan(x[j * d + k]) ? 0.0f : x[j * d + k];
+      EXPECT_NEAR(back[j * d + k], want, scale(j) / 2 * 1.0001f)
+          << j << "," << k;
+    }
+  }
+}
+
+// Element-wise int8 conversion uses a unit scale, saturating at +-127.
+TEST(DTypeTest, Int8ElementsRoundAndSaturate) {
+  const std::vector<float> in = {0.4f, -1.6f, 300.0f, -300.0f, NAN};
+  std::vector<int8_t> stored(in.size());
+  ConvertFromFloat(in, DType::kInt8, stored.data());
+  EXPECT_EQ(stored, (std::vector<int8_t>{0, -2, 127, -127, 0}));
+  std::vector<float> out(in.size());
+  ConvertToFloat(stored.data(), DType::kInt8, out);
+  EXPECT_EQ(out, (std::vector<float>{0, -2, 127, -127, 0}));
 }
 
 }  // namespace

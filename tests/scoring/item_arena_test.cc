@@ -2,8 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace embsum::scoring {
@@ -26,6 +29,39 @@ TEST(ItemArenaTest, LayoutSizes) {
   layout.has_keys = false;
   layout.dtype = DType::kBFloat16;
   EXPECT_EQ(layout.row_bytes(), 8u * 512 * 2);
+  // int8: values (d rounded up to 4), one scale and one sum per code row,
+  // per block.
+  layout = {8, 30, DType::kInt8, true};
+  EXPECT_EQ(layout.block_bytes(), 8u * 32 + 8 * 8);
+  EXPECT_EQ(layout.row_bytes(), 2 * (8u * 32 + 8 * 8));
+}
+
+// int8 rows: quantized per code row at SetRow, read back within half a
+// step (max|row| / 254); CPE and keys blocks independent.
+TEST(ItemArenaTest, Int8RowsRoundTripWithinHalfAStep) {
+  ItemArena arena({3, 5, DType::kInt8, true}, 2);
+  std::vector<float> cpe(15), keys(15);
+  for (size_t i = 0; i < 15; ++i) {
+    cpe[i] = std::sin(0.7f * static_cast<float>(i)) * (1.0f + i / 5);
+    keys[i] = 100.0f * std::cos(0.3f * static_cast<float>(i));
+  }
+  size_t row = 0;
+  ASSERT_TRUE(arena.AppendRow(cpe, keys, &row).ok());
+  std::vector<float> got_cpe(15), got_keys(15);
+  arena.ReadRow(row, got_cpe, got_keys);
+  for (const auto& [want, got] :
+       {std::pair{&cpe, &got_cpe}, std::pair{&keys, &got_keys}}) {
+    for (size_t j = 0; j < 3; ++j) {
+      float max_abs = 0;
+      for (size_t k = 0; k < 5; ++k) {
+        max_abs = std::max(max_abs, std::fabs((*want)[j * 5 + k]));
+      }
+      for (size_t k = 0; k < 5; ++k) {
+        EXPECT_NEAR((*got)[j * 5 + k], (*want)[j * 5 + k],
+                    max_abs / 254 * 1.0001f);
+      }
+    }
+  }
 }
 
 TEST(ItemArenaTest, StoresRowsWithKeysAfterCpe) {

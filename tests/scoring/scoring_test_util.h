@@ -48,6 +48,19 @@ inline std::vector<float> Rounded(std::span<const float> x, DType dtype) {
   return out;
 }
 
+// The values after int8 quantization with one symmetric scale per row of d
+// (the ItemArena's int8 storage, and the user side of int8 dot products).
+inline std::vector<float> RoundedInt8Rows(std::span<const float> x,
+                                          uint32_t d) {
+  if (d == 0 || x.empty()) return std::vector<float>(x.begin(), x.end());
+  const uint32_t rows = static_cast<uint32_t>(x.size() / d);
+  std::vector<uint8_t> stored(Int8BlockBytes(rows, d));
+  QuantizeInt8Block(x.data(), rows, d, stored.data());
+  std::vector<float> out(x.size());
+  DequantizeInt8Block(stored.data(), rows, d, out.data());
+  return out;
+}
+
 inline std::vector<double> Widen(std::span<const float> x) {
   return std::vector<double>(x.begin(), x.end());
 }

@@ -840,6 +840,9 @@ TEST_F(ServerTest, MetricsCountRequestsAndModel) {
   EXPECT_THAT(
       text, HasSubstr("embsum_model_info{model_version=\"test-model-7\"} 1\n"));
   EXPECT_THAT(text, HasSubstr("embsum_shed_total 0\n"));
+  // The scoring kernel for the arena's dtype, from Scorer::kernel_info.
+  EXPECT_THAT(text, HasSubstr("embsum_scorer_info{kernel=\""));
+  EXPECT_THAT(text, HasSubstr(",dtype=\"fp32\"} 1\n"));
 }
 
 TEST_F(ServerTest,

@@ -8,12 +8,16 @@
 #include <filesystem>
 #include <limits>
 #include <set>
+#include <string>
 #include <thread>
 #include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "scoring/item_arena.h"
+#include "scoring/scorer.h"
 #include "store/data_dir.h"
+#include "datagen/synthetic_model.h"
 #include "store/internal/npy.h"
 #include "store_test_util.h"
 
@@ -402,6 +406,104 @@ TEST_F(ItemCatalogTest, Float16ArenaRoundsValues) {
   for (size_t i = 0; i < nd(); ++i) {
     EXPECT_NEAR(got[i], want[i], 1e-3 * std::max(1.0f, std::fabs(want[i])));
   }
+}
+
+// --item_dtype=int8 reaches the arena: rows are quantized per code row
+// (within half a step, max|row| / 254), at load and at upsert.
+TEST_F(ItemCatalogTest, Int8ArenaQuantizesPerRowAtLoadAndUpsert) {
+  options_.dtype = scoring::DType::kInt8;
+  Reopen();
+  auto snap = catalog_->Current();
+  EXPECT_EQ(snap->arena().layout().dtype, scoring::DType::kInt8);
+  const size_t d = manifest_.dim;
+  auto near = [&](const std::vector<float>& got,
+                  const std::vector<float>& want) {
+    for (size_t j = 0; j * d < want.size(); ++j) {
+      float max_abs = 0.0f;
+      for (size_t k = 0; k < d; ++k) {
+        max_abs = std::max(max_abs, std::fabs(want[j * d + k]));
+      }
+      for (size_t k = 0; k < d; ++k) {
+        EXPECT_NEAR(got[j * d + k], want[j * d + k], max_abs / 254 * 1.001f);
+      }
+    }
+  };
+  auto cpe = NpyArray::Open(tmp_ / "model/items/cpe.npy", "cpe");
+  std::vector<float> want(nd());
+  (*cpe)->ReadRow(3, want);
+  near(Row(*snap, "N4").first, want);
+  ItemUpsert x = MakeItem("x", 1);
+  ASSERT_TRUE(catalog_->Upsert({&x, 1}).ok());
+  const auto [got_cpe, got_keys] = Row(*catalog_->Current(), "x");
+  near(got_cpe, x.cpe);
+  near(got_keys, x.keys);
+}
+
+// DESIGN.md section 2's int8 contract on datagen S1 data (m 32, n 8,
+// d 512, 500 candidates, with Q and G): every score within 5e-2 of fp32
+// storage, relative to the largest |score| of the user's candidates, and
+// the top-10 agreeing with fp32's on >= 95 % of entries over the users.
+TEST(ItemCatalogInt8Test, MeetsTheContractOnDatagenS1) {
+  TempDir tmp;
+  datagen::SyntheticModelOptions o;
+  o.out_dir = tmp / "model";
+  o.users = 8;
+  o.items = 500;
+  o.dim = 512;
+  o.user_codes = 32;
+  o.item_codes = 8;
+  o.impressions = 4;
+  o.impression_size = 4;
+  ASSERT_TRUE(datagen::GenerateSyntheticModel(o).ok());
+  auto cpe = NpyArray::Open(tmp / "model/items/cpe.npy", "cpe");
+  auto keys = NpyArray::Open(tmp / "model/items/keys.npy", "keys");
+  auto upe = NpyArray::Open(tmp / "model/users/upe.npy", "upe");
+  auto queries = NpyArray::Open(tmp / "model/users/queries.npy", "queries");
+  ASSERT_TRUE(cpe.ok() && keys.ok() && upe.ok() && queries.ok());
+  const size_t block = size_t{o.item_codes} * o.dim;
+  scoring::ItemArena fp32({o.item_codes, o.dim, scoring::DType::kFloat32, true},
+                          o.items);
+  scoring::ItemArena int8({o.item_codes, o.dim, scoring::DType::kInt8, true},
+                          o.items);
+  std::vector<float> b(block), g(block);
+  for (uint64_t r = 0; r < o.items; ++r) {
+    (*cpe)->ReadRow(r, b);
+    (*keys)->ReadRow(r, g);
+    ASSERT_TRUE(fp32.AppendRow(b, g, nullptr).ok());
+    ASSERT_TRUE(int8.AppendRow(b, g, nullptr).ok());
+  }
+  std::vector<uint32_t> rows(o.items);
+  for (uint32_t r = 0; r < o.items; ++r) rows[r] = r;
+  auto scorer = scoring::MakeCpuScorer();
+  std::vector<float> a(size_t{o.user_codes} * o.dim), q(a.size());
+  double agreement = 0.0, worst = 0.0;
+  for (uint64_t u = 0; u < o.users; ++u) {
+    (*upe)->ReadRow(u, a);
+    (*queries)->ReadRow(u, q);
+    const scoring::UserView user{o.user_codes, o.dim, a, q};
+    std::vector<float> want(o.items), got(o.items);
+    ASSERT_TRUE(scorer->Score(user, fp32, rows, want, {}).ok());
+    ASSERT_TRUE(scorer->Score(user, int8, rows, got, {}).ok());
+    float scale = 0.0f;
+    for (float x : want) scale = std::max(scale, std::fabs(x));
+    for (size_t c = 0; c < o.items; ++c) {
+      worst = std::max(worst, std::fabs(double{got[c]} - want[c]) / scale);
+    }
+    std::vector<uint32_t> top_want, top_got;
+    scoring::SelectTopK(want, 10, &top_want);
+    scoring::SelectTopK(got, 10, &top_got);
+    size_t common = 0;
+    for (uint32_t r : top_got) {
+      common += std::count(top_want.begin(), top_want.end(), r);
+    }
+    agreement += static_cast<double>(common) / 10.0 / o.users;
+  }
+  // Recorded in the gtest XML report (docs/scoring.md quotes them).
+  ::testing::Test::RecordProperty("worst_relative_error",
+                                  std::to_string(worst));
+  ::testing::Test::RecordProperty("top10_agreement", std::to_string(agreement));
+  EXPECT_LE(worst, 5e-2);
+  EXPECT_GE(agreement, 0.95);
 }
 
 TEST_F(ItemCatalogTest, ReadersSeeConsistentSnapshotsDuringUpserts) {

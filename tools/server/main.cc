@@ -37,8 +37,9 @@ ABSL_FLAG(std::string, ann_gpu, "auto",
 ABSL_FLAG(uint32_t, max_candidates, 10000,
           "Largest candidate_ids of a Rank (and k of a Retrieve).");
 ABSL_FLAG(std::string, item_dtype, "fp32",
-          "Storage of the item arena: fp32, fp16 or bf16 (16-bit halves "
-          "memory and bandwidth, rel. error <= 2e-2).");
+          "Storage of the item arena: fp32, fp16, bf16 or int8 (16-bit "
+          "halves memory and bandwidth, rel. error <= 2e-2; int8 quarters "
+          "them, per-row scales, rel. error <= 5e-2; CPU backend only).");
 ABSL_FLAG(std::string, tls_cert, "", "PEM server certificate (enables TLS).");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert.");
 ABSL_FLAG(std::string, tls_client_ca, "",
@@ -100,7 +101,8 @@ int main(int argc, char** argv) {
   if (!parsed.has_value()) {
     embsum::server::LogEvent(
         "error", "start_failed",
-        {{"message", "--item_dtype='" + dtype + "': want fp32, fp16 or bf16"}});
+        {{"message",
+          "--item_dtype='" + dtype + "': want fp32, fp16, bf16 or int8"}});
     return 1;
   }
   options.item_dtype = *parsed;

@@ -1,0 +1,154 @@
+#include "scoring/cpu_peak.h"
+
+#include <cstdint>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+// GCC 12's AVX-512 reduction intrinsics build "undefined" vectors as
+// `__m512 y = y;`, which -W(maybe-)uninitialized reports falsely (GCC bug
+// 105593).
+#if !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+#endif
+
+namespace embsum::scoring {
+namespace {
+
+#if defined(__x86_64__) && defined(__GNUC__)
+// Each loop: 16 independent accumulators (latency 4-5 cycles x 2-4 pipes),
+// operands in registers (fp32 and integer multiply-adds are not reassociated
+// without -ffast-math, so the chains stay as written).
+// The accumulators are reduced into the returned value so the work is live.
+
+__attribute__((target("avx512f"))) float Fp32Avx512(uint64_t iterations) {
+  __m512 acc[16];
+  for (int i = 0; i < 16; ++i) acc[i] = _mm512_set1_ps(0.001f * i);
+  const __m512 x = _mm512_set1_ps(0.999f), y = _mm512_set1_ps(1e-3f);
+  for (uint64_t it = 0; it < iterations; ++it) {
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; ++i) acc[i] = _mm512_fmadd_ps(acc[i], x, y);
+  }
+  __m512 sum = acc[0];
+  for (int i = 1; i < 16; ++i) sum = _mm512_add_ps(sum, acc[i]);
+  return _mm512_reduce_add_ps(sum);
+}
+
+__attribute__((target("avx2,fma"))) float Fp32Avx2(uint64_t iterations) {
+  __m256 acc[16];
+  for (int i = 0; i < 16; ++i) acc[i] = _mm256_set1_ps(0.001f * i);
+  const __m256 x = _mm256_set1_ps(0.999f), y = _mm256_set1_ps(1e-3f);
+  for (uint64_t it = 0; it < iterations; ++it) {
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; ++i) acc[i] = _mm256_fmadd_ps(acc[i], x, y);
+  }
+  __m256 sum = acc[0];
+  for (int i = 1; i < 16; ++i) sum = _mm256_add_ps(sum, acc[i]);
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, sum);
+  float total = 0;
+  for (float v : lanes) total += v;
+  return total;
+}
+
+__attribute__((target("avx512f,avx512bf16"))) float Bf16Avx512(
+    uint64_t iterations) {
+  __m512 acc[16];
+  for (int i = 0; i < 16; ++i) acc[i] = _mm512_set1_ps(0.001f * i);
+  const __m512bh x = (__m512bh)_mm512_set1_epi32(0x3f803f80);  // (1, 1)
+  const __m512bh y = (__m512bh)_mm512_set1_epi32(0x33803380);  // tiny
+  for (uint64_t it = 0; it < iterations; ++it) {
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; ++i) acc[i] = _mm512_dpbf16_ps(acc[i], x, y);
+  }
+  __m512 sum = acc[0];
+  for (int i = 1; i < 16; ++i) sum = _mm512_add_ps(sum, acc[i]);
+  return _mm512_reduce_add_ps(sum);
+}
+
+__attribute__((target("avx512f,avx512vnni"))) float Int8Avx512(
+    uint64_t iterations) {
+  __m512i acc[16];
+  for (int i = 0; i < 16; ++i) acc[i] = _mm512_set1_epi32(i);
+  const __m512i x = _mm512_set1_epi8(1), y = _mm512_set1_epi8(-1);
+  for (uint64_t it = 0; it < iterations; ++it) {
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; ++i) acc[i] = _mm512_dpbusd_epi32(acc[i], x, y);
+  }
+  __m512i sum = acc[0];
+  for (int i = 1; i < 16; ++i) sum = _mm512_add_epi32(sum, acc[i]);
+  return static_cast<float>(_mm512_reduce_add_epi32(sum));
+}
+
+__attribute__((target("avx2,avxvnni"))) float Int8AvxVnni(uint64_t iterations) {
+  __m256i acc[16];
+  for (int i = 0; i < 16; ++i) acc[i] = _mm256_set1_epi32(i);
+  const __m256i x = _mm256_set1_epi8(1), y = _mm256_set1_epi8(-1);
+  for (uint64_t it = 0; it < iterations; ++it) {
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; ++i) acc[i] = _mm256_dpbusd_avx_epi32(acc[i], x, y);
+  }
+  __m256i sum = acc[0];
+  for (int i = 1; i < 16; ++i) sum = _mm256_add_epi32(sum, acc[i]);
+  alignas(32) int32_t lanes[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), sum);
+  int64_t total = 0;
+  for (int32_t v : lanes) total += v;
+  return static_cast<float>(total);
+}
+
+// Keeps the result alive without printing it.
+volatile float g_sink;
+#endif
+
+}  // namespace
+
+std::string_view PeakOpName(PeakOp op) {
+  switch (op) {
+    case PeakOp::kFp32Fma:
+      return "fp32_fma";
+    case PeakOp::kBf16Dot:
+      return "bf16_dot";
+    case PeakOp::kInt8Dot:
+      return "int8_dot";
+  }
+  return "unknown";
+}
+
+bool PeakSupported(CpuIsa isa, PeakOp op) {
+  if (!CpuIsaSupported(isa)) return false;
+  switch (op) {
+    case PeakOp::kFp32Fma:
+      return isa != CpuIsa::kScalar;
+    case PeakOp::kBf16Dot:
+      return CpuIsaHasBf16Dot(isa);
+    case PeakOp::kInt8Dot:
+      return CpuIsaHasInt8Dot(isa);
+  }
+  return false;
+}
+
+std::optional<double> RunPeakLoop(CpuIsa isa, PeakOp op, uint64_t iterations) {
+  if (!PeakSupported(isa, op)) return std::nullopt;
+#if defined(__x86_64__) && defined(__GNUC__)
+  const bool wide = CpuIsaVectorBits(isa) == 512;
+  const double lanes = wide ? 16.0 : 8.0;  // 32-bit lanes
+  const double rounds = static_cast<double>(iterations) * 16.0;
+  switch (op) {
+    case PeakOp::kFp32Fma:
+      g_sink = wide ? Fp32Avx512(iterations) : Fp32Avx2(iterations);
+      return rounds * lanes * 2.0;
+    case PeakOp::kBf16Dot:
+      g_sink = Bf16Avx512(iterations);
+      return rounds * lanes * 4.0;
+    case PeakOp::kInt8Dot:
+      g_sink = wide ? Int8Avx512(iterations) : Int8AvxVnni(iterations);
+      return rounds * lanes * 8.0;
+  }
+#endif
+  (void)iterations;
+  return std::nullopt;
+}
+
+}  // namespace embsum::scoring
