@@ -10,7 +10,8 @@ namespace embsum::server {
 WorkerPool::WorkerPool(const WorkerPoolOptions& options)
     : capacity_(options.queue_capacity),
       threads_count_(std::max(1, options.threads)),
-      max_queue_wait_(options.max_queue_wait) {
+      max_queue_wait_(options.max_queue_wait),
+      queue_wait_(options.queue_wait) {
   const int n = threads_count_;
   threads_.reserve(n);
   for (int i = 0; i < n; ++i) {
@@ -75,6 +76,9 @@ void WorkerPool::Run() {
       queue_.pop_front();
     }
     const absl::Time start = absl::Now();
+    if (queue_wait_ != nullptr) {
+      queue_wait_->Observe(absl::ToDoubleSeconds(start - task.queued_at));
+    }
     if (max_queue_wait_ > absl::ZeroDuration() && task.expired != nullptr &&
         start - task.queued_at > max_queue_wait_) {
       task.expired();

@@ -21,6 +21,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "metrics/metrics.h"
 
 namespace embsum::server {
 
@@ -40,6 +41,9 @@ struct WorkerPoolOptions {
   // max_queue_wait plus one run, whatever queue_capacity is; shorter sheds
   // more of a burst.
   absl::Duration max_queue_wait = absl::ZeroDuration();
+  // Observes each task's wait in the queue, seconds (null: not measured).
+  // Must outlive the pool.
+  metrics::Histogram* queue_wait = nullptr;
 };
 
 class WorkerPool {
@@ -70,6 +74,7 @@ class WorkerPool {
   // Idempotent.
   void Shutdown();
 
+  int threads() const { return threads_count_; }
   // Tasks queued and not yet started.
   size_t queued() const;
   // Mean run time of recent tasks (exponentially weighted, 1/8 per task).
@@ -86,6 +91,7 @@ class WorkerPool {
   const size_t capacity_;
   const int threads_count_;
   const absl::Duration max_queue_wait_;
+  metrics::Histogram* const queue_wait_;
   std::atomic<int64_t> mean_run_ns_{0};
   mutable absl::Mutex mu_;
   std::deque<Task> queue_ ABSL_GUARDED_BY(mu_);

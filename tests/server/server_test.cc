@@ -5,6 +5,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <memory>
 #include <string>
@@ -20,6 +21,7 @@
 #include "gtest/gtest.h"
 #include "metrics/metrics.h"
 #include "scoring/scorer.h"
+#include "server/runtime_info.h"
 #include "server/serving_model.h"
 #include "store/data_dir.h"
 #include "tests/server/test_support.h"
@@ -821,6 +823,58 @@ TEST_F(ServerTest, MetricsCountRequestsAndModel) {
   EXPECT_THAT(
       text, HasSubstr("embsum_model_info{model_version=\"test-model-7\"} 1\n"));
   EXPECT_THAT(text, HasSubstr("embsum_shed_total 0\n"));
+}
+
+TEST_F(ServerTest, RankReportsItsPhases) {
+  ModelSlot models(data_);
+  RankerCore core(RankerCoreOptions{}, &models, &scorer_, nullptr);
+  RankTimings timings;
+  v1::RankResponse response;
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(core.Rank(AllItemsRequest(0), &response, &timings).ok());
+  const double total =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
+  EXPECT_GT(timings.user, 0);  // a RocksDB read
+  EXPECT_GT(timings.score, 0);
+  EXPECT_GE(timings.lookup, 0);
+  EXPECT_GE(timings.top_k, 0);
+  EXPECT_GE(timings.response, 0);
+  EXPECT_LE(timings.user + timings.lookup + timings.score + timings.top_k +
+                timings.response,
+            total);
+  // Without candidates nothing is scored.
+  RankTimings empty;
+  v1::RankRequest none;
+  none.set_user_id(AllItemsRequest(0).user_id());
+  ASSERT_TRUE(core.Rank(none, &response, &empty).ok());
+  EXPECT_EQ(empty.score, 0);
+}
+
+TEST_F(ServerTest, MetricsShowRankPhasesQueueWaitThreadsAndBlasCore) {
+  v1::RankResponse response;
+  ASSERT_TRUE(Rank(AllItemsRequest(0), &response).ok());
+  // A failed Rank observes no phases.
+  v1::RankRequest unknown = AllItemsRequest(0);
+  unknown.set_user_id("nobody");
+  EXPECT_FALSE(Rank(unknown, &response).ok());
+  const std::string text = registry_.Serialize();
+  for (const char* phase : {"user", "lookup", "score", "top_k", "response"}) {
+    EXPECT_THAT(text, HasSubstr(std::string("embsum_rank_phase_seconds_count{"
+                                            "phase=\"") +
+                                phase + "\"} 1\n"))
+        << phase;
+  }
+  // Both calls went through the rank pool's queue.
+  EXPECT_THAT(text,
+              HasSubstr("embsum_queue_wait_seconds_count{pool=\"rank\"} 2\n"));
+  EXPECT_THAT(text, HasSubstr("embsum_threads{pool=\"rank\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("embsum_threads{pool=\"admin\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("embsum_threads{pool=\"scorer\"} 0\n"));
+  EXPECT_THAT(text, HasSubstr("embsum_threads{pool=\"blas\"} "));
+  const BlasInfo blas = GetBlasInfo();
+  EXPECT_THAT(text,
+              HasSubstr("embsum_blas_info{core=\"" + blas.core + "\"} 1\n"));
 }
 
 TEST_F(ServerTest,
