@@ -294,6 +294,8 @@ int RunApp(const AppOptions& options) {
        {"user_codes", std::to_string(dir.manifest().user_codes)},
        {"item_codes", std::to_string(dir.manifest().item_codes)},
        {"item_dtype", std::string(scoring::DTypeName(options.item_dtype))},
+       {"user_dtype",
+        std::string(scoring::DTypeName(dir.users().user_dtype()))},
        {"backend", std::string(scorer->backend())},
        {"backend_reason", backend->reason},
        {"listen", absl::StrCat(host, ":", (*server)->port())},
