@@ -259,6 +259,47 @@ TEST_F(ServerTest, RankEqualsTheFloat64ReferenceOnIngestedData) {
   }
 }
 
+TEST_F(ServerTest, SixteenBitUsersStayWithinTheSixteenBitContract) {
+  // The same artifact ingested with users stored as fp16 and as bf16: every
+  // score within DESIGN.md section 2's 2e-2 of the float64 reference on the
+  // fp32 artifact, and the same answer layout.
+  std::unique_ptr<scoring::Scorer> scorer = scoring::MakeCpuScorer({});
+  for (scoring::DType dtype :
+       {scoring::DType::kFloat16, scoring::DType::kBFloat16}) {
+    const std::string name(scoring::DTypeName(dtype));
+    store::IngestOptions ingest;
+    ingest.model_dir = model_.model_dir;
+    ingest.data_dir = model_.data_dir + "-" + name;
+    ingest.user_dtype = dtype;
+    ASSERT_TRUE(store::Ingest(ingest).ok()) << name;
+    auto data = store::DataDir::Open(ingest.data_dir, {});
+    ASSERT_TRUE(data.ok()) << data.status();
+    ASSERT_EQ((*data)->users().user_dtype(), dtype);
+    ModelSlot models(std::make_shared<const ServingModel>(*std::move(data), 1));
+    RankerCore core(RankerCoreOptions{}, &models, scorer.get(), nullptr);
+    double worst = 0;
+    for (size_t u : {size_t{0}, model_.user_ids.size() - 1}) {
+      v1::RankResponse response;
+      ASSERT_TRUE(core.Rank(AllItemsRequest(u), &response).ok()) << name;
+      ASSERT_EQ(response.items_size(),
+                static_cast<int>(model_.item_ids.size()));
+      for (const v1::ScoredItem& item : response.items()) {
+        const size_t i = std::find(model_.item_ids.begin(),
+                                   model_.item_ids.end(), item.item_id()) -
+                         model_.item_ids.begin();
+        ASSERT_LT(i, model_.item_ids.size());
+        const double want = model_.Reference(u, i).score;
+        const double error =
+            std::abs(item.score() - want) / std::max(1.0, std::abs(want));
+        worst = std::max(worst, error);
+        EXPECT_LE(error, 2e-2) << name << " " << item.item_id();
+      }
+    }
+    // Rounded, so not the fp32 answer to the last bit.
+    EXPECT_GT(worst, 0) << name;
+  }
+}
+
 TEST_F(ServerTest, RankUnknownUserIsNotFound) {
   v1::RankRequest request;
   request.set_user_id("no-such-user");
