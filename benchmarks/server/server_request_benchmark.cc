@@ -226,19 +226,28 @@ BENCHMARK(BM_RankRequestPath)
     ->ArgsProduct({{1, 500}, {0, 1, 2}, {0, 1}})
     ->Unit(benchmark::kMicrosecond);
 
-// The hand-off to the scorer's threads alone: one ParallelFor of two tiny
-// tasks on a pool of one helper under a 2-core budget (the caller runs one
-// task, a helper is woken for the other), against the same job run inline
-// (one task). The difference is the wake-up and join a parallel Score pays.
+// The hand-off to the scorer's threads alone, on a pool of one helper under
+// a 2-core budget. tasks:1 runs inline. tasks:2: task 0 waits (spinning)
+// until task 1 has run, so the helper must wake up and run task 1: the
+// time per call is the wake-up plus the join that a parallel Score pays.
 void BM_ScorerHandOff(benchmark::State& state) {
   static scoring::internal::ThreadPool pool(1, 2);
   const size_t tasks = static_cast<size_t>(state.range(0));
-  std::atomic<int> sink{0};
-  const std::function<void(size_t)> task = [&sink](size_t i) {
-    sink.fetch_add(static_cast<int>(i), std::memory_order_relaxed);
+  std::atomic<bool> second_done{false};
+  const std::function<void(size_t)> task = [&](size_t i) {
+    if (tasks == 1) return;
+    if (i == 1) {
+      second_done.store(true, std::memory_order_release);
+    } else {
+      while (!second_done.load(std::memory_order_acquire)) {
+      }
+    }
   };
   const scoring::internal::ThreadPool::Stats before = pool.stats();
-  for (auto _ : state) pool.ParallelFor(tasks, task);
+  for (auto _ : state) {
+    second_done.store(false, std::memory_order_relaxed);
+    pool.ParallelFor(tasks, task);
+  }
   const scoring::internal::ThreadPool::Stats after = pool.stats();
   state.counters["helper_tasks_per_call"] =
       static_cast<double>(after.helper_tasks - before.helper_tasks) /

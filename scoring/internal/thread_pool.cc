@@ -137,7 +137,10 @@ void ThreadPool::WorkerLoop() {
     work_cv_.wait(lock, [this] { return stop_ || (CoreFree() && NextJob()); });
     --idle_;
     if (stop_) return;
+    // The caller claims tasks without the lock: the job seen by the wait
+    // may be exhausted by now.
     Job* job = NextJob();
+    if (job == nullptr) continue;
     ++job->helpers;
     busy_.fetch_add(1, std::memory_order_relaxed);
     lock.unlock();

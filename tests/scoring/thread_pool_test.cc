@@ -56,6 +56,19 @@ TEST(ThreadPoolTest, ConcurrentCallersAllFinish) {
   EXPECT_EQ(total.load(), 6L * 50 * (16 * 17 / 2));
 }
 
+TEST(ThreadPoolTest, JobsFinishedBeforeTheHelperArrivesAreSkipped) {
+  // Tiny jobs end on the caller while the woken helper is on its way: the
+  // helper must find them gone (this once crashed on a finished job).
+  ThreadPool pool(1, 2);
+  std::atomic<long> total{0};
+  for (int round = 0; round < 100000; ++round) {
+    pool.ParallelFor(2, [&](size_t i) {
+      total.fetch_add(static_cast<long>(i) + 1, std::memory_order_relaxed);
+    });
+  }
+  EXPECT_EQ(total.load(), 100000L * 3);
+}
+
 TEST(ThreadPoolTest, NoWorkersRunsOnCaller) {
   ThreadPool pool(0);
   int sum = 0;  // no synchronisation needed: caller only
