@@ -177,6 +177,7 @@ absl::Status RankerCore::Rank(const v1::RankRequest& request,
   }
   RankTimings local_timings;
   RankTimings& t = timings != nullptr ? *timings : local_timings;
+  t = RankTimings{};
   PhaseClock clock;
   // Reused by this thread's next request: an m*d embedding is tens of KB,
   // and a fresh one costs an allocation and a zero fill per request.

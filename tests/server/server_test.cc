@@ -884,12 +884,12 @@ TEST_F(ServerTest, RankReportsItsPhases) {
   EXPECT_LE(timings.user + timings.lookup + timings.score + timings.top_k +
                 timings.response,
             total);
-  // Without candidates nothing is scored.
-  RankTimings empty;
+  // Without candidates nothing is scored (the same struct, reused).
   v1::RankRequest none;
   none.set_user_id(AllItemsRequest(0).user_id());
-  ASSERT_TRUE(core.Rank(none, &response, &empty).ok());
-  EXPECT_EQ(empty.score, 0);
+  ASSERT_TRUE(core.Rank(none, &response, &timings).ok());
+  EXPECT_EQ(timings.score, 0);
+  EXPECT_GT(timings.user, 0);
 }
 
 TEST_F(ServerTest, MetricsShowRankPhasesQueueWaitThreadsAndBlasCore) {
