@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -22,6 +23,7 @@
 #include "server/backend.h"
 #include "server/log.h"
 #include "server/model_loader.h"
+#include "server/runtime_info.h"
 #include "server/serving_model.h"
 #include "store/data_dir.h"
 
@@ -256,8 +258,19 @@ int RunApp(const AppOptions& options) {
   if (!model.ok()) return fail(model.status());
   const ServingModel& dir = **model;
 
+  // The index build at load may use every core; serving does not.
+  LimitBlasThreads(options.blas_threads);
+  const BlasInfo blas = GetBlasInfo();
+  ServerOptions server_options = options.server;
+  if (scorer->backend() == "cpu") {
+    server_options.scorer_threads =
+        options.server.workers > 0
+            ? options.server.workers
+            : static_cast<int>(
+                  std::max(1u, std::thread::hardware_concurrency()));
+  }
   absl::StatusOr<std::unique_ptr<Server>> server =
-      Server::Start(options.server, *model, scorer.get(), &registry);
+      Server::Start(server_options, *model, scorer.get(), &registry);
   if (!server.ok()) return fail(server.status());
   std::unique_ptr<metrics::MetricsHttpServer> metrics_server;
   if (!options.metrics_listen.empty()) {
@@ -281,6 +294,8 @@ int RunApp(const AppOptions& options) {
        {"user_codes", std::to_string(dir.manifest().user_codes)},
        {"item_codes", std::to_string(dir.manifest().item_codes)},
        {"item_dtype", std::string(scoring::DTypeName(options.item_dtype))},
+       {"user_dtype",
+        std::string(scoring::DTypeName(dir.users().user_dtype()))},
        {"backend", std::string(scorer->backend())},
        {"backend_reason", backend->reason},
        {"scorer_kernel", scorer->kernel_info(options.item_dtype).kernel},
@@ -299,6 +314,9 @@ int RunApp(const AppOptions& options) {
             ? "off"
             : (options.server.tls.client_ca_file.empty() ? "tls" : "mtls")},
        {"workers", std::to_string((*server)->workers())},
+       {"scorer_threads", std::to_string(server_options.scorer_threads)},
+       {"blas_core", blas.core},
+       {"blas_threads", std::to_string(blas.threads)},
        {"queue_size", std::to_string(options.server.queue_size)},
        {"reload_interval", options.reload_interval > absl::ZeroDuration()
                                ? absl::FormatDuration(options.reload_interval)

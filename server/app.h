@@ -42,6 +42,10 @@ struct AppOptions {
   // HOST:PORT for GET /metrics; empty disables it.
   std::string metrics_listen = "0.0.0.0:9464";
   ServerOptions server;
+  // Threads a BLAS call may use once the model is loaded (FAISS's ANN
+  // search): 1 keeps OpenBLAS's busy-waiting threads off the scoring cores
+  // (server/runtime_info.h); 0 leaves OpenBLAS's default (all cores).
+  int blas_threads = 1;
   // Hot reload: SIGHUP always checks data_dir; with a positive interval the
   // server also checks it that often and reloads when the directory was
   // replaced (embsum-ingest --force). Zero: SIGHUP only.

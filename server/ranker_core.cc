@@ -19,6 +19,21 @@ namespace {
 
 constexpr size_t kMaxIdBytes = 256;
 
+// Seconds between successive Lap() calls (the first from construction).
+class PhaseClock {
+ public:
+  double Lap() {
+    const auto now = std::chrono::steady_clock::now();
+    const double seconds = std::chrono::duration<double>(now - last_).count();
+    last_ = now;
+    return seconds;
+  }
+
+ private:
+  std::chrono::steady_clock::time_point last_ =
+      std::chrono::steady_clock::now();
+};
+
 double SecondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
       .count();
@@ -156,16 +171,22 @@ absl::Status RankerCore::LoadUser(const ServingModel& model,
 }
 
 absl::Status RankerCore::Rank(const v1::RankRequest& request,
-                              v1::RankResponse* response) const {
+                              v1::RankResponse* response,
+                              RankTimings* timings) const {
   RETURN_IF_ERROR(ValidateRank(request));
   if (metrics_ != nullptr) {
     metrics_->rank_candidates().Observe(request.candidate_ids_size());
   }
+  RankTimings local_timings;
+  RankTimings& t = timings != nullptr ? *timings : local_timings;
+  t = RankTimings{};
+  PhaseClock clock;
   // Reused by this thread's next request: an m*d embedding is tens of KB,
   // and a fresh one costs an allocation and a zero fill per request.
   ASSIGN_OR_RETURN(const std::shared_ptr<const ServingModel> model, Model());
   thread_local store::UserEmbedding user;
   RETURN_IF_ERROR(LoadUser(*model, request.user_id(), &user));
+  t.user = clock.Lap();
 
   const std::shared_ptr<const store::ItemSnapshot> snapshot =
       model->items().Current();
@@ -200,18 +221,18 @@ absl::Status RankerCore::Rank(const v1::RankRequest& request,
 
   std::vector<float> scores(rows.size());
   std::vector<int32_t> codes(request.explain() ? rows.size() : 0);
+  t.lookup = clock.Lap();
   if (!rows.empty()) {
-    const auto start = std::chrono::steady_clock::now();
     absl::Status s = ToAbslStatus(
         scorer_->Score(user.view(), snapshot->arena(), rows, scores, codes));
-    if (metrics_ != nullptr) {
-      metrics_->scoring_seconds().Observe(SecondsSince(start));
-    }
+    t.score = clock.Lap();
+    if (metrics_ != nullptr) metrics_->scoring_seconds().Observe(t.score);
     if (!s.ok()) return s;
   }
 
   std::vector<uint32_t> order;
   scoring::SelectTopK(scores, request.top_k(), &order);
+  t.top_k = clock.Lap();
   response->mutable_items()->Reserve(static_cast<int>(order.size()));
   for (uint32_t i : order) {
     v1::ScoredItem* item = response->add_items();
@@ -226,6 +247,8 @@ absl::Status RankerCore::Rank(const v1::RankRequest& request,
     response->set_user_summary(*std::move(summary));
   }
   response->set_model_version(model->manifest().model_version);
+  t.response = clock.Lap();
+  if (metrics_ != nullptr) metrics_->ObserveRankPhases(t);
   return absl::OkStatus();
 }
 

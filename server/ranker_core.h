@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "embsum/v1/ranking.pb.h"
 #include "scoring/scorer.h"
+#include "server/rank_timings.h"
 #include "server/server_metrics.h"
 #include "server/serving_model.h"
 #include "store/item_catalog.h"
@@ -47,8 +48,9 @@ class RankerCore {
   absl::Status ValidateRetrieve(const v1::RetrieveRequest& request) const;
 
   // Full requests (they validate again).
-  absl::Status Rank(const v1::RankRequest& request,
-                    v1::RankResponse* response) const;
+  // timings (may be null) receives the phases of this request.
+  absl::Status Rank(const v1::RankRequest& request, v1::RankResponse* response,
+                    RankTimings* timings = nullptr) const;
   absl::Status Retrieve(const v1::RetrieveRequest& request,
                         v1::RetrieveResponse* response) const;
   void GetModelInfo(v1::ModelInfo* info) const;

@@ -3,12 +3,14 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "server/runtime_info.h"
 
 namespace embsum::server {
 namespace {
@@ -133,16 +135,24 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   }
   server->core_ = std::make_unique<RankerCore>(
       options.core, server->models_.get(), scorer, server->metrics_.get());
-  server->pool_ = std::make_unique<WorkerPool>(
-      WorkerPoolOptions{.threads = server->workers_,
-                        .queue_capacity = options.queue_size,
-                        .name = "rank",
-                        .max_queue_wait = options.max_queue_wait,
-                        .clock = options.clock});
-  server->admin_pool_ = std::make_unique<WorkerPool>(
-      WorkerPoolOptions{.threads = 1,
-                        .queue_capacity = options.admin_queue_size,
-                        .name = "admin"});
+  server->pool_ = std::make_unique<WorkerPool>(WorkerPoolOptions{
+      .threads = server->workers_,
+      .queue_capacity = options.queue_size,
+      .name = "rank",
+      .max_queue_wait = options.max_queue_wait,
+      .clock = options.clock,
+      .queue_wait = &server->metrics_->queue_wait_seconds("rank")});
+  server->admin_pool_ = std::make_unique<WorkerPool>(WorkerPoolOptions{
+      .threads = 1,
+      .queue_capacity = options.admin_queue_size,
+      .name = "admin",
+      .queue_wait = &server->metrics_->queue_wait_seconds("admin")});
+  server->metrics_->SetThreads("rank", server->pool_->threads());
+  server->metrics_->SetThreads("admin", server->admin_pool_->threads());
+  server->metrics_->SetThreads("scorer", std::max(0, options.scorer_threads));
+  const BlasInfo blas = GetBlasInfo();
+  server->metrics_->SetThreads("blas", blas.threads);
+  server->metrics_->SetBlasInfo(blas.core);
   server->ranker_service_ = std::make_unique<RankerService>(
       server->core_.get(), server->pool_.get(), server->metrics_.get());
   server->admin_service_ = std::make_unique<RankerAdminService>(

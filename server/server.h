@@ -40,8 +40,14 @@ struct ServerOptions {
   std::string listen = "0.0.0.0:50051";
   std::string admin_listen = "127.0.0.1:50052";
   TlsOptions tls;
-  // Scoring threads (0 = hardware concurrency).
+  // Rank/Retrieve worker threads (0 = hardware concurrency). The thread
+  // model (docs/server.md "Threads"): one worker per core, and the CPU
+  // scorer's pool of the same size lends the idle cores to a request that
+  // runs alone.
   int workers = 0;
+  // The scorer's threads, callers included (0: it has none of its own, as
+  // the CUDA scorer): reported in embsum_threads{pool="scorer"} only.
+  int scorer_threads = 0;
   // Ranker calls waiting for a worker beyond those running; when full, new
   // calls get RESOURCE_EXHAUSTED. Bounds queueing delay to about
   // queue_size / throughput.

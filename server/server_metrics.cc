@@ -91,6 +91,26 @@ ServerMetrics::ServerMetrics(metrics::Registry* registry,
                           "Time spent in the scorer per request (seconds).",
                           {"backend"}, metrics::DecadeBuckets(1e-6, 10))
            .WithLabels({backend});
+  auto& phases = registry->AddHistogram(
+      "embsum_rank_phase_seconds",
+      "Time per phase of a successful Rank inside the server (seconds): "
+      "user fetch and decode, candidate lookup, scoring, top-k, response.",
+      {"phase"}, metrics::DecadeBuckets(1e-6, 10));
+  phase_user_ = &phases.WithLabels({"user"});
+  phase_lookup_ = &phases.WithLabels({"lookup"});
+  phase_score_ = &phases.WithLabels({"score"});
+  phase_top_k_ = &phases.WithLabels({"top_k"});
+  phase_response_ = &phases.WithLabels({"response"});
+  queue_wait_ = &registry->AddHistogram(
+      "embsum_queue_wait_seconds",
+      "Time from admission to a worker starting the call (seconds).", {"pool"},
+      metrics::DecadeBuckets(1e-6, 10));
+  threads_ = &registry->AddGauge("embsum_threads",
+                                 "Threads of each thread pool of the process.",
+                                 {"pool"});
+  blas_info_ = &registry->AddGauge(
+      "embsum_blas_info", "The BLAS core in use; the value is always 1.",
+      {"core"});
   unknown_items_ =
       &registry
            ->AddCounter("embsum_unknown_items_total",
@@ -102,6 +122,26 @@ ServerMetrics::ServerMetrics(metrics::Registry* registry,
                             "Requests refused with RESOURCE_EXHAUSTED because "
                             "the admission queue was full.")
                .WithLabels({});
+}
+
+void ServerMetrics::ObserveRankPhases(const RankTimings& timings) {
+  phase_user_->Observe(timings.user);
+  phase_lookup_->Observe(timings.lookup);
+  phase_score_->Observe(timings.score);
+  phase_top_k_->Observe(timings.top_k);
+  phase_response_->Observe(timings.response);
+}
+
+metrics::Histogram& ServerMetrics::queue_wait_seconds(const std::string& pool) {
+  return queue_wait_->WithLabels({pool});
+}
+
+void ServerMetrics::SetThreads(const std::string& pool, int threads) {
+  threads_->WithLabels({pool}).Set(threads);
+}
+
+void ServerMetrics::SetBlasInfo(const std::string& core) {
+  blas_info_->WithLabels({core}).Set(1);
 }
 
 RpcMetrics ServerMetrics::MakeRpc(const std::string& service,

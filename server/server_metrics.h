@@ -15,6 +15,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "metrics/metrics.h"
+#include "server/rank_timings.h"
 
 namespace embsum::server {
 
@@ -58,6 +59,17 @@ class ServerMetrics {
   metrics::Histogram& rank_candidates() { return *rank_candidates_; }
   // embsum_scoring_seconds{backend}: time inside the scorer per request.
   metrics::Histogram& scoring_seconds() { return *scoring_seconds_; }
+  // embsum_rank_phase_seconds{phase}: one observation per phase of a
+  // successful Rank (phase = user, lookup, score, top_k, response).
+  void ObserveRankPhases(const RankTimings& timings);
+  // embsum_queue_wait_seconds{pool}: time from admission to a worker
+  // starting the call (pool = "rank" or "admin").
+  metrics::Histogram& queue_wait_seconds(const std::string& pool);
+  // embsum_threads{pool} = threads: the size of each thread pool of the
+  // process (rank workers, scorer, admin, blas). Call at start-up.
+  void SetThreads(const std::string& pool, int threads);
+  // embsum_blas_info{core} = 1: the BLAS core in use.
+  void SetBlasInfo(const std::string& core);
   metrics::Counter& unknown_items() { return *unknown_items_; }
   metrics::Counter& shed() { return *shed_; }
 
@@ -93,6 +105,14 @@ class ServerMetrics {
   RpcMetrics delete_items_;
   metrics::Histogram* rank_candidates_;
   metrics::Histogram* scoring_seconds_;
+  metrics::Histogram* phase_user_;
+  metrics::Histogram* phase_lookup_;
+  metrics::Histogram* phase_score_;
+  metrics::Histogram* phase_top_k_;
+  metrics::Histogram* phase_response_;
+  metrics::Family<metrics::Histogram>* queue_wait_;
+  metrics::Family<metrics::Gauge>* threads_;
+  metrics::Family<metrics::Gauge>* blas_info_;
   metrics::Counter* unknown_items_;
   metrics::Counter* shed_;
   metrics::Family<metrics::Gauge>* model_info_ = nullptr;

@@ -11,7 +11,8 @@ WorkerPool::WorkerPool(const WorkerPoolOptions& options)
     : capacity_(options.queue_capacity),
       threads_count_(std::max(1, options.threads)),
       max_queue_wait_(options.max_queue_wait),
-      clock_(options.clock) {
+      clock_(options.clock),
+      queue_wait_(options.queue_wait) {
   const int n = threads_count_;
   threads_.reserve(n);
   for (int i = 0; i < n; ++i) {
@@ -76,6 +77,9 @@ void WorkerPool::Run() {
       queue_.pop_front();
     }
     const absl::Time start = Now();
+    if (queue_wait_ != nullptr) {
+      queue_wait_->Observe(absl::ToDoubleSeconds(start - task.queued_at));
+    }
     if (max_queue_wait_ > absl::ZeroDuration() && task.expired != nullptr &&
         start - task.queued_at > max_queue_wait_) {
       task.expired();

@@ -22,6 +22,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "metrics/metrics.h"
 
 namespace embsum::server {
 
@@ -44,6 +45,9 @@ struct WorkerPoolOptions {
   // Time source for queue waits and run times; null: absl::Now. Tests
   // inject a fake one. Called from Submit and the workers: thread-safe.
   std::function<absl::Time()> clock = nullptr;
+  // Observes each task's wait in the queue, seconds (null: not measured).
+  // Must outlive the pool.
+  metrics::Histogram* queue_wait = nullptr;
 };
 
 class WorkerPool {
@@ -74,6 +78,7 @@ class WorkerPool {
   // Idempotent.
   void Shutdown();
 
+  int threads() const { return threads_count_; }
   // Tasks queued and not yet started.
   size_t queued() const;
   // Mean run time of recent tasks (exponentially weighted, 1/8 per task).
@@ -93,6 +98,7 @@ class WorkerPool {
   const int threads_count_;
   const absl::Duration max_queue_wait_;
   const std::function<absl::Time()> clock_;
+  metrics::Histogram* const queue_wait_;
   std::atomic<int64_t> mean_run_ns_{0};
   mutable absl::Mutex mu_;
   std::deque<Task> queue_ ABSL_GUARDED_BY(mu_);

@@ -220,7 +220,7 @@ absl::Status Ingest(const IngestOptions& options) {
 
   absl::Status s = internal::BuildUserDatabase(
       (tmp / kUsersDir).string(), (tmp / "users.sst").string(), artifact,
-      options.progress, options.progress_interval_s);
+      options.progress, options.progress_interval_s, options.user_dtype);
   if (s.ok()) s = BuildItems((tmp / kItemsDir).string(), artifact, options);
   if (s.ok()) {
     s = internal::WriteFileDurably((tmp / kManifestFile).string(),

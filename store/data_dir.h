@@ -9,10 +9,12 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "scoring/dtype.h"
 #include "store/item_catalog.h"
 #include "store/manifest.h"
 #include "store/shard.h"
@@ -56,6 +58,11 @@ struct IngestOptions {
   // Keep only the users of this shard (every item is kept); recorded in
   // DATA_DIR/shard.json. Default: one shard, every user.
   ShardSpec shard;
+  // Element type of the stored users (embsum-ingest --user_dtype): fp16 or
+  // bf16 halve the per-request user read and the cache footprint, within
+  // DESIGN.md section 2's 16-bit accuracy; upserts are rounded to it.
+  // nullopt keeps the artifact's type (fp32 or fp16).
+  std::optional<scoring::DType> user_dtype;
   // Progress lines (rows/s, ETA) for large artifacts; null = silent.
   std::function<void(const std::string& line)> progress;
   // At most one progress line per this many seconds per phase (0 = a line

@@ -132,7 +132,8 @@ class SstSequence {
 absl::Status BuildUserDatabase(const std::string& path,
                                const std::string& scratch_dir,
                                const ModelArtifact& artifact,
-                               Progress::Sink progress, double interval_s) {
+                               Progress::Sink progress, double interval_s,
+                               std::optional<scoring::DType> user_dtype) {
   const ModelManifest& m = artifact.manifest;
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs =
       UserDbColumnFamilies(UserStoreOptions{});
@@ -157,23 +158,41 @@ absl::Status BuildUserDatabase(const std::string& path,
             [&](uint32_t a, uint32_t b) { return ids[a] < ids[b]; });
   SstSequence users(options_for(0), scratch_dir + "/users");
   const size_t elements = size_t{m.user_codes} * m.dim;
-  std::vector<float> scratch(elements);
+  const scoring::DType artifact_dtype =
+      artifact.upe->dtype() == NpyDType::kFloat16 ? scoring::DType::kFloat16
+                                                  : scoring::DType::kFloat32;
+  const scoring::DType dtype = user_dtype.value_or(artifact_dtype);
+  // The artifact's bytes are stored as they are when the types agree.
+  const bool copy_raw = dtype == artifact_dtype;
+  std::vector<float> upe(elements);
+  std::vector<float> queries(artifact.queries ? elements : 0);
   Progress users_progress(progress, "users", order.size(), interval_s);
   for (uint32_t row : order) {
-    artifact.upe->ReadRow(row, scratch);
-    RETURN_IF_ERROR(CheckFiniteRow(scratch, m.dim, artifact.upe->name(), row,
+    artifact.upe->ReadRow(row, upe);
+    RETURN_IF_ERROR(CheckFiniteRow(upe, m.dim, artifact.upe->name(), row,
                                    "user", ids[row]));
-    const std::byte* queries = nullptr;
     if (artifact.queries) {
-      artifact.queries->ReadRow(row, scratch);
-      RETURN_IF_ERROR(CheckFiniteRow(scratch, m.dim, artifact.queries->name(),
+      artifact.queries->ReadRow(row, queries);
+      RETURN_IF_ERROR(CheckFiniteRow(queries, m.dim, artifact.queries->name(),
                                      row, "user", ids[row]));
-      queries = artifact.queries->row_data(row);
     }
-    RETURN_IF_ERROR(users.Put(
-        ids[row],
-        EncodeUserRecordRaw(m.user_codes, m.dim, artifact.upe->dtype(),
-                            artifact.upe->row_data(row), queries)));
+    if (copy_raw) {
+      RETURN_IF_ERROR(users.Put(
+          ids[row],
+          EncodeUserRecordRaw(
+              m.user_codes, m.dim, artifact.upe->dtype(),
+              artifact.upe->row_data(row),
+              artifact.queries ? artifact.queries->row_data(row) : nullptr)));
+    } else {
+      const std::string where = absl::StrCat(artifact.upe->name(), ": row ",
+                                             row, " (user '", ids[row], "')");
+      RETURN_IF_ERROR(CheckUserValuesFit(upe, m.dim, dtype, "upe", where));
+      RETURN_IF_ERROR(
+          CheckUserValuesFit(queries, m.dim, dtype, "queries", where));
+      RETURN_IF_ERROR(users.Put(
+          ids[row],
+          EncodeUserRecord(m.user_codes, m.dim, upe, queries, dtype)));
+    }
     users_progress.Advance(1);
   }
   RETURN_IF_ERROR(users.Close());
@@ -236,6 +255,8 @@ absl::Status BuildUserDatabase(const std::string& path,
   rocksdb::WriteBatch batch;
   batch.Put(handles[2], kMetaManifestKey, ManifestToJson(m));
   batch.Put(handles[2], kMetaUserCountKey, EncodeCount(order.size()));
+  batch.Put(handles[2], kMetaUserDTypeKey,
+            std::string(scoring::DTypeName(dtype)));
   rocksdb::WriteOptions wo;
   wo.sync = true;
   rocksdb::Status s = db->Write(wo, &batch);
@@ -265,7 +286,7 @@ absl::string_view AsView(const rocksdb::Slice& s) {
 }
 
 absl::Status ValidateUser(const UserUpsert& u, size_t index,
-                          const ModelManifest& m) {
+                          const ModelManifest& m, scoring::DType dtype) {
   auto error = [&](absl::string_view what) {
     return absl::InvalidArgumentError(absl::StrCat(
         "user record ", index, " (\"", u.user_id.substr(0, 64), "\"): ", what));
@@ -294,6 +315,11 @@ absl::Status ValidateUser(const UserUpsert& u, size_t index,
       }
     }
   }
+  const std::string where = absl::StrCat("user record ", index, " (\"",
+                                         u.user_id.substr(0, 64), "\")");
+  RETURN_IF_ERROR(CheckUserValuesFit(u.upe, m.dim, dtype, "upe", where));
+  RETURN_IF_ERROR(
+      CheckUserValuesFit(u.queries, m.dim, dtype, "queries", where));
   if (u.summary && u.summary->size() > kMaxSummaryBytes) {
     return error(absl::StrCat("summary is ", u.summary->size(),
                               " bytes (at most ", kMaxSummaryBytes, ")"));
@@ -309,9 +335,10 @@ class RocksDbUserStore : public UserStore {
   RocksDbUserStore(std::string path, ModelManifest manifest,
                    std::unique_ptr<rocksdb::DB> db,
                    std::vector<rocksdb::ColumnFamilyHandle*> handles,
-                   uint64_t count)
+                   uint64_t count, scoring::DType dtype)
       : path_(std::move(path)),
         manifest_(std::move(manifest)),
+        dtype_(dtype),
         db_(std::move(db)),
         handles_(std::move(handles)),
         count_(count) {}
@@ -380,7 +407,7 @@ class RocksDbUserStore : public UserStore {
 
   absl::Status Upsert(std::span<const UserUpsert> users) override {
     for (size_t i = 0; i < users.size(); ++i) {
-      RETURN_IF_ERROR(ValidateUser(users[i], i, manifest_));
+      RETURN_IF_ERROR(ValidateUser(users[i], i, manifest_, dtype_));
     }
     if (users.empty()) return absl::OkStatus();
     absl::MutexLock lock(&write_mu_);
@@ -408,7 +435,7 @@ class RocksDbUserStore : public UserStore {
     for (const UserUpsert& u : users) {
       batch.Put(handles_[0], u.user_id,
                 EncodeUserRecord(manifest_.user_codes, manifest_.dim, u.upe,
-                                 u.queries));
+                                 u.queries, dtype_));
       if (u.summary) {
         if (u.summary->empty()) {
           batch.Delete(handles_[1], u.user_id);
@@ -432,6 +459,8 @@ class RocksDbUserStore : public UserStore {
     return count_.load(std::memory_order_relaxed);
   }
 
+  scoring::DType user_dtype() const override { return dtype_; }
+
  private:
   static std::string Describe(std::string_view user_id) {
     return absl::StrCat("\"", internal::Sv(user_id.substr(0, 64)), "\"");
@@ -443,6 +472,7 @@ class RocksDbUserStore : public UserStore {
 
   const std::string path_;
   const ModelManifest manifest_;
+  const scoring::DType dtype_;
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
   absl::Mutex write_mu_;
@@ -503,8 +533,23 @@ absl::StatusOr<std::unique_ptr<UserStore>> UserStore::Open(
     return fail(absl::DataLossError(
         absl::StrCat(path, ": meta/user_count missing or malformed")));
   }
+  scoring::DType dtype = scoring::DType::kFloat32;  // before user_dtype
+  s = db->Get(rocksdb::ReadOptions(), handles[2], internal::kMetaUserDTypeKey,
+              &value);
+  if (s.ok()) {
+    const std::optional<scoring::DType> parsed = scoring::ParseDType(value);
+    if (!parsed) {
+      return fail(absl::DataLossError(absl::StrCat(
+          path, ": meta/user_dtype is '", internal::Sv(value.substr(0, 16)),
+          "'; want fp32, fp16 or bf16")));
+    }
+    dtype = *parsed;
+  } else if (!s.IsNotFound()) {
+    return fail(absl::DataLossError(
+        absl::StrCat(path, ": meta/user_dtype: ", s.ToString())));
+  }
   return std::unique_ptr<UserStore>(new RocksDbUserStore(
-      path, manifest, std::move(db), std::move(handles), count));
+      path, manifest, std::move(db), std::move(handles), count, dtype));
 }
 
 }  // namespace embsum::store

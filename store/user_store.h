@@ -16,6 +16,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "scoring/dtype.h"
 #include "scoring/user_view.h"
 #include "store/manifest.h"
 
@@ -68,12 +69,17 @@ class UserStore {
   // Empty string when the user has no summary; NotFound for unknown user.
   virtual absl::StatusOr<std::string> GetSummary(
       std::string_view user_id) const = 0;
-  // Validates every record first (id, sizes m*d, finite values): if any is
+  // Validates every record first (id, sizes m*d, finite values that fit
+  // user_dtype()): if any is
   // invalid nothing is written and the error names the record. Otherwise
   // one atomic WriteBatch through the WAL, synced before returning.
   virtual absl::Status Upsert(std::span<const UserUpsert> users) = 0;
   // Number of users (exact, maintained across upserts).
   virtual uint64_t size() const = 0;
+  // Element type of the stored records (embsum-ingest --user_dtype, kept in
+  // the database's meta; fp32 for directories from before the option).
+  // Upserts are rounded to it; Get always returns fp32.
+  virtual scoring::DType user_dtype() const = 0;
 };
 
 }  // namespace embsum::store

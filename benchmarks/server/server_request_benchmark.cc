@@ -10,17 +10,25 @@
 // callgrind).
 //
 // BM_RankRequestPath/candidates:C/scorer:S/arena:A
+//   scorer:2  the real CPU scorer with two threads (the caller and one
+//             helper of its pool, as embsum-server runs it on 2 cores)
 //   scorer:1  the real CPU scorer (one thread)
 //   scorer:0  a scorer that only writes a cheap per-row score: the request
 //             path's own cost, scoring excluded
 //   arena:0   request and response on the heap (gRPC's default allocator)
 //   arena:1   on a per-call arena, as embsum-server does
 //             (server/arena_allocator.h)
+// Counters: the mean of each RankTimings phase per request (user_us,
+// lookup_us, score_us, top_k_us, response_us) and the rest of HandleRank
+// (parse and serialize, parse_serialize_us).
 #include <benchmark/benchmark.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -29,6 +37,7 @@
 
 #include "datagen/synthetic_model.h"
 #include "embsum/v1/ranking.pb.h"
+#include "scoring/internal/thread_pool.h"
 #include "scoring/scorer.h"
 #include "server/arena_allocator.h"
 #include "server/ranker_core.h"
@@ -65,8 +74,10 @@ class RowScorer final : public scoring::Scorer {
 struct Fixture {
   std::unique_ptr<ModelSlot> models;
   std::unique_ptr<scoring::Scorer> cpu;
+  std::unique_ptr<scoring::Scorer> cpu2;
   RowScorer row;
   std::unique_ptr<RankerCore> cpu_core;
+  std::unique_ptr<RankerCore> cpu2_core;
   std::unique_ptr<RankerCore> row_core;
   std::vector<std::string> item_ids;  // live items, row order
 };
@@ -118,6 +129,10 @@ void SetUp(const std::string& data_dir) {
   f->cpu = scoring::MakeCpuScorer(cpu_options);
   f->cpu_core = std::make_unique<RankerCore>(
       RankerCoreOptions{}, f->models.get(), f->cpu.get(), nullptr);
+  cpu_options.threads = 2;
+  f->cpu2 = scoring::MakeCpuScorer(cpu_options);
+  f->cpu2_core = std::make_unique<RankerCore>(
+      RankerCoreOptions{}, f->models.get(), f->cpu2.get(), nullptr);
   f->row_core = std::make_unique<RankerCore>(RankerCoreOptions{},
                                              f->models.get(), &f->row, nullptr);
   auto snapshot = model->items().Current();
@@ -135,21 +150,23 @@ using RankAllocator = ArenaMessageAllocator<v1::RankRequest, v1::RankResponse>;
 // Not inlined, so that callgrind can count it (--toggle-collect=*HandleRank*).
 [[gnu::noinline]] bool HandleRank(const RankerCore& core, bool arena,
                                   const std::string& request_bytes,
-                                  std::string* response_bytes) {
+                                  std::string* response_bytes,
+                                  RankTimings* timings) {
   if (arena) {
     static RankAllocator allocator;
     grpc::MessageHolder<v1::RankRequest, v1::RankResponse>* holder =
         allocator.AllocateMessages();
-    const bool ok = holder->request()->ParseFromString(request_bytes) &&
-                    core.Rank(*holder->request(), holder->response()).ok() &&
-                    holder->response()->SerializeToString(response_bytes);
+    const bool ok =
+        holder->request()->ParseFromString(request_bytes) &&
+        core.Rank(*holder->request(), holder->response(), timings).ok() &&
+        holder->response()->SerializeToString(response_bytes);
     holder->Release();
     return ok;
   }
   v1::RankRequest request;
   if (!request.ParseFromString(request_bytes)) return false;
   v1::RankResponse response;
-  if (!core.Rank(request, &response).ok()) return false;
+  if (!core.Rank(request, &response, timings).ok()) return false;
   return response.SerializeToString(response_bytes);
 }
 
@@ -158,7 +175,9 @@ using RankAllocator = ArenaMessageAllocator<v1::RankRequest, v1::RankResponse>;
 void BM_RankRequestPath(benchmark::State& state) {
   const Fixture& f = *g_fixture;
   const size_t candidates = static_cast<size_t>(state.range(0));
-  const RankerCore& core = state.range(1) != 0 ? *f.cpu_core : *f.row_core;
+  const RankerCore& core = state.range(1) == 2   ? *f.cpu2_core
+                           : state.range(1) == 1 ? *f.cpu_core
+                                                 : *f.row_core;
   const bool arena = state.range(2) != 0;
   v1::RankRequest request;
   request.set_user_id("U1");
@@ -169,21 +188,75 @@ void BM_RankRequestPath(benchmark::State& state) {
   }
   const std::string request_bytes = request.SerializeAsString();
   std::string response_bytes;
-  if (!HandleRank(core, arena, request_bytes, &response_bytes)) {
+  RankTimings t;
+  if (!HandleRank(core, arena, request_bytes, &response_bytes, &t)) {
     state.SkipWithError("Rank failed");
     return;
   }
+  RankTimings sum;
+  double total = 0;
   for (auto _ : state) {
+    const auto start = std::chrono::steady_clock::now();
     benchmark::DoNotOptimize(
-        HandleRank(core, arena, request_bytes, &response_bytes));
+        HandleRank(core, arena, request_bytes, &response_bytes, &t));
+    total +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+            .count();
+    sum.user += t.user;
+    sum.lookup += t.lookup;
+    sum.score += t.score;
+    sum.top_k += t.top_k;
+    sum.response += t.response;
   }
+  const double n = static_cast<double>(state.iterations());
+  state.counters["user_us"] = sum.user / n * 1e6;
+  state.counters["lookup_us"] = sum.lookup / n * 1e6;
+  state.counters["score_us"] = sum.score / n * 1e6;
+  state.counters["top_k_us"] = sum.top_k / n * 1e6;
+  state.counters["response_us"] = sum.response / n * 1e6;
+  state.counters["parse_serialize_us"] =
+      (total - sum.user - sum.lookup - sum.score - sum.top_k - sum.response) /
+      n * 1e6;
   state.counters["response_bytes"] = static_cast<double>(response_bytes.size());
   state.SetItemsProcessed(state.iterations() *
                           static_cast<int64_t>(candidates));
 }
 BENCHMARK(BM_RankRequestPath)
     ->ArgNames({"candidates", "scorer", "arena"})
-    ->ArgsProduct({{1, 500}, {0, 1}, {0, 1}})
+    ->ArgsProduct({{1, 500}, {0, 1, 2}, {0, 1}})
+    ->Unit(benchmark::kMicrosecond);
+
+// The hand-off to the scorer's threads alone, on a pool of one helper under
+// a 2-core budget. tasks:1 runs inline. tasks:2: task 0 waits (spinning)
+// until task 1 has run, so the helper must wake up and run task 1: the
+// time per call is the wake-up plus the join that a parallel Score pays.
+void BM_ScorerHandOff(benchmark::State& state) {
+  static scoring::internal::ThreadPool pool(1, 2);
+  const size_t tasks = static_cast<size_t>(state.range(0));
+  std::atomic<bool> second_done{false};
+  const std::function<void(size_t)> task = [&](size_t i) {
+    if (tasks == 1) return;
+    if (i == 1) {
+      second_done.store(true, std::memory_order_release);
+    } else {
+      while (!second_done.load(std::memory_order_acquire)) {
+      }
+    }
+  };
+  const scoring::internal::ThreadPool::Stats before = pool.stats();
+  for (auto _ : state) {
+    second_done.store(false, std::memory_order_relaxed);
+    pool.ParallelFor(tasks, task);
+  }
+  const scoring::internal::ThreadPool::Stats after = pool.stats();
+  state.counters["helper_tasks_per_call"] =
+      static_cast<double>(after.helper_tasks - before.helper_tasks) /
+      static_cast<double>(state.iterations());
+}
+BENCHMARK(BM_ScorerHandOff)
+    ->ArgName("tasks")
+    ->Arg(1)
+    ->Arg(2)
     ->Unit(benchmark::kMicrosecond);
 
 }  // namespace

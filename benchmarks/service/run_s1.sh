@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # Measures the service Performance table (DESIGN.md section 8) in one go, at
-# shape S1 (m=32, n=8, d=512) with 500 candidates per Rank:
+# shape S1 (m=32, n=8, d=512) with 500 candidates per Rank, and checks every
+# target against figures of the same run:
 #
 #   1. embsum-datagen + embsum-ingest: a synthetic S1 model and data dir
 #   2. gRPC floor: embsum-echo-server driven by embsum-loadgen
 #      --target_kind=echo with Rank-sized payloads (concurrency 1, and
 #      closed-loop capacity)
-#   3. embsum-server: unloaded Rank latency (concurrency 1; also with one
-#      candidate, the fixed per-request cost), closed-loop
-#      capacity (best of CONCURRENCIES), open loop at 50% and 80% of it
-#   4. scoring alone: embsum-bench-scoring on the same shapes, and the
-#      server's own embsum_scoring_seconds from /metrics
-#   5. summary.md (the table) and summary.json under OUT
+#   3. the kernel alone: embsum-bench-scoring on the same shapes and arena
+#      size, all threads and one thread, on the same (otherwise idle) box
+#   4. embsum-server: unloaded Rank latency (concurrency 1; also with one
+#      candidate, the fixed per-request cost), closed-loop capacity (best of
+#      CONCURRENCIES), open loop at 50% and 80% of it. /metrics is scraped
+#      before and after each of these phases, so the server's scoring time,
+#      handling time, per-phase Rank breakdown (embsum_rank_phase_seconds)
+#      and queue wait are known per phase, not averaged over the whole run
+#   5. summary.md (the table, with each target's verdict) and summary.json
+#      (figures, per-phase server means, targets) under OUT
 #
 # Usage: benchmarks/service/run_s1.sh   (after building the tools:
 #   cmake --build build --target embsum-server embsum-loadgen
@@ -20,10 +25,12 @@
 # [benchmarks/service/results/<UTC time>], USERS [1000], ITEMS [10000],
 # DIM [512], USER_CODES [32], ITEM_CODES [8], CANDIDATES [500],
 # DURATION [10] and WARMUP [2] seconds per run, CONCURRENCIES [1 2 4 8 16],
-# CHANNELS [4], LOADGEN_THREADS [1], SERVER_FLAGS [] (extra embsum-server
-# flags, e.g. --item_dtype=bf16; the scoring benchmark follows its dtype),
-# and the binaries LOADGEN, ECHO_SERVER, SERVER, DATAGEN, INGEST,
-# BENCH_SCORING (BENCH_SCORING= skips step 4a).
+# CHANNELS [4], LOADGEN_THREADS [1], USER_DTYPE [] (embsum-ingest
+# --user_dtype: fp32, fp16 or bf16; empty = the artifact's), SERVER_FLAGS []
+# (extra embsum-server flags, e.g. --item_dtype=bf16; the scoring benchmark
+# follows its dtype), and the binaries LOADGEN, ECHO_SERVER, SERVER, DATAGEN,
+# INGEST, BENCH_SCORING (BENCH_SCORING= skips step 3 and the targets that
+# need the kernel time).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -40,6 +47,7 @@ WARMUP=${WARMUP:-2}
 CONCURRENCIES=${CONCURRENCIES:-1 2 4 8 16}
 CHANNELS=${CHANNELS:-4}
 LOADGEN_THREADS=${LOADGEN_THREADS:-1}
+USER_DTYPE=${USER_DTYPE:-}
 read -r -a EXTRA_SERVER_FLAGS <<<"${SERVER_FLAGS:-}"
 BENCH_DTYPE=fp32
 for f in "${EXTRA_SERVER_FLAGS[@]}"; do
@@ -94,7 +102,11 @@ record() {
 log "1/5 generating an S1 model (users=$USERS items=$ITEMS d=$DIM m=$USER_CODES n=$ITEM_CODES)"
 record "$DATAGEN" --out="$WORK/model" --users="$USERS" --items="$ITEMS" --dim="$DIM" \
   --user_codes="$USER_CODES" --item_codes="$ITEM_CODES" --seed=1 --impressions=100 >/dev/null
-record "$INGEST" --model_dir="$WORK/model" --data_dir="$WORK/data" >/dev/null
+INGEST_ARGS=(--model_dir="$WORK/model" --data_dir="$WORK/data")
+[[ -n $USER_DTYPE ]] && INGEST_ARGS+=(--user_dtype="$USER_DTYPE")
+record "$INGEST" "${INGEST_ARGS[@]}" >/dev/null
+$PY -c 'import json, os, sys; json.dump({"cores": os.cpu_count(), "cpu": sys.argv[1]}, open(sys.argv[2], "w"))' \
+  "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')" "$OUT/host.json"
 
 LG=("$LOADGEN" --model_dir="$WORK/model" --candidates="$CANDIDATES" --duration="$DURATION"
     --warmup="$WARMUP" --channels="$CHANNELS" --threads="$LOADGEN_THREADS" --progress=false
@@ -113,7 +125,17 @@ record "${LG[@]}" --target="127.0.0.1:$ECHO_PORT" --target_kind=echo --concurren
 kill -TERM "${PIDS[-1]}" && wait "${PIDS[-1]}" || true
 unset 'PIDS[-1]'
 
-log "3/5 embsum-server"
+log "3/5 the kernel alone"
+if [[ -n $BENCH_SCORING && -x $BENCH_SCORING ]]; then
+  BENCH_ARGS=(--user_codes="$USER_CODES" --item_codes="$ITEM_CODES" --dim="$DIM"
+    --candidates="$CANDIDATES" --arena_rows="$ITEMS" --dtype="$BENCH_DTYPE" --backend=cpu --json)
+  record "$BENCH_SCORING" "${BENCH_ARGS[@]}" >"$OUT/bench_scoring.json"
+  record "$BENCH_SCORING" "${BENCH_ARGS[@]}" --threads=1 >"$OUT/bench_scoring_1t.json"
+else
+  log "embsum-bench-scoring not found: the kernel-bound targets are n/a"
+fi
+
+log "4/5 embsum-server"
 PORT=$(free_port)
 METRICS_PORT=$(free_port)
 SERVER_ARGS=(--data_dir="$WORK/data" --listen="127.0.0.1:$PORT"
@@ -127,41 +149,32 @@ scrape() {
   $PY -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())' \
     "http://127.0.0.1:$METRICS_PORT/metrics" >"$1" || : >"$1"
 }
-# Unloaded Rank latency, with the server's own timings around it.
+# One loadgen run between two scrapes: phase NAME, then loadgen flags.
+phase() {
+  local name=$1
+  shift
+  scrape "$OUT/metrics_${name}_before.txt"
+  record "${LG[@]}" --target="127.0.0.1:$PORT" "$@" --json="$OUT/$name.json" >"$OUT/$name.txt"
+  scrape "$OUT/metrics_${name}_after.txt"
+}
 record "${LG[@]}" --target="127.0.0.1:$PORT" --concurrency=1 --duration=1 --warmup=0 \
-  >/dev/null  # connects and warms caches before the scrape
-scrape "$OUT/metrics_before_c1.txt"
-record "${LG[@]}" --target="127.0.0.1:$PORT" --concurrency=1 \
-  --json="$OUT/rank_c1.json" --svg="$OUT/rank_c1.svg" >"$OUT/rank_c1.txt"
-scrape "$OUT/metrics_after_c1.txt"
-# The fixed per-request cost: the same with one candidate.
-record "${LG[@]}" --target="127.0.0.1:$PORT" --concurrency=1 --candidates=1 \
-  --json="$OUT/rank_c1_one.json" >"$OUT/rank_c1_one.txt"
-scrape "$OUT/metrics_after_c1_one.txt"
+  >/dev/null  # connects and warms caches before the first phase
+# Unloaded Rank latency; then the fixed per-request cost with one candidate.
+phase rank_c1 --concurrency=1 --svg="$OUT/rank_c1.svg"
+phase rank_c1_one --concurrency=1 --candidates=1
 for c in $CONCURRENCIES; do
   [[ $c == 1 ]] && continue
-  record "${LG[@]}" --target="127.0.0.1:$PORT" --concurrency="$c" \
-    --json="$OUT/rank_closed_c$c.json" >"$OUT/rank_closed_c$c.txt"
+  phase "rank_closed_c$c" --concurrency="$c"
 done
 CAPACITY=$($PY "$HERE/summarize.py" capacity "$OUT")
 log "closed-loop capacity: $CAPACITY Rank/s"
 for pct in 50 80; do
   RATE=$($PY -c "print(round($CAPACITY * $pct / 100, 1))")
-  record "${LG[@]}" --target="127.0.0.1:$PORT" --rate="$RATE" \
-    --json="$OUT/rank_open_$pct.json" --csv="$OUT/rank_open_$pct.csv" \
-    --svg="$OUT/rank_open_$pct.svg" >"$OUT/rank_open_$pct.txt"
+  phase "rank_open_$pct" --rate="$RATE" --csv="$OUT/rank_open_$pct.csv" \
+    --svg="$OUT/rank_open_$pct.svg"
 done
 kill -TERM "$SERVER_PID" && wait "$SERVER_PID" || true
 unset 'PIDS[-1]'
-
-log "4/5 scoring alone"
-if [[ -n $BENCH_SCORING && -x $BENCH_SCORING ]]; then
-  record "$BENCH_SCORING" --user_codes="$USER_CODES" --item_codes="$ITEM_CODES" --dim="$DIM" \
-    --candidates="$CANDIDATES" --arena_rows="$ITEMS" --dtype="$BENCH_DTYPE" --backend=cpu --json \
-    >"$OUT/bench_scoring.json"
-else
-  log "embsum-bench-scoring not found: scoring time from the server's metrics only"
-fi
 
 log "5/5 summary"
 echo "# load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/commands.txt"

@@ -5,6 +5,21 @@
                               rank_closed_c*.json with < 0.1% errors
   summarize.py table DIR      prints the Performance table (Markdown) and
                               writes DIR/summary.json
+
+Every server-side figure is taken per phase of the run: run_s1.sh scrapes
+/metrics before and after each loadgen run (metrics_<phase>_before.txt,
+metrics_<phase>_after.txt) and a histogram's mean over the phase is
+(sum after - sum before) / (count after - count before). The targets of
+DESIGN.md section 8 are computed from figures of the same run:
+
+  rank_c1:       Rank(C) p50 at concurrency 1 <= kernel all-threads p50
+                 + 2 x echo p50
+  rank_one_c1:   Rank(1) p50 at concurrency 1 <= 2 x echo p50
+  capacity:      closed-loop capacity >= 80% of cores / kernel one-thread p50
+  open_loop_80:  open loop at 80% of capacity: p99 <= 5 x the c=1 p50, and
+                 no errors
+  scoring_in_server: embsum_scoring_seconds mean over the c=1 phase <= 1.1 x
+                 the kernel all-threads p50
 """
 
 import glob
@@ -13,10 +28,17 @@ import os
 import re
 import sys
 
+RANK = 'grpc_method="Rank"'
+PHASES = ("user", "lookup", "score", "top_k", "response")
+
 
 def load(path):
     with open(path) as f:
         return json.load(f)
+
+
+def load_if(path):
+    return load(path) if os.path.exists(path) else None
 
 
 def closed_runs(out):
@@ -38,10 +60,10 @@ def best_closed(out):
 
 def metric_sum(path, name, label_filter=""):
     """Sum of a Prometheus sample over the label sets containing label_filter."""
-    total = 0.0
-    found = False
     if not os.path.exists(path):
         return None
+    total = 0.0
+    found = False
     rx = re.compile(r"^" + re.escape(name) + r"(\{[^}]*\})?\s+(\S+)")
     with open(path) as f:
         for line in f:
@@ -52,79 +74,146 @@ def metric_sum(path, name, label_filter=""):
     return total if found else None
 
 
-def delta_mean(out, name, label_filter="", before="metrics_before_c1.txt",
-               after="metrics_after_c1.txt"):
-    """Mean of a histogram between two /metrics scrapes (default: over the
-    concurrency-1 run)."""
-    before = os.path.join(out, before)
-    after = os.path.join(out, after)
-    s0, s1 = metric_sum(before, name + "_sum", label_filter), metric_sum(after, name + "_sum", label_filter)
-    c0, c1 = metric_sum(before, name + "_count", label_filter), metric_sum(after, name + "_count", label_filter)
+def phase_mean(out, phase, name, label_filter=""):
+    """Mean of histogram `name` over one phase of the run (None if unknown)."""
+    before = os.path.join(out, "metrics_%s_before.txt" % phase)
+    after = os.path.join(out, "metrics_%s_after.txt" % phase)
+    s0 = metric_sum(before, name + "_sum", label_filter)
+    s1 = metric_sum(after, name + "_sum", label_filter)
+    c0 = metric_sum(before, name + "_count", label_filter)
+    c1 = metric_sum(after, name + "_count", label_filter)
     if None in (s0, s1, c0, c1) or c1 <= c0:
         return None
     return (s1 - s0) / (c1 - c0)
+
+
+def server_phase(out, phase):
+    """The server's own means over one loadgen phase."""
+    handling = phase_mean(out, phase, "grpc_server_handling_seconds", RANK)
+    scoring = phase_mean(out, phase, "embsum_scoring_seconds")
+    parts = {p: phase_mean(out, phase, "embsum_rank_phase_seconds",
+                           'phase="%s"' % p) for p in PHASES}
+    queue = phase_mean(out, phase, "embsum_queue_wait_seconds", 'pool="rank"')
+    outside = None
+    if handling is not None and scoring is not None:
+        outside = handling - scoring
+    return {"handling_mean_seconds": handling,
+            "scoring_mean_seconds": scoring,
+            "handling_minus_scoring_seconds": outside,
+            "queue_wait_mean_seconds": queue,
+            "rank_phase_mean_seconds": parts}
+
+
+def target(value, bound, at_most=True, extra_ok=True):
+    if value is None or bound is None or bound <= 0:
+        return {"value": value, "bound": bound, "ratio": None, "met": None}
+    ok = (value <= bound) if at_most else (value >= bound)
+    return {"value": value, "bound": bound, "ratio": value / bound,
+            "met": bool(ok and extra_ok)}
 
 
 def ms(seconds):
     return "n/a" if seconds is None else "%.3f ms" % (seconds * 1e3)
 
 
+def verdict(t):
+    if t["met"] is None:
+        return "n/a"
+    return "%s (ratio %.2f)" % ("met" if t["met"] else "MISSED", t["ratio"])
+
+
 def table(out):
     echo = load(os.path.join(out, "echo_c1.json"))
     echo_cap = load(os.path.join(out, "echo_capacity.json"))
     rank1 = load(os.path.join(out, "rank_c1.json"))
+    one = load_if(os.path.join(out, "rank_c1_one.json"))
     best = best_closed(out)
-    opens = {p: load(os.path.join(out, "rank_open_%d.json" % p)) for p in (50, 80)}
-    bench_path = os.path.join(out, "bench_scoring.json")
-    bench = load(bench_path) if os.path.exists(bench_path) else None
-    scoring_bench = bench["ours_seconds_p50"] if bench else None
-    scoring_server = delta_mean(out, "embsum_scoring_seconds")
-    handling = delta_mean(out, "grpc_server_handling_seconds", 'grpc_method="Rank"')
-    # The overhead subtracts the scoring time measured inside the server in
-    # the same run (same load, same cache state); the stand-alone benchmark
-    # is the fallback when /metrics was not scraped.
-    scoring = scoring_server if scoring_server is not None else scoring_bench
+    opens = {p: load_if(os.path.join(out, "rank_open_%d.json" % p)) for p in (50, 80)}
+    bench = load_if(os.path.join(out, "bench_scoring.json"))
+    bench1 = load_if(os.path.join(out, "bench_scoring_1t.json"))
+    host = load_if(os.path.join(out, "host.json")) or {}
+    cores = host.get("cores")
+
     floor = echo["latency_seconds"]["p50"]
     rank_p50 = rank1["latency_seconds"]["p50"]
-    overhead = rank_p50 - scoring if scoring is not None else None
+    kernel_all = bench["ours_seconds_p50"] if bench else None
+    kernel_one = bench1["ours_seconds_p50"] if bench1 else None
+
+    phases = {"rank_c1": server_phase(out, "rank_c1")}
+    if one:
+        phases["rank_c1_one"] = server_phase(out, "rank_c1_one")
+    for path in sorted(glob.glob(os.path.join(out, "rank_closed_c*.json"))):
+        name = os.path.basename(path)[:-len(".json")]
+        phases[name] = server_phase(out, name)
+    for p in (50, 80):
+        if opens[p]:
+            phases["rank_open_%d" % p] = server_phase(out, "rank_open_%d" % p)
+    c1 = phases["rank_c1"]
+
+    targets = {
+        "rank_c1": target(rank_p50, None if kernel_all is None else kernel_all + 2 * floor),
+        "rank_one_c1": target(one["latency_seconds"]["p50"] if one else None, 2 * floor),
+        "capacity": target(best["qps"], (0.8 * cores / kernel_one)
+                           if cores and kernel_one else None, at_most=False),
+        "open_loop_80": target(opens[80]["latency_seconds"]["p99"] if opens[80] else None,
+                               5 * rank_p50,
+                               extra_ok=bool(opens[80]) and opens[80]["errors"] == 0),
+        "scoring_in_server": target(c1["scoring_mean_seconds"],
+                                    None if kernel_all is None else 1.1 * kernel_all),
+    }
 
     rows = [
         ("gRPC echo floor, concurrency 1 (p50 / p99)",
          "%s / %s" % (ms(floor), ms(echo["latency_seconds"]["p99"]))),
         ("gRPC echo closed-loop throughput, concurrency %d" % echo_cap["concurrency"],
          "%.0f /s" % echo_cap["qps"]),
+        ("Kernel alone (embsum-bench-scoring, %s): all threads p50 / one thread p50" % (
+            bench.get("dtype", "fp32") if bench else "fp32"),
+         "%s / %s" % (ms(kernel_all), ms(kernel_one))),
         ("Rank, concurrency 1 (p50 / p99)",
          "%s / %s" % (ms(rank_p50), ms(rank1["latency_seconds"]["p99"]))),
-        ("Rank closed-loop capacity (best concurrency: %d)" % best["concurrency"],
-         "%.0f /s (p50 %s, p99 %s)" % (best["qps"], ms(best["latency_seconds"]["p50"]),
-                                       ms(best["latency_seconds"]["p99"]))),
+        ("  server, c=1 phase means: handling; scoring; handling - scoring; queue wait",
+         "%s; %s; %s; %s" % (ms(c1["handling_mean_seconds"]), ms(c1["scoring_mean_seconds"]),
+                             ms(c1["handling_minus_scoring_seconds"]),
+                             ms(c1["queue_wait_mean_seconds"]))),
+        ("  server, c=1 Rank phases: user; lookup; score; top_k; response",
+         "; ".join(ms(c1["rank_phase_mean_seconds"][p]) for p in PHASES)),
     ]
+    if one:
+        o = phases["rank_c1_one"]
+        rows.append(("Rank with 1 candidate, concurrency 1: p50; server handling mean; scoring mean",
+                     "%s; %s; %s" % (ms(one["latency_seconds"]["p50"]),
+                                     ms(o["handling_mean_seconds"]),
+                                     ms(o["scoring_mean_seconds"]))))
+    b = phases.get("rank_closed_c%d" % best["concurrency"], c1)
+    rows.append(("Rank closed-loop capacity (best concurrency: %d)" % best["concurrency"],
+                 "%.0f /s (p50 %s, p99 %s; scoring mean %s)" % (
+                     best["qps"], ms(best["latency_seconds"]["p50"]),
+                     ms(best["latency_seconds"]["p99"]), ms(b["scoring_mean_seconds"]))))
     for p in (50, 80):
         r = opens[p]
+        if not r:
+            continue
         rows.append((
             "Rank open loop at %d%% of capacity (%.0f /s offered, Poisson): p50 / p99 / p99.9" % (p, r["rate"]),
             "%s / %s / %s (%.0f OK/s, %d errors)" % (
                 ms(r["latency_seconds"]["p50"]), ms(r["latency_seconds"]["p99"]),
                 ms(r["latency_seconds"]["p999"]), r["qps"], r["errors"])))
-    bench_detail = ""
-    if bench:
-        bench_detail = " (min %s; sgemm bound p50 %s)" % (
-            ms(bench.get("ours_seconds_min")), ms(bench.get("sgemm_bound_seconds_p50")))
-    rows.append(("Scoring alone, p50 (embsum-bench-scoring, %s, cpu)" % (bench.get("dtype", "fp32") if bench else "fp32"),
-                 ms(scoring_bench) + bench_detail))
-    rows.append(("Scoring inside the server, mean (embsum_scoring_seconds)", ms(scoring_server)))
-    rows.append(("Server handling of Rank, mean (grpc_server_handling_seconds)", ms(handling)))
-    one_path = os.path.join(out, "rank_c1_one.json")
-    one = one_handling = one_scoring = None
-    if os.path.exists(one_path):
-        one = load(one_path)
-        spans = ("metrics_after_c1.txt", "metrics_after_c1_one.txt")
-        one_handling = delta_mean(out, "grpc_server_handling_seconds", 'grpc_method="Rank"', *spans)
-        one_scoring = delta_mean(out, "embsum_scoring_seconds", "", *spans)
-        rows.append(("Rank with 1 candidate, concurrency 1: p50; server handling mean; scoring mean",
-                     "%s; %s; %s" % (ms(one["latency_seconds"]["p50"]), ms(one_handling), ms(one_scoring))))
-    rows.append(("Server overhead: Rank p50 at concurrency 1 - scoring (%s; target <= 2 x floor = %s)" % (
-        "server mean" if scoring_server is not None else "bench p50", ms(2 * floor)), ms(overhead)))
+    labels = {
+        "rank_c1": "Target: Rank p50 c=1 <= kernel all-threads p50 + 2 x echo p50",
+        "rank_one_c1": "Target: Rank(1) p50 c=1 <= 2 x echo p50",
+        "capacity": "Target: capacity >= 80%% of %s cores / kernel one-thread p50" % cores,
+        "open_loop_80": "Target: open loop 80%: p99 <= 5 x c=1 p50, no errors",
+        "scoring_in_server": "Target: scoring in the server (c=1 mean) <= 1.1 x kernel all-threads p50",
+    }
+    for key, label in labels.items():
+        t = targets[key]
+        if key == "capacity":
+            shown = "%s /s vs %s /s" % ("n/a" if t["value"] is None else "%.0f" % t["value"],
+                                        "n/a" if t["bound"] is None else "%.0f" % t["bound"])
+        else:
+            shown = "%s vs %s" % (ms(t["value"]), ms(t["bound"]))
+        rows.append((label, "%s: %s" % (shown, verdict(t))))
 
     print("| S1: m=%d n=%d d=%d, %s candidates | measured |" % (
         bench["user_codes"] if bench else 32, bench["item_codes"] if bench else 8,
@@ -133,27 +222,27 @@ def table(out):
     for name, value in rows:
         print("| %s | %s |" % (name, value))
     summary = {
+        "cores": cores,
+        "cpu": host.get("cpu"),
         "echo_floor_p50_seconds": floor,
         "echo_floor_p99_seconds": echo["latency_seconds"]["p99"],
         "echo_capacity_qps": echo_cap["qps"],
+        "kernel_all_threads_p50_seconds": kernel_all,
+        "kernel_one_thread_p50_seconds": kernel_one,
         "rank_c1_p50_seconds": rank_p50,
         "rank_c1_p99_seconds": rank1["latency_seconds"]["p99"],
+        "rank_one_candidate_p50_seconds": one["latency_seconds"]["p50"] if one else None,
         "capacity_qps": best["qps"],
         "capacity_concurrency": best["concurrency"],
         "open_loop": {str(p): {"rate": opens[p]["rate"], "qps": opens[p]["qps"],
                                "errors": opens[p]["errors"],
-                               "latency_seconds": opens[p]["latency_seconds"]} for p in (50, 80)},
-        "scoring_bench_p50_seconds": scoring_bench,
-        "scoring_server_mean_seconds": scoring_server,
-        "rank_server_handling_mean_seconds": handling,
-        "server_overhead_seconds": overhead,
-        "overhead_within_2x_floor": overhead is not None and overhead <= 2 * floor,
+                               "latency_seconds": opens[p]["latency_seconds"]}
+                      for p in (50, 80) if opens[p]},
+        "server_phases": phases,
+        "targets": targets,
         "request_bytes": rank1["mean_request_bytes"],
         "rank_response_bytes": rank1["mean_response_bytes"],
         "echo_response_bytes": echo["mean_response_bytes"],
-        "rank_one_candidate_p50_seconds": one["latency_seconds"]["p50"] if one else None,
-        "rank_one_candidate_handling_mean_seconds": one_handling,
-        "rank_one_candidate_scoring_mean_seconds": one_scoring,
     }
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)

@@ -4,12 +4,14 @@
 #ifndef EMBSUM_STORE_INTERNAL_USER_DB_H_
 #define EMBSUM_STORE_INTERNAL_USER_DB_H_
 
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "rocksdb/options.h"
+#include "scoring/dtype.h"
 #include "store/internal/artifact.h"
 #include "store/internal/progress.h"
 #include "store/user_store.h"
@@ -21,6 +23,9 @@ inline constexpr char kSummariesCf[] = "summaries";
 inline constexpr char kMetaCf[] = "meta";
 inline constexpr char kMetaManifestKey[] = "manifest";
 inline constexpr char kMetaUserCountKey[] = "user_count";
+// The element type of the user records ("fp32", "fp16", "bf16"); upserts
+// are written in it. Absent in directories from before it existed: fp32.
+inline constexpr char kMetaUserDTypeKey[] = "user_dtype";
 
 rocksdb::DBOptions UserDbOptions();
 // Options of the three column families, in the order above.
@@ -34,10 +39,13 @@ bool DecodeCount(absl::string_view value, uint64_t* count);
 // artifact: sorted SST files built with SstFileWriter under `scratch_dir`,
 // then IngestExternalFiles into the three column families. Checks every
 // value (NaN/Inf) on the way; errors name the file, the row and the user.
+// user_dtype: the records' element type; nullopt keeps the artifact's
+// (fp32 or fp16), copying its bytes.
 absl::Status BuildUserDatabase(const std::string& path,
                                const std::string& scratch_dir,
                                const ModelArtifact& artifact,
-                               Progress::Sink progress, double interval_s);
+                               Progress::Sink progress, double interval_s,
+                               std::optional<scoring::DType> user_dtype = {});
 
 }  // namespace embsum::store::internal
 

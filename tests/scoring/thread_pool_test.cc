@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <set>
 #include <thread>
 #include <vector>
@@ -54,11 +56,100 @@ TEST(ThreadPoolTest, ConcurrentCallersAllFinish) {
   EXPECT_EQ(total.load(), 6L * 50 * (16 * 17 / 2));
 }
 
+TEST(ThreadPoolTest, JobsFinishedBeforeTheHelperArrivesAreSkipped) {
+  // Tiny jobs end on the caller while the woken helper is on its way: the
+  // helper must find them gone (this once crashed on a finished job).
+  ThreadPool pool(1, 2);
+  std::atomic<long> total{0};
+  for (int round = 0; round < 100000; ++round) {
+    pool.ParallelFor(2, [&](size_t i) {
+      total.fetch_add(static_cast<long>(i) + 1, std::memory_order_relaxed);
+    });
+  }
+  EXPECT_EQ(total.load(), 100000L * 3);
+}
+
 TEST(ThreadPoolTest, NoWorkersRunsOnCaller) {
   ThreadPool pool(0);
   int sum = 0;  // no synchronisation needed: caller only
   pool.ParallelFor(10, [&](size_t i) { sum += static_cast<int>(i); });
   EXPECT_EQ(sum, 45);
+}
+
+TEST(ThreadPoolTest, CoresDefaultToWorkersPlusCaller) {
+  ThreadPool pool(3);
+  EXPECT_EQ(pool.cores(), 4);
+  ThreadPool capped(3, 2);
+  EXPECT_EQ(capped.cores(), 2);
+}
+
+// A one-shot event: Wait blocks until Notify.
+class Event {
+ public:
+  void Notify() {
+    std::lock_guard<std::mutex> lock(mu_);
+    set_ = true;
+    cv_.notify_all();
+  }
+  void Wait() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [this] { return set_; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool set_ = false;
+};
+
+TEST(ThreadPoolTest, AloneJobGetsAHelper) {
+  ThreadPool pool(1, 2);
+  std::mutex mu;
+  std::set<std::thread::id> ids;
+  Event second_done;
+  // Whichever thread takes task 0 waits for task 1: only a second thread
+  // can run it, so the helper must join a job that runs alone.
+  pool.ParallelFor(2, [&](size_t i) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      ids.insert(std::this_thread::get_id());
+    }
+    if (i == 0) {
+      second_done.Wait();
+    } else {
+      second_done.Notify();
+    }
+  });
+  EXPECT_EQ(ids.size(), 2u);
+  const ThreadPool::Stats stats = pool.stats();
+  EXPECT_EQ(stats.jobs, 1u);
+  EXPECT_EQ(stats.inline_jobs, 0u);
+  EXPECT_EQ(stats.helper_tasks, 1u);
+}
+
+TEST(ThreadPoolTest, CallersThatFillTheCoresRunInline) {
+  ThreadPool pool(1, 2);
+  Event first_running, release_first;
+  // Caller A holds one core inside a one-task job until released.
+  std::thread a([&] {
+    pool.ParallelFor(1, [&](size_t) {
+      first_running.Notify();
+      release_first.Wait();
+    });
+  });
+  first_running.Wait();
+  // Caller B now fills the second core: its job must run on B alone, with
+  // no helper woken.
+  std::set<std::thread::id> ids;
+  pool.ParallelFor(64, [&](size_t) { ids.insert(std::this_thread::get_id()); });
+  EXPECT_EQ(ids.size(), 1u);
+  EXPECT_TRUE(ids.count(std::this_thread::get_id()));
+  const ThreadPool::Stats stats = pool.stats();
+  EXPECT_EQ(stats.helper_wakeups, 0u);
+  EXPECT_EQ(stats.helper_tasks, 0u);
+  EXPECT_EQ(stats.inline_jobs, 2u);  // A's single task and B's job
+  release_first.Notify();
+  a.join();
 }
 
 }  // namespace

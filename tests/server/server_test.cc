@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <memory>
@@ -24,6 +25,7 @@
 #include "gtest/gtest.h"
 #include "metrics/metrics.h"
 #include "scoring/scorer.h"
+#include "server/runtime_info.h"
 #include "server/serving_model.h"
 #include "store/data_dir.h"
 #include "tests/server/test_support.h"
@@ -259,6 +261,47 @@ TEST_F(ServerTest, RankEqualsTheFloat64ReferenceOnIngestedData) {
       seen.push_back(item.item_id());
     }
     EXPECT_THAT(seen, UnorderedElementsAreArray(model_.item_ids));
+  }
+}
+
+TEST_F(ServerTest, SixteenBitUsersStayWithinTheSixteenBitContract) {
+  // The same artifact ingested with users stored as fp16 and as bf16: every
+  // score within DESIGN.md section 2's 2e-2 of the float64 reference on the
+  // fp32 artifact, and the same answer layout.
+  std::unique_ptr<scoring::Scorer> scorer = scoring::MakeCpuScorer({});
+  for (scoring::DType dtype :
+       {scoring::DType::kFloat16, scoring::DType::kBFloat16}) {
+    const std::string name(scoring::DTypeName(dtype));
+    store::IngestOptions ingest;
+    ingest.model_dir = model_.model_dir;
+    ingest.data_dir = model_.data_dir + "-" + name;
+    ingest.user_dtype = dtype;
+    ASSERT_TRUE(store::Ingest(ingest).ok()) << name;
+    auto data = store::DataDir::Open(ingest.data_dir, {});
+    ASSERT_TRUE(data.ok()) << data.status();
+    ASSERT_EQ((*data)->users().user_dtype(), dtype);
+    ModelSlot models(std::make_shared<const ServingModel>(*std::move(data), 1));
+    RankerCore core(RankerCoreOptions{}, &models, scorer.get(), nullptr);
+    double worst = 0;
+    for (size_t u : {size_t{0}, model_.user_ids.size() - 1}) {
+      v1::RankResponse response;
+      ASSERT_TRUE(core.Rank(AllItemsRequest(u), &response).ok()) << name;
+      ASSERT_EQ(response.items_size(),
+                static_cast<int>(model_.item_ids.size()));
+      for (const v1::ScoredItem& item : response.items()) {
+        const size_t i = std::find(model_.item_ids.begin(),
+                                   model_.item_ids.end(), item.item_id()) -
+                         model_.item_ids.begin();
+        ASSERT_LT(i, model_.item_ids.size());
+        const double want = model_.Reference(u, i).score;
+        const double error =
+            std::abs(item.score() - want) / std::max(1.0, std::abs(want));
+        worst = std::max(worst, error);
+        EXPECT_LE(error, 2e-2) << name << " " << item.item_id();
+      }
+    }
+    // Rounded, so not the fp32 answer to the last bit.
+    EXPECT_GT(worst, 0) << name;
   }
 }
 
@@ -843,6 +886,58 @@ TEST_F(ServerTest, MetricsCountRequestsAndModel) {
   // The scoring kernel for the arena's dtype, from Scorer::kernel_info.
   EXPECT_THAT(text, HasSubstr("embsum_scorer_info{kernel=\""));
   EXPECT_THAT(text, HasSubstr(",dtype=\"fp32\"} 1\n"));
+}
+
+TEST_F(ServerTest, RankReportsItsPhases) {
+  ModelSlot models(data_);
+  RankerCore core(RankerCoreOptions{}, &models, &scorer_, nullptr);
+  RankTimings timings;
+  v1::RankResponse response;
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(core.Rank(AllItemsRequest(0), &response, &timings).ok());
+  const double total =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
+  EXPECT_GT(timings.user, 0);  // a RocksDB read
+  EXPECT_GT(timings.score, 0);
+  EXPECT_GE(timings.lookup, 0);
+  EXPECT_GE(timings.top_k, 0);
+  EXPECT_GE(timings.response, 0);
+  EXPECT_LE(timings.user + timings.lookup + timings.score + timings.top_k +
+                timings.response,
+            total);
+  // Without candidates nothing is scored (the same struct, reused).
+  v1::RankRequest none;
+  none.set_user_id(AllItemsRequest(0).user_id());
+  ASSERT_TRUE(core.Rank(none, &response, &timings).ok());
+  EXPECT_EQ(timings.score, 0);
+  EXPECT_GT(timings.user, 0);
+}
+
+TEST_F(ServerTest, MetricsShowRankPhasesQueueWaitThreadsAndBlasCore) {
+  v1::RankResponse response;
+  ASSERT_TRUE(Rank(AllItemsRequest(0), &response).ok());
+  // A failed Rank observes no phases.
+  v1::RankRequest unknown = AllItemsRequest(0);
+  unknown.set_user_id("nobody");
+  EXPECT_FALSE(Rank(unknown, &response).ok());
+  const std::string text = registry_.Serialize();
+  for (const char* phase : {"user", "lookup", "score", "top_k", "response"}) {
+    EXPECT_THAT(text, HasSubstr(std::string("embsum_rank_phase_seconds_count{"
+                                            "phase=\"") +
+                                phase + "\"} 1\n"))
+        << phase;
+  }
+  // Both calls went through the rank pool's queue.
+  EXPECT_THAT(text,
+              HasSubstr("embsum_queue_wait_seconds_count{pool=\"rank\"} 2\n"));
+  EXPECT_THAT(text, HasSubstr("embsum_threads{pool=\"rank\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("embsum_threads{pool=\"admin\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("embsum_threads{pool=\"scorer\"} 0\n"));
+  EXPECT_THAT(text, HasSubstr("embsum_threads{pool=\"blas\"} "));
+  const BlasInfo blas = GetBlasInfo();
+  EXPECT_THAT(text,
+              HasSubstr("embsum_blas_info{core=\"" + blas.core + "\"} 1\n"));
 }
 
 TEST_F(ServerTest,

@@ -5,6 +5,7 @@
 #include "gtest/gtest.h"
 #include "server/log.h"
 #include "server/ranker_core.h"
+#include "server/runtime_info.h"
 #include "server/status_util.h"
 
 namespace embsum::server {
@@ -51,6 +52,19 @@ TEST(LogTest, KeyValueWithQuotingWhereNeeded) {
             "quote=\"a\\\"b\" empty=\"\"");
   EXPECT_EQ(FormatLogFields("error", "x", {{"m", "line1\nline2"}}),
             "level=error event=x m=\"line1\\nline2\"");
+}
+
+TEST(RuntimeInfoTest, NamesTheBlasCoreAndLimitsItsThreads) {
+  const BlasInfo before = GetBlasInfo();
+  if (before.core == "none") GTEST_SKIP() << "built without OpenBLAS";
+  EXPECT_FALSE(before.config.empty());
+  EXPECT_GE(before.threads, 1);
+  LimitBlasThreads(1);
+  EXPECT_EQ(GetBlasInfo().threads, 1);
+  LimitBlasThreads(0);  // leaves it as it is
+  EXPECT_EQ(GetBlasInfo().threads, 1);
+  LimitBlasThreads(before.threads);
+  EXPECT_EQ(GetBlasInfo().threads, before.threads);
 }
 
 TEST(ValidateIdTest, AcceptsAndRejects) {

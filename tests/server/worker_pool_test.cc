@@ -9,6 +9,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
+#include "metrics/metrics.h"
 
 namespace embsum::server {
 namespace {
@@ -57,6 +58,29 @@ TEST(WorkerPoolTest, RefusesWhenTheQueueIsFull) {
   release.Notify();
   pool.Shutdown();
   EXPECT_EQ(ran.load(), 2);
+}
+
+TEST(WorkerPoolTest, ObservesEachTasksQueueWait) {
+  metrics::Histogram waits(metrics::DecadeBuckets(1e-6, 10));
+  WorkerPool pool({.threads = 1, .queue_capacity = 10, .queue_wait = &waits});
+  EXPECT_EQ(pool.threads(), 1);
+  absl::Notification started, release;
+  ASSERT_TRUE(pool.TrySubmit([&] {
+    started.Notify();
+    release.WaitForNotification();
+  }));
+  started.WaitForNotification();
+  const absl::Time queued = absl::Now();
+  ASSERT_TRUE(pool.TrySubmit([] {}));
+  // The second task waits at least until the first lets the worker go.
+  while (absl::Now() == queued) {
+  }
+  const absl::Duration held = absl::Now() - queued;
+  release.Notify();
+  pool.Shutdown();
+  const metrics::Histogram::Snapshot snapshot = waits.Read();
+  EXPECT_EQ(snapshot.count, 2u);
+  EXPECT_GE(snapshot.sum, absl::ToDoubleSeconds(held));
 }
 
 TEST(WorkerPoolTest, ShutdownRunsQueuedTasksThenRefuses) {

@@ -180,12 +180,155 @@ TEST(UserRecordTest, RoundTripsAndRejectsCorruption) {
   EXPECT_TRUE(e.queries.empty());
   // Corruptions: DataLoss, never a crash.
   for (std::string bad : {rec.substr(0, 5), rec.substr(0, rec.size() - 1),
-                          std::string("\x02") + rec.substr(1)}) {
+                          std::string("\x03") + rec.substr(1)}) {
     EXPECT_EQ(DecodeUserRecord(bad, 2, 3, "u", &e).code(),
               absl::StatusCode::kDataLoss);
   }
   EXPECT_THAT(std::string(DecodeUserRecord(rec, 3, 2, "\"u\"", &e).message()),
               HasSubstr("shape 2x3 but the model is 3x2"));
+}
+
+// Relative rounding of one element: bf16 keeps 8 significant bits, fp16 11.
+double HalfUlp(scoring::DType dtype) {
+  return dtype == scoring::DType::kBFloat16 ? std::ldexp(1.0, -8)
+                                            : std::ldexp(1.0, -11);
+}
+
+TEST(UserRecordTest, SixteenBitRecordsHalveTheBytesAndRoundToNearest) {
+  const uint32_t m = 3, d = 37;  // d not a multiple of the vector width
+  std::vector<float> a(m * d), q(m * d);
+  for (size_t i = 0; i < a.size(); ++i) {
+    a[i] = std::sin(0.37 * static_cast<double>(i)) * 3.0f;
+    q[i] = std::cos(0.11 * static_cast<double>(i)) * 1e-3f;
+  }
+  const std::string fp32 = EncodeUserRecord(m, d, a, q);
+  EXPECT_EQ(fp32[0], static_cast<char>(kUserRecordVersion));
+  for (scoring::DType dtype :
+       {scoring::DType::kFloat16, scoring::DType::kBFloat16}) {
+    const std::string rec = EncodeUserRecord(m, d, a, q, dtype);
+    EXPECT_EQ(rec.size() - kUserRecordHeaderBytes,
+              (fp32.size() - kUserRecordHeaderBytes) / 2);
+    EXPECT_EQ(UserRecordDType(rec), dtype);
+    UserEmbedding e;
+    ASSERT_TRUE(DecodeUserRecord(rec, m, d, "u", &e).ok());
+    ASSERT_EQ(e.upe.size(), a.size());
+    ASSERT_EQ(e.queries.size(), q.size());
+    for (size_t i = 0; i < a.size(); ++i) {
+      EXPECT_LE(std::abs(e.upe[i] - a[i]), std::abs(a[i]) * HalfUlp(dtype))
+          << scoring::DTypeName(dtype) << " upe " << i;
+      // fp16 subnormals (below 2^-14) are spaced 2^-24 apart.
+      EXPECT_LE(std::abs(e.queries[i] - q[i]),
+                std::abs(q[i]) * HalfUlp(dtype) + std::ldexp(1.0, -25))
+          << scoring::DTypeName(dtype) << " queries " << i;
+    }
+    // Decoding into the same buffers again gives the same values (reuse).
+    const std::vector<float> first = e.upe;
+    ASSERT_TRUE(DecodeUserRecord(rec, m, d, "u", &e).ok());
+    EXPECT_EQ(e.upe, first);
+  }
+}
+
+TEST(UserRecordTest, VersionOneRecordsStillReadAndKnowNoBf16) {
+  const std::vector<float> a = {1, 2, 3, 4, 5, 6};
+  std::string v1 = EncodeUserRecord(2, 3, a, {});
+  v1[0] = 1;  // what version 1 wrote for float32
+  UserEmbedding e;
+  ASSERT_TRUE(DecodeUserRecord(v1, 2, 3, "u", &e).ok());
+  EXPECT_EQ(e.upe, a);
+  std::string v1_bf16 =
+      EncodeUserRecord(2, 3, a, {}, scoring::DType::kBFloat16);
+  v1_bf16[0] = 1;
+  absl::Status s = DecodeUserRecord(v1_bf16, 2, 3, "\"u\"", &e);
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("unknown element type 2 for record version 1"));
+}
+
+TEST(UserRecordTest, ValuesThatOverflowSixteenBitsAreNamed) {
+  std::vector<float> v = {1.0f, 65504.0f, -70000.0f, 2.0f};
+  absl::Status s =
+      CheckUserValuesFit(v, 2, scoring::DType::kFloat16, "upe", "record 4");
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("record 4: upe[2] = -70000 (vector 1, element 0) does "
+                        "not fit the users' storage type fp16"));
+  EXPECT_TRUE(
+      CheckUserValuesFit(v, 2, scoring::DType::kBFloat16, "upe", "r").ok());
+  EXPECT_TRUE(
+      CheckUserValuesFit(v, 2, scoring::DType::kFloat32, "upe", "r").ok());
+  const std::vector<float> huge = {std::numeric_limits<float>::max()};
+  EXPECT_FALSE(
+      CheckUserValuesFit(huge, 1, scoring::DType::kBFloat16, "upe", "r").ok());
+}
+
+TEST(UserStoreDTypeTest, IngestRecordsTheUserDTypeAndUpsertsFollowIt) {
+  TempDir tmp;
+  ASSERT_TRUE(GenerateSyntheticModel(SmallModel(tmp / "model")).ok());
+  auto upe = NpyArray::Open(tmp / "model/users/upe.npy", "upe");
+  ASSERT_TRUE(upe.ok());
+  for (scoring::DType dtype :
+       {scoring::DType::kFloat32, scoring::DType::kFloat16,
+        scoring::DType::kBFloat16}) {
+    const std::string name(scoring::DTypeName(dtype));
+    IngestOptions o;
+    o.model_dir = tmp / "model";
+    o.data_dir = tmp / ("data-" + name);
+    o.user_dtype = dtype;
+    ASSERT_TRUE(Ingest(o).ok()) << name;
+    auto dir = DataDir::Open(o.data_dir, DataDirOptions{});
+    ASSERT_TRUE(dir.ok()) << dir.status();
+    UserStore& users = (*dir)->users();
+    EXPECT_EQ(users.user_dtype(), dtype) << name;
+    const size_t md =
+        size_t{(*dir)->manifest().user_codes} * (*dir)->manifest().dim;
+    std::vector<float> want(md);
+    (*upe)->ReadRow(4, want);
+    UserEmbedding e;
+    ASSERT_TRUE(users.Get("U5", &e).ok());
+    const double tolerance =
+        dtype == scoring::DType::kFloat32 ? 0.0 : HalfUlp(dtype);
+    for (size_t i = 0; i < md; ++i) {
+      EXPECT_LE(std::abs(e.upe[i] - want[i]), std::abs(want[i]) * tolerance)
+          << name << " element " << i;
+    }
+    // An upsert is rounded to the store's type.
+    UserUpsert u;
+    u.user_id = "new-user";
+    u.upe.assign(md, 1.0f + 1.0f / 1024.0f + 1.0f / 4096.0f);
+    ASSERT_TRUE(users.Upsert({&u, 1}).ok());
+    ASSERT_TRUE(users.Get("new-user", &e).ok());
+    const float stored = e.upe[0];
+    switch (dtype) {
+      case scoring::DType::kFloat32:
+        EXPECT_EQ(stored, u.upe[0]);
+        break;
+      case scoring::DType::kFloat16:  // 10 fraction bits
+        EXPECT_EQ(stored, 1.0f + 1.0f / 1024.0f);
+        break;
+      case scoring::DType::kBFloat16:  // 7 fraction bits
+        EXPECT_EQ(stored, 1.0f);
+        break;
+    }
+    // What a 16-bit store cannot hold is refused, naming the record.
+    u.upe[5] = 1e5f;
+    absl::Status s = users.Upsert({&u, 1});
+    if (dtype == scoring::DType::kFloat16) {
+      EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+      EXPECT_THAT(std::string(s.message()),
+                  HasSubstr("upe[5] = 100000 (vector 0, element 5) does not "
+                            "fit the users' storage type fp16"));
+    } else {
+      EXPECT_TRUE(s.ok()) << s;
+    }
+  }
+  // Without the option: the artifact's type (fp32 here).
+  IngestOptions o;
+  o.model_dir = tmp / "model";
+  o.data_dir = tmp / "data-default";
+  ASSERT_TRUE(Ingest(o).ok());
+  auto dir = DataDir::Open(o.data_dir, DataDirOptions{});
+  ASSERT_TRUE(dir.ok());
+  EXPECT_EQ((*dir)->users().user_dtype(), scoring::DType::kFloat32);
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_format.h"
+#include "scoring/dtype.h"
 #include "store/data_dir.h"
 
 ABSL_FLAG(std::string, model_dir, "",
@@ -19,13 +20,18 @@ ABSL_FLAG(uint32_t, shards, 1,
           "User shard count: keep only the users whose crc32(user_id) mod "
           "--shards is --shard (every item is kept). 1 = every user.");
 ABSL_FLAG(uint32_t, shard, 0, "The user shard to keep, in [0, --shards).");
+ABSL_FLAG(std::string, user_dtype, "",
+          "Storage type of the users: fp32, fp16 or bf16 (16-bit halves the "
+          "user read per request; upserts are rounded to it). Empty: the "
+          "artifact's type.");
 ABSL_FLAG(double, progress_interval_s, 1.0,
           "Seconds between progress lines on stderr (0 = every row).");
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Builds a data directory from a model artifact:\n"
-      "  embsum-ingest --model_dir=MODEL --data_dir=DATA [--force]");
+      "  embsum-ingest --model_dir=MODEL --data_dir=DATA [--force]\n"
+      "    [--user_dtype=fp32|fp16|bf16] [--shards=N --shard=I]");
   absl::ParseCommandLine(argc, argv);
   embsum::store::IngestOptions options;
   options.model_dir = absl::GetFlag(FLAGS_model_dir);
@@ -33,6 +39,17 @@ int main(int argc, char** argv) {
   options.force = absl::GetFlag(FLAGS_force);
   options.shard.shards = absl::GetFlag(FLAGS_shards);
   options.shard.shard = absl::GetFlag(FLAGS_shard);
+  if (const std::string dtype = absl::GetFlag(FLAGS_user_dtype);
+      !dtype.empty()) {
+    options.user_dtype = embsum::scoring::ParseDType(dtype);
+    if (!options.user_dtype ||
+        *options.user_dtype == embsum::scoring::DType::kInt8) {
+      std::fprintf(
+          stderr, "embsum-ingest: --user_dtype='%s': want fp32, fp16 or bf16\n",
+          dtype.c_str());
+      return 1;
+    }
+  }
   options.progress_interval_s = absl::GetFlag(FLAGS_progress_interval_s);
   options.progress = [](const std::string& line) {
     std::fprintf(stderr, "embsum-ingest: %s\n", line.c_str());

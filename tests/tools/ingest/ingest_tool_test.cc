@@ -109,5 +109,23 @@ TEST(IngestToolTest, ShardFlagsKeepOneUserShardAndRefuseBadValues) {
   EXPECT_FALSE(std::filesystem::exists(tmp / "d2"));
 }
 
+TEST(IngestToolTest, UserDTypeIsRecordedAndABadOneRefused) {
+  TempDir tmp;
+  ASSERT_TRUE(GenerateSyntheticModel(SmallModel(tmp / "model")).ok());
+  ToolRun r = Ingest({"--model_dir=" + (tmp / "model"),
+                      "--data_dir=" + (tmp / "data"), "--user_dtype=bf16"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  auto dir = DataDir::Open(tmp / "data", DataDirOptions{});
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  EXPECT_EQ((*dir)->users().user_dtype(), scoring::DType::kBFloat16);
+
+  r = Ingest({"--model_dir=" + (tmp / "model"), "--data_dir=" + (tmp / "d2"),
+              "--user_dtype=int8"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("--user_dtype='int8': want fp32, fp16 or "
+                                  "bf16"));
+  EXPECT_FALSE(std::filesystem::exists(tmp / "d2"));
+}
+
 }  // namespace
 }  // namespace embsum::store

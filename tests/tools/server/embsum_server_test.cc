@@ -107,6 +107,18 @@ TEST_F(EmbsumServerTest, StartupLineHealthReflectionAndCleanExit) {
   EXPECT_EQ(f.at("users"), "24");
   EXPECT_EQ(f.at("items"), "300");
   EXPECT_EQ(f.at("backend"), "cpu");
+  // What runs: pools, the BLAS core, the users' storage type.
+  EXPECT_EQ(f.at("user_dtype"), "fp32");
+  EXPECT_EQ(f.at("scorer_threads"), f.at("workers"));
+  EXPECT_FALSE(f.at("blas_core").empty());
+  EXPECT_EQ(f.at("blas_threads"), f.at("blas_core") == "none" ? "0" : "1");
+  const std::string metrics = Metrics();
+  EXPECT_THAT(metrics, HasSubstr("embsum_threads{pool=\"rank\"} " +
+                                 f.at("workers") + "\n"));
+  EXPECT_THAT(metrics, HasSubstr("embsum_threads{pool=\"scorer\"} " +
+                                 f.at("scorer_threads") + "\n"));
+  EXPECT_THAT(metrics, HasSubstr("embsum_blas_info{core=\"" +
+                                 f.at("blas_core") + "\"} 1\n"));
   EXPECT_GT(server_->port(), 0);
   EXPECT_GT(server_->admin_port(), 0);
   EXPECT_GT(server_->metrics_port(), 0);
