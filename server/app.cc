@@ -256,8 +256,14 @@ int RunApp(const AppOptions& options) {
   if (!model.ok()) return fail(model.status());
   const ServingModel& dir = **model;
 
+  ServerOptions server_options = options.server;
+  if (!server_options.core.log) {
+    server_options.core.log = [](const std::string& line) {
+      LogEvent("info", "retrieve_tuning", {{"message", line}});
+    };
+  }
   absl::StatusOr<std::unique_ptr<Server>> server =
-      Server::Start(options.server, *model, scorer.get(), &registry);
+      Server::Start(server_options, *model, scorer.get(), &registry);
   if (!server.ok()) return fail(server.status());
   std::unique_ptr<metrics::MetricsHttpServer> metrics_server;
   if (!options.metrics_listen.empty()) {

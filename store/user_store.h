@@ -74,6 +74,10 @@ class UserStore {
   virtual absl::Status Upsert(std::span<const UserUpsert> users) = 0;
   // Number of users (exact, maintained across upserts).
   virtual uint64_t size() const = 0;
+  // Up to `n` user ids, the first in key (byte) order: a sample for tuning
+  // (the Retrieve recall tuner), not a uniform one.
+  virtual absl::StatusOr<std::vector<std::string>> SampleIds(
+      size_t n) const = 0;
 };
 
 }  // namespace embsum::store

@@ -34,8 +34,21 @@ ABSL_FLAG(std::string, backend, "auto",
 ABSL_FLAG(std::string, ann_gpu, "auto",
           "ANN index for Retrieve on the GPU where FAISS has GPU support: "
           "auto (when a device is present) or off.");
-ABSL_FLAG(uint32_t, max_candidates, 10000,
-          "Largest candidate_ids of a Rank (and k of a Retrieve).");
+ABSL_FLAG(uint32_t, max_candidates, 10000, "Largest candidate_ids of a Rank.");
+ABSL_FLAG(uint32_t, max_retrieve_k, 1000,
+          "Largest k (and exclude_item_ids) of a Retrieve.");
+ABSL_FLAG(double, retrieve_recall_target, 0.99,
+          "At start-up (and reload) the default Retrieve path's ANN "
+          "parameters (IVF probes, over-fetch) are tuned so that mean "
+          "recall@10 and @100 against exact reach this on sampled users; "
+          "0 = no tuning (over-fetch --ann_oversample).");
+ABSL_FLAG(uint32_t, retrieve_tune_users, 32,
+          "Users sampled by the Retrieve tuner (each costs one full scan "
+          "at start-up).");
+ABSL_FLAG(uint32_t, max_concurrent_retrieve_scans, 1,
+          "Full-catalogue Retrieve scans (exact=true, or fallbacks) running "
+          "at once; more get RESOURCE_EXHAUSTED, so they cannot starve Rank "
+          "(0 = unlimited).");
 ABSL_FLAG(std::string, item_dtype, "fp32",
           "Storage of the item arena: fp32, fp16 or bf16 (16-bit halves "
           "memory and bandwidth, rel. error <= 2e-2).");
@@ -60,7 +73,8 @@ ABSL_FLAG(uint64_t, max_upsert_bytes, uint64_t{256} << 20,
           "Largest total size of one upsert stream (it is applied "
           "atomically, so it is held in memory).");
 ABSL_FLAG(uint32_t, ann_oversample, 4,
-          "Retrieve reranks k * this many ANN candidates exactly.");
+          "Without tuning (--retrieve_recall_target=0), Retrieve reranks "
+          "k * this many ANN candidates exactly.");
 ABSL_FLAG(absl::Duration, shutdown_delay, absl::ZeroDuration(),
           "After SIGTERM, keep serving this long while health reports "
           "NOT_SERVING (lets load balancers drain), e.g. 5s.");
@@ -133,5 +147,11 @@ int main(int argc, char** argv) {
   server.admin.max_upsert_bytes = absl::GetFlag(FLAGS_max_upsert_bytes);
   server.core.max_candidates = absl::GetFlag(FLAGS_max_candidates);
   server.core.ann_oversample = absl::GetFlag(FLAGS_ann_oversample);
+  server.core.max_retrieve_k = absl::GetFlag(FLAGS_max_retrieve_k);
+  server.core.retrieve_recall_target =
+      absl::GetFlag(FLAGS_retrieve_recall_target);
+  server.core.retrieve_tune_users = absl::GetFlag(FLAGS_retrieve_tune_users);
+  server.core.max_concurrent_scans =
+      absl::GetFlag(FLAGS_max_concurrent_retrieve_scans);
   return embsum::server::RunApp(options);
 }
