@@ -41,11 +41,12 @@ struct RankerCoreOptions {
   // target the tuner sets both (and the IVF probes) at start-up; without
   // one, fetch_factor = ann_oversample and fetch_extra = 0.
   uint32_t ann_oversample = 4;
-  // Mean recall@10 and recall@100 against the exact top k, measured on
-  // retrieve_tune_users sampled users, that TuneRetrieve aims for; 0 turns
-  // tuning off.
+  // Mean recall@10 and recall@100 against the exact top k that TuneRetrieve
+  // aims for; it tunes for halfway between this and 1 on
+  // retrieve_tune_users sampled users (each costs a full scan), a margin
+  // for the users it did not sample. 0 turns tuning off.
   double retrieve_recall_target = 0.99;
-  uint32_t retrieve_tune_users = 32;
+  uint32_t retrieve_tune_users = 64;
   // The default path answers with a full scan (certified exact) when it
   // would rerank more than this fraction of the live items.
   double retrieve_scan_fraction = 0.2;

@@ -13,6 +13,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/time/time.h"
+#include "common/openblas_core.h"
 #include "scoring/dtype.h"
 #include "server/app.h"
 #include "server/log.h"
@@ -40,9 +41,10 @@ ABSL_FLAG(uint32_t, max_retrieve_k, 1000,
 ABSL_FLAG(double, retrieve_recall_target, 0.99,
           "At start-up (and reload) the default Retrieve path's ANN "
           "parameters (IVF probes, over-fetch) are tuned so that mean "
-          "recall@10 and @100 against exact reach this on sampled users; "
+          "recall@10 and @100 against exact reach this (tuned on sampled "
+          "users for halfway between this and 1); "
           "0 = no tuning (over-fetch --ann_oversample).");
-ABSL_FLAG(uint32_t, retrieve_tune_users, 32,
+ABSL_FLAG(uint32_t, retrieve_tune_users, 64,
           "Users sampled by the Retrieve tuner (each costs one full scan "
           "at start-up).");
 ABSL_FLAG(uint32_t, max_concurrent_retrieve_scans, 1,
@@ -91,6 +93,8 @@ ABSL_FLAG(uint32_t, demo_item_codes, 4, "--demo: item codes n.");
 ABSL_FLAG(uint64_t, demo_seed, 1, "--demo: random seed.");
 
 int main(int argc, char** argv) {
+  // First, before any thread: FAISS's BLAS on this CPU's widest kernels.
+  embsum::MaybeReexecForOpenBlas(argv);
   absl::SetProgramUsageMessage(
       "EmbSum online scoring service.\n"
       "  embsum-server --data_dir=DIR [--listen=HOST:PORT] "
