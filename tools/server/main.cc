@@ -132,6 +132,20 @@ int main(int argc, char** argv) {
     return 1;
   }
   options.ann_gpu = *parsed_ann_gpu;
+  const double recall_target = absl::GetFlag(FLAGS_retrieve_recall_target);
+  if (!(recall_target >= 0 && recall_target <= 1)) {
+    embsum::server::LogEvent("error", "start_failed",
+                             {{"message", "--retrieve_recall_target=" +
+                                              std::to_string(recall_target) +
+                                              ": want 0 (no tuning) to 1"}});
+    return 1;
+  }
+  if (absl::GetFlag(FLAGS_max_retrieve_k) == 0) {
+    embsum::server::LogEvent(
+        "error", "start_failed",
+        {{"message", "--max_retrieve_k=0: want at least 1"}});
+    return 1;
+  }
   options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   options.shutdown_delay = absl::GetFlag(FLAGS_shutdown_delay);
   options.reload_interval = absl::GetFlag(FLAGS_reload_interval);
