@@ -147,6 +147,7 @@ const Fixture& Setup() {
     f->models = std::make_unique<embsum::server::ModelSlot>(f->model);
     embsum::server::RankerCoreOptions options;
     options.max_candidates = kMaxCandidates;
+    options.max_retrieve_k = kMaxCandidates;
     f->core = std::make_unique<embsum::server::RankerCore>(
         options, f->models.get(), f->scorer.get(), nullptr);
 

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <limits>
 #include <random>
+#include <set>
 #include <thread>
 #include <unordered_map>
 
@@ -181,6 +182,203 @@ absl::StatusOr<EvalResult> RunEval(const EvalOptions& options) {
     return response;
   };
   return EvaluateImpressions(impressions, rank, options);
+}
+
+namespace {
+
+LatencySummary Summarise(std::vector<double> seconds) {
+  LatencySummary s;
+  if (seconds.empty()) return s;
+  std::sort(seconds.begin(), seconds.end());
+  double sum = 0;
+  for (double x : seconds) sum += x;
+  s.mean_seconds = sum / static_cast<double>(seconds.size());
+  auto at = [&](double q) {
+    size_t i = static_cast<size_t>(q * static_cast<double>(seconds.size() - 1));
+    return seconds[i];
+  };
+  s.p50_seconds = at(0.5);
+  s.p90_seconds = at(0.9);
+  s.max_seconds = seconds.back();
+  return s;
+}
+
+}  // namespace
+
+absl::StatusOr<RetrievalResult> EvaluateRetrieval(
+    const std::vector<std::string>& user_ids, const RetrieveFunction& retrieve,
+    const RetrievalOptions& options, const Clock& clock) {
+  if (options.ks.empty() || options.ks.front() == 0 ||
+      !std::is_sorted(options.ks.begin(), options.ks.end())) {
+    return absl::InvalidArgumentError(
+        "--retrieval_k must be ascending positive integers");
+  }
+  const uint32_t k = options.ks.back();
+  RetrievalResult result;
+  result.ks = options.ks;
+  result.mean_recall.assign(options.ks.size(), 0.0);
+  result.min_recall.assign(options.ks.size(), 1.0);
+  std::vector<double> approx_seconds, exact_seconds;
+  double approx_scored = 0, exact_scored = 0;
+  for (const std::string& user : user_ids) {
+    if (result.users >= options.users) break;
+    v1::RetrieveRequest request;
+    request.set_user_id(user);
+    request.set_k(k);
+    request.set_exact(true);
+    double start = clock();
+    absl::StatusOr<v1::RetrieveResponse> exact = retrieve(request);
+    const double exact_time = clock() - start;
+    if (!exact.ok()) {
+      if (exact.status().code() == absl::StatusCode::kNotFound) {
+        ++result.skipped_unknown_user;
+        continue;
+      }
+      return absl::Status(exact.status().code(),
+                          absl::StrCat("Retrieve(user '", user, "', k ", k,
+                                       ", exact): ", exact.status().message()));
+    }
+    request.set_exact(false);
+    start = clock();
+    absl::StatusOr<v1::RetrieveResponse> approx = retrieve(request);
+    const double approx_time = clock() - start;
+    if (!approx.ok()) {
+      return absl::Status(approx.status().code(),
+                          absl::StrCat("Retrieve(user '", user, "', k ", k,
+                                       "): ", approx.status().message()));
+    }
+    for (size_t i = 0; i < options.ks.size(); ++i) {
+      const size_t want = std::min<size_t>(options.ks[i], exact->items_size());
+      double recall = 1.0;
+      if (want > 0) {
+        std::set<std::string_view> truth;
+        for (size_t j = 0; j < want; ++j)
+          truth.insert(exact->items(j).item_id());
+        size_t hit = 0;
+        const size_t got =
+            std::min<size_t>(options.ks[i], approx->items_size());
+        for (size_t j = 0; j < got; ++j) {
+          hit += truth.count(approx->items(j).item_id());
+        }
+        recall = static_cast<double>(hit) / static_cast<double>(want);
+      }
+      result.mean_recall[i] += recall;
+      result.min_recall[i] = std::min(result.min_recall[i], recall);
+    }
+    exact_seconds.push_back(exact_time);
+    approx_seconds.push_back(approx_time);
+    exact_scored += static_cast<double>(exact->scored_items());
+    approx_scored += static_cast<double>(approx->scored_items());
+    result.certified_approximate += approx->certified_exact();
+    ++result.users;
+  }
+  if (result.users == 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("no user could be evaluated (", user_ids.size(),
+                     " tried, ", result.skipped_unknown_user, " unknown)"));
+  }
+  const double n = static_cast<double>(result.users);
+  for (double& r : result.mean_recall) r /= n;
+  result.mean_scored_items_exact = exact_scored / n;
+  result.mean_scored_items_approximate = approx_scored / n;
+  result.exact = Summarise(exact_seconds);
+  result.approximate = Summarise(approx_seconds);
+  return result;
+}
+
+absl::StatusOr<RetrievalResult> RunRetrievalEval(
+    const EvalOptions& options, const RetrievalOptions& retrieval) {
+  if (options.target.empty()) {
+    return absl::InvalidArgumentError("--target=HOST:PORT is required");
+  }
+  if (options.behaviors.empty()) {
+    return absl::InvalidArgumentError(
+        "--behaviors=FILE is required (its users are evaluated)");
+  }
+  ReadBehaviorsOptions read;
+  read.require_labels = false;
+  read.limit = options.limit;
+  ASSIGN_OR_RETURN(std::vector<Impression> impressions,
+                   ReadBehaviors(options.behaviors, read));
+  std::vector<std::string> users;
+  std::set<std::string> seen;
+  for (const Impression& imp : impressions) {
+    if (seen.insert(imp.user_id).second) users.push_back(imp.user_id);
+  }
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> credentials,
+                   MakeChannelCredentials(options.tls));
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(-1);
+  ApplyTlsChannelArgs(options.tls, args);
+  auto channel = grpc::CreateCustomChannel(options.target, credentials, args);
+  if (!channel->WaitForConnected(
+          std::chrono::system_clock::now() +
+          absl::ToChronoMilliseconds(options.connect_timeout))) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot connect to ", options.target, " within ",
+                     absl::FormatDuration(options.connect_timeout)));
+  }
+  auto stub = v1::Ranker::NewStub(channel);
+  RetrieveFunction retrieve = [&](const v1::RetrieveRequest& request)
+      -> absl::StatusOr<v1::RetrieveResponse> {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() +
+                         absl::ToChronoNanoseconds(options.deadline));
+    if (const std::string header = UserIdHeader(request.user_id());
+        !header.empty()) {
+      context.AddMetadata("x-user-id", header);
+    }
+    v1::RetrieveResponse response;
+    grpc::Status status = stub->Retrieve(&context, request, &response);
+    if (!status.ok()) {
+      return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                          status.error_message());
+    }
+    return response;
+  };
+  const auto origin = std::chrono::steady_clock::now();
+  Clock clock = [origin] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                         origin)
+        .count();
+  };
+  ASSIGN_OR_RETURN(RetrievalResult result,
+                   EvaluateRetrieval(users, retrieve, retrieval, clock));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       absl::ToChronoNanoseconds(options.deadline));
+  v1::ModelInfo info;
+  if (stub->GetModelInfo(&context, v1::GetModelInfoRequest(), &info).ok()) {
+    result.catalogue_items = info.items();
+  }
+  return result;
+}
+
+std::string RetrievalText(const RetrievalResult& r) {
+  std::string out;
+  for (size_t i = 0; i < r.ks.size(); ++i) {
+    absl::StrAppendFormat(&out, "recall@%d: %.4f (min %.2f)\n", r.ks[i],
+                          r.mean_recall[i], r.min_recall[i]);
+  }
+  auto latency = [&](const char* name, const LatencySummary& l, double scored) {
+    absl::StrAppendFormat(&out,
+                          "%s: mean %.2f ms, p50 %.2f ms, p90 %.2f ms, max "
+                          "%.2f ms; %.0f items scored\n",
+                          name, l.mean_seconds * 1e3, l.p50_seconds * 1e3,
+                          l.p90_seconds * 1e3, l.max_seconds * 1e3, scored);
+  };
+  latency("default", r.approximate, r.mean_scored_items_approximate);
+  latency("exact", r.exact, r.mean_scored_items_exact);
+  absl::StrAppendFormat(
+      &out,
+      "latency ratio default/exact: %.3f\nusers: %d evaluated, %d unknown; "
+      "%d default answers certified exact; catalogue %d items\n",
+      r.exact.mean_seconds > 0
+          ? r.approximate.mean_seconds / r.exact.mean_seconds
+          : 0.0,
+      r.users, r.skipped_unknown_user, r.certified_approximate,
+      r.catalogue_items);
+  return out;
 }
 
 std::string EvalText(const EvalResult& r) {

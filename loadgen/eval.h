@@ -54,6 +54,49 @@ absl::StatusOr<EvalResult> EvaluateImpressions(
     const std::vector<Impression>& impressions, const RankFunction& rank,
     const EvalOptions& options);
 
+// Retrieval quality (embsum-eval --retrieval): for each distinct user of
+// the impressions, Retrieve(k, exact = true) is the truth and the default
+// Retrieve(k) is compared with it: recall@k for each k of `ks` (the share of
+// the exact top k found in the default answer's top k). Calls run one at a
+// time, so the latencies are those of an idle server.
+struct RetrievalOptions {
+  std::vector<uint32_t> ks = {10, 100};  // ascending; the largest is asked
+  uint64_t users = 100;                  // distinct users to evaluate
+};
+
+struct LatencySummary {
+  double mean_seconds = 0, p50_seconds = 0, p90_seconds = 0, max_seconds = 0;
+};
+
+struct RetrievalResult {
+  std::vector<uint32_t> ks;
+  std::vector<double> mean_recall;  // per k
+  std::vector<double> min_recall;   // per k
+  uint64_t users = 0;               // evaluated
+  uint64_t skipped_unknown_user = 0;
+  LatencySummary approximate, exact;
+  double mean_scored_items_approximate = 0;
+  double mean_scored_items_exact = 0;
+  uint64_t certified_approximate = 0;  // default answers certified exact
+  uint64_t catalogue_items = 0;        // from GetModelInfo (0 if unknown)
+};
+
+using RetrieveFunction = std::function<absl::StatusOr<v1::RetrieveResponse>(
+    const v1::RetrieveRequest&)>;
+// Seconds since an arbitrary origin (injected for tests).
+using Clock = std::function<double()>;
+
+absl::StatusOr<RetrievalResult> EvaluateRetrieval(
+    const std::vector<std::string>& user_ids, const RetrieveFunction& retrieve,
+    const RetrievalOptions& options, const Clock& clock);
+
+// Connects to options.target and evaluates retrieval for the users of
+// options.behaviors (labels not needed).
+absl::StatusOr<RetrievalResult> RunRetrievalEval(
+    const EvalOptions& options, const RetrievalOptions& retrieval);
+
+std::string RetrievalText(const RetrievalResult& result);
+
 // Reads options.behaviors, connects to options.target and evaluates.
 absl::StatusOr<EvalResult> RunEval(const EvalOptions& options);
 

@@ -269,6 +269,11 @@ int RunApp(const AppOptions& options) {
             : static_cast<int>(
                   std::max(1u, std::thread::hardware_concurrency()));
   }
+  if (!server_options.core.log) {
+    server_options.core.log = [](const std::string& line) {
+      LogEvent("info", "retrieve_tuning", {{"message", line}});
+    };
+  }
   absl::StatusOr<std::unique_ptr<Server>> server =
       Server::Start(server_options, *model, scorer.get(), &registry);
   if (!server.ok()) return fail(server.status());

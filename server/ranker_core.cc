@@ -1,7 +1,9 @@
 #include "server/ranker_core.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <optional>
 #include <span>
 #include <string_view>
@@ -106,7 +108,9 @@ absl::Status ValidateId(const std::string& id, const std::string& what) {
 RankerCore::RankerCore(const RankerCoreOptions& options,
                        const ModelSlot* models, const scoring::Scorer* scorer,
                        ServerMetrics* metrics)
-    : options_(options), models_(models), scorer_(scorer), metrics_(metrics) {}
+    : options_(options), models_(models), scorer_(scorer), metrics_(metrics) {
+  tuning_.fetch_factor = std::max(1u, options_.ann_oversample);
+}
 
 absl::StatusOr<std::shared_ptr<const ServingModel>> RankerCore::Model() const {
   std::shared_ptr<const ServingModel> model =
@@ -136,17 +140,17 @@ absl::Status RankerCore::ValidateRetrieve(
   if (absl::Status s = ValidateId(request.user_id(), "user_id"); !s.ok()) {
     return s;
   }
-  if (request.k() == 0 || request.k() > options_.max_candidates) {
+  if (request.k() == 0 || request.k() > options_.max_retrieve_k) {
     return absl::InvalidArgumentError(
         absl::StrCat("k is ", request.k(), "; want 1..",
-                     options_.max_candidates, " (--max_candidates)"));
+                     options_.max_retrieve_k, " (--max_retrieve_k)"));
   }
   if (static_cast<uint64_t>(request.exclude_item_ids_size()) >
-      options_.max_candidates) {
+      options_.max_retrieve_k) {
     return absl::InvalidArgumentError(
         absl::StrCat("exclude_item_ids has ", request.exclude_item_ids_size(),
-                     " entries; the limit is ", options_.max_candidates,
-                     " (--max_candidates)"));
+                     " entries; the limit is ", options_.max_retrieve_k,
+                     " (--max_retrieve_k)"));
   }
   return absl::OkStatus();
 }
@@ -252,6 +256,80 @@ absl::Status RankerCore::Rank(const v1::RankRequest& request,
   return absl::OkStatus();
 }
 
+absl::Status RankerCore::FullScan(const scoring::UserView& user,
+                                  const store::ItemSnapshot& snapshot,
+                                  uint32_t want,
+                                  std::vector<scoring::ScoredRow>* best) const {
+  const uint32_t limit = options_.max_concurrent_scans;
+  if (limit > 0) {
+    uint32_t running = scans_running_.load(std::memory_order_relaxed);
+    do {
+      if (running >= limit) {
+        return absl::ResourceExhaustedError(
+            absl::StrCat("Retrieve needs a full scan and ", running,
+                         " are running (the limit is ", limit,
+                         ", --max_concurrent_retrieve_scans); retry later"));
+      }
+    } while (!scans_running_.compare_exchange_weak(running, running + 1,
+                                                   std::memory_order_acquire));
+  }
+  struct Release {
+    std::atomic<uint32_t>* count;
+    ~Release() {
+      if (count != nullptr) count->fetch_sub(1, std::memory_order_release);
+    }
+  } release{limit > 0 ? &scans_running_ : nullptr};
+  if (options_.scan_hook) options_.scan_hook();
+  // live() covers the arena's capacity; the scorer wants its size.
+  const scoring::ItemArena& arena = snapshot.arena();
+  const std::span<const uint8_t> live =
+      snapshot.live().first(std::min(snapshot.live().size(), arena.size()));
+  const auto start = std::chrono::steady_clock::now();
+  absl::Status s =
+      ToAbslStatus(scorer_->ScoreAllTopK(user, arena, live, want, best));
+  if (metrics_ != nullptr) {
+    metrics_->scoring_seconds().Observe(SecondsSince(start));
+  }
+  return s;
+}
+
+absl::Status RankerCore::AnnTopK(const scoring::UserView& user,
+                                 const store::ItemSnapshot& snapshot,
+                                 uint32_t fetch, uint32_t nprobe, uint32_t want,
+                                 const absl::flat_hash_set<uint32_t>& excluded,
+                                 std::vector<scoring::ScoredRow>* best,
+                                 uint64_t* scored) const {
+  std::vector<uint32_t> rows;
+  RETURN_IF_ERROR(snapshot.AnnCandidates(
+      user, store::ItemSnapshot::AnnQuery{fetch, nprobe}, &rows));
+  // Excluded rows need no score. Candidates are distinct live rows.
+  if (!excluded.empty()) {
+    std::erase_if(rows, [&](uint32_t row) { return excluded.contains(row); });
+  }
+  // Row order, so that ties go to the lower row as in a full scan.
+  std::sort(rows.begin(), rows.end());
+  std::vector<float> scores(rows.size());
+  std::vector<int32_t> codes(rows.size());
+  if (!rows.empty()) {
+    const auto start = std::chrono::steady_clock::now();
+    absl::Status s = ToAbslStatus(
+        scorer_->Score(user, snapshot.arena(), rows, scores, codes));
+    if (metrics_ != nullptr) {
+      metrics_->scoring_seconds().Observe(SecondsSince(start));
+    }
+    if (!s.ok()) return s;
+  }
+  *scored = rows.size();
+  std::vector<uint32_t> order;
+  scoring::SelectTopK(scores, want, &order);
+  best->clear();
+  best->reserve(order.size());
+  for (uint32_t i : order) {
+    best->push_back(scoring::ScoredRow{rows[i], scores[i], codes[i]});
+  }
+  return absl::OkStatus();
+}
+
 absl::Status RankerCore::Retrieve(const v1::RetrieveRequest& request,
                                   v1::RetrieveResponse* response) const {
   RETURN_IF_ERROR(ValidateRetrieve(request));
@@ -267,55 +345,27 @@ absl::Status RankerCore::Retrieve(const v1::RetrieveRequest& request,
     }
   }
   const uint32_t k = request.k();
-  const uint32_t want = k + static_cast<uint32_t>(excluded.size());
+  const uint64_t live_items = snapshot->size();
+  const RetrieveTuning tuning = retrieve_tuning();
+  const uint64_t fetch = uint64_t{k} * std::max(1u, tuning.fetch_factor) +
+                         tuning.fetch_extra + excluded.size();
+  // The default path scans when reranking would cost a large part of a scan
+  // anyway (or fetch everything): then the answer is certified exact.
+  const bool scan = request.exact() || static_cast<double>(fetch) >=
+                                           options_.retrieve_scan_fraction *
+                                               static_cast<double>(live_items);
 
   std::vector<scoring::ScoredRow> best;
-  const auto start = std::chrono::steady_clock::now();
-  if (request.exact()) {
-    // live() covers the arena's capacity; the scorer wants its size.
-    const scoring::ItemArena& arena = snapshot->arena();
-    const std::span<const uint8_t> live =
-        snapshot->live().first(std::min(snapshot->live().size(), arena.size()));
-    absl::Status s = ToAbslStatus(
-        scorer_->ScoreAllTopK(user.view(), arena, live, want, &best));
-    if (metrics_ != nullptr) {
-      metrics_->scoring_seconds().Observe(SecondsSince(start));
-    }
-    if (!s.ok()) return s;
+  uint64_t scored = 0;
+  if (scan) {
+    // Excluded rows are dropped after the scan: ask for that many more.
+    const uint32_t want = k + static_cast<uint32_t>(excluded.size());
+    RETURN_IF_ERROR(FullScan(user.view(), *snapshot, want, &best));
+    scored = live_items;
   } else {
-    std::vector<uint32_t> candidates;
-    const uint64_t ann_k = std::min<uint64_t>(
-        uint64_t{k} * std::max(1u, options_.ann_oversample) + excluded.size(),
-        std::max<uint64_t>(snapshot->size(), 1));
-    if (absl::Status s = snapshot->AnnCandidates(
-            user.view(), static_cast<uint32_t>(ann_k), &candidates);
-        !s.ok()) {
-      return s;
-    }
-    // Drop excluded and repeated rows; keep the index's order for ties.
-    absl::flat_hash_set<uint32_t> seen;
-    std::vector<uint32_t> rows;
-    rows.reserve(candidates.size());
-    for (uint32_t row : candidates) {
-      if (!excluded.contains(row) && seen.insert(row).second) {
-        rows.push_back(row);
-      }
-    }
-    std::vector<float> scores(rows.size());
-    std::vector<int32_t> codes(rows.size());
-    if (!rows.empty()) {
-      absl::Status s = ToAbslStatus(
-          scorer_->Score(user.view(), snapshot->arena(), rows, scores, codes));
-      if (metrics_ != nullptr) {
-        metrics_->scoring_seconds().Observe(SecondsSince(start));
-      }
-      if (!s.ok()) return s;
-    }
-    std::vector<uint32_t> order;
-    scoring::SelectTopK(scores, k, &order);
-    for (uint32_t i : order) {
-      best.push_back(scoring::ScoredRow{rows[i], scores[i], codes[i]});
-    }
+    RETURN_IF_ERROR(AnnTopK(user.view(), *snapshot,
+                            static_cast<uint32_t>(fetch), tuning.nprobe, k,
+                            excluded, &best, &scored));
   }
   for (const scoring::ScoredRow& r : best) {
     if (static_cast<uint32_t>(response->items_size()) == k) break;
@@ -325,8 +375,189 @@ absl::Status RankerCore::Retrieve(const v1::RetrieveRequest& request,
     item->set_score(r.score);
     item->set_top_user_code(r.top_user_code);
   }
+  response->set_scored_items(scored);
+  response->set_certified_exact(scan);
+  if (metrics_ != nullptr) {
+    metrics_->retrieve_scored_items().Observe(static_cast<double>(scored));
+  }
   response->set_model_version(model->manifest().model_version);
   return absl::OkStatus();
+}
+
+RetrieveTuning RankerCore::retrieve_tuning() const {
+  absl::MutexLock lock(&tuning_mu_);
+  return tuning_;
+}
+
+absl::StatusOr<RetrieveTuning> RankerCore::TuneRetrieve(
+    const ServingModel* model) {
+  if (options_.retrieve_recall_target <= 0) return retrieve_tuning();
+  std::shared_ptr<const ServingModel> current;
+  if (model == nullptr) {
+    ASSIGN_OR_RETURN(current, Model());
+    model = current.get();
+  }
+  // The sample is small: aim halfway between the target and 1, so that the
+  // mean over other users still reaches the target.
+  const double target = options_.retrieve_recall_target +
+                        (1.0 - options_.retrieve_recall_target) / 2;
+  const std::shared_ptr<const store::ItemSnapshot> snapshot =
+      model->items().Current();
+  const uint64_t live_items = snapshot->size();
+  ASSIGN_OR_RETURN(std::vector<std::string> ids,
+                   model->users().SampleIds(options_.retrieve_tune_users));
+  // The k values measured and the over-fetch factors tried.
+  constexpr uint32_t kSmallK = 10;
+  constexpr uint32_t kLargeK = 100;
+  constexpr uint32_t kFactors[] = {1,  2,  3,  4,  5,  6,  8,  10,  12,  14,
+                                   16, 20, 24, 32, 48, 64, 96, 128, 192, 256};
+  const uint32_t max_fetch = static_cast<uint32_t>(std::min<uint64_t>(
+      uint64_t{kLargeK} * kFactors[std::size(kFactors) - 1], live_items));
+  const store::ItemSnapshot::AnnShape shape = snapshot->ann_shape();
+  std::vector<uint32_t> probes = {0};
+  if (shape.ivf) {
+    probes.clear();
+    for (size_t p = 1; p < shape.lists; p *= 2) {
+      probes.push_back(static_cast<uint32_t>(p));
+    }
+    probes.push_back(static_cast<uint32_t>(shape.lists));
+  }
+
+  // Truth per user: a full scan's top kLargeK rows.
+  struct Sampled {
+    store::UserEmbedding user;
+    std::vector<uint32_t> top;  // exact top rows, best first
+  };
+  std::vector<Sampled> users;
+  for (const std::string& id : ids) {
+    Sampled s;
+    if (!model->users().Get(id, &s.user).ok()) continue;
+    std::vector<scoring::ScoredRow> best;
+    const scoring::ItemArena& arena = snapshot->arena();
+    RETURN_IF_ERROR(ToAbslStatus(scorer_->ScoreAllTopK(
+        s.user.view(), arena,
+        snapshot->live().first(std::min(snapshot->live().size(), arena.size())),
+        kLargeK, &best)));
+    for (const scoring::ScoredRow& r : best) s.top.push_back(r.row);
+    users.push_back(std::move(s));
+  }
+  RetrieveTuning chosen = retrieve_tuning();
+  if (users.empty() || live_items == 0) {
+    if (options_.log) {
+      options_.log(
+          "retrieve tuner: no users or items to sample; keeping "
+          "fetch_factor " +
+          std::to_string(chosen.fetch_factor));
+    }
+    return chosen;
+  }
+  // Recall of the first `fetch` ANN candidates for the true top k: the
+  // mean over the sampled users and the worst user's.
+  struct Recall {
+    double mean = 0;
+    double min = 1;
+  };
+  auto recall = [](const std::vector<std::vector<uint32_t>>& candidates,
+                   const std::vector<Sampled>& sampled, uint32_t k,
+                   uint64_t fetch) {
+    Recall r;
+    for (size_t u = 0; u < sampled.size(); ++u) {
+      const size_t want = std::min<size_t>(k, sampled[u].top.size());
+      double one = 1;
+      if (want > 0) {
+        const size_t take = std::min<size_t>(fetch, candidates[u].size());
+        absl::flat_hash_set<uint32_t> got(candidates[u].begin(),
+                                          candidates[u].begin() + take);
+        size_t hit = 0;
+        for (size_t i = 0; i < want; ++i) {
+          hit += got.contains(sampled[u].top[i]);
+        }
+        one = static_cast<double>(hit) / static_cast<double>(want);
+      }
+      r.mean += one;
+      r.min = std::min(r.min, one);
+    }
+    r.mean /= static_cast<double>(sampled.size());
+    return r;
+  };
+  // Recall is heavy-tailed over users (a few need many more candidates than
+  // most), so a setting must also give the worst sampled user the target.
+  auto meets = [&](const Recall& r) {
+    return r.mean >= target && r.min >= options_.retrieve_recall_target;
+  };
+  // Cost in exact item scores: reranked candidates, plus the IVF vectors
+  // visited (one d-long product each, 2*m*n of them make an item score).
+  const store::ModelManifest& manifest = model->manifest();
+  const double vector_cost =
+      1.0 / (2.0 * manifest.user_codes * manifest.item_codes);
+  double best_cost = std::numeric_limits<double>::infinity();
+  bool found = false;
+  RetrieveTuning fallback;
+  for (uint32_t nprobe : probes) {
+    std::vector<std::vector<uint32_t>> candidates(users.size());
+    for (size_t u = 0; u < users.size(); ++u) {
+      RETURN_IF_ERROR(snapshot->AnnCandidates(
+          users[u].user.view(),
+          store::ItemSnapshot::AnnQuery{max_fetch, nprobe}, &candidates[u]));
+    }
+    // Smallest factor meeting the target at each k (or the largest tried).
+    auto smallest = [&](uint32_t k, double* got) {
+      for (uint32_t f : kFactors) {
+        const Recall r = recall(candidates, users, k, uint64_t{k} * f);
+        *got = r.mean;
+        if (meets(r)) return f;
+      }
+      return 0u;
+    };
+    double r_small = 0, r_large = 0;
+    const uint32_t f_small = smallest(kSmallK, &r_small);
+    const uint32_t f_large = smallest(kLargeK, &r_large);
+    const double visited =
+        shape.ivf ? static_cast<double>(nprobe) * shape.items / shape.lists
+                  : static_cast<double>(shape.items);
+    if (f_small == 0 || f_large == 0) {
+      fallback = RetrieveTuning{nprobe, kFactors[std::size(kFactors) - 1], 0,
+                                r_small, r_large};
+      continue;
+    }
+    RetrieveTuning t;
+    t.nprobe = nprobe;
+    t.fetch_factor = f_large;
+    t.fetch_extra = f_small > f_large ? kSmallK * (f_small - f_large) : 0;
+    t.recall_at_10 = recall(candidates, users, kSmallK,
+                            uint64_t{kSmallK} * t.fetch_factor + t.fetch_extra)
+                         .mean;
+    t.recall_at_100 = recall(candidates, users, kLargeK,
+                             uint64_t{kLargeK} * t.fetch_factor + t.fetch_extra)
+                          .mean;
+    t.met_target = true;
+    const double cost = static_cast<double>(kLargeK) * t.fetch_factor +
+                        t.fetch_extra + visited * vector_cost;
+    if (cost < best_cost) {
+      best_cost = cost;
+      chosen = t;
+      found = true;
+    }
+  }
+  if (!found) chosen = fallback;
+  chosen.users = static_cast<uint32_t>(users.size());
+  {
+    absl::MutexLock lock(&tuning_mu_);
+    tuning_ = chosen;
+  }
+  if (options_.log) {
+    options_.log(absl::StrCat(
+        "retrieve tuner: ", live_items, " items, ",
+        shape.ivf ? absl::StrCat("IVF ", shape.lists, " lists, nprobe ",
+                                 chosen.nprobe)
+                  : std::string("flat index"),
+        ", fetch ", chosen.fetch_factor, "*k+", chosen.fetch_extra,
+        ": recall@10 ", chosen.recall_at_10, ", recall@100 ",
+        chosen.recall_at_100, " on ", chosen.users, " users (target ",
+        options_.retrieve_recall_target, ", tuned for ", target,
+        found ? ")" : ", NOT met: best setting tried)"));
+  }
+  return chosen;
 }
 
 void RankerCore::GetModelInfo(v1::ModelInfo* info) const {

@@ -7,13 +7,18 @@
 #ifndef EMBSUM_SERVER_RANKER_CORE_H_
 #define EMBSUM_SERVER_RANKER_CORE_H_
 
+#include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "embsum/v1/ranking.pb.h"
 #include "scoring/scorer.h"
 #include "server/rank_timings.h"
@@ -26,11 +31,45 @@
 namespace embsum::server {
 
 struct RankerCoreOptions {
-  // Largest candidate_ids of a Rank and largest k of a Retrieve.
+  // Largest candidate_ids of a Rank.
   uint32_t max_candidates = 10000;
-  // Retrieve asks the ANN index for k * ann_oversample rows and reranks them
-  // exactly: more finds more of the true top k, costs more scoring.
+  // Largest k (and exclude_item_ids) of a Retrieve. A Retrieve holds
+  // O(k + fetched candidates) memory: about 24 bytes per candidate plus the
+  // response, so 1000 costs well under 1 MiB per call (docs/store.md).
+  uint32_t max_retrieve_k = 1000;
+  // The default (ANN) Retrieve fetches fetch_factor * k + fetch_extra
+  // candidates from the ANN index and reranks them exactly. With a recall
+  // target the tuner sets both (and the IVF probes) at start-up; without
+  // one, fetch_factor = ann_oversample and fetch_extra = 0.
   uint32_t ann_oversample = 4;
+  // Mean recall@10 and recall@100 against the exact top k that TuneRetrieve
+  // aims for; it tunes for halfway between this and 1 on
+  // retrieve_tune_users sampled users (each costs a full scan), a margin
+  // for the users it did not sample. 0 turns tuning off.
+  double retrieve_recall_target = 0.99;
+  uint32_t retrieve_tune_users = 64;
+  // The default path answers with a full scan (certified exact) when it
+  // would rerank more than this fraction of the live items.
+  double retrieve_scan_fraction = 0.2;
+  // Full-catalogue scans (exact = true, or the default path falling back)
+  // running at once; further ones get RESOURCE_EXHAUSTED at once, so scans
+  // cannot take every worker from Rank. 0 = unlimited.
+  uint32_t max_concurrent_scans = 1;
+  // Tests: called inside each full scan while it holds its slot.
+  std::function<void()> scan_hook;
+  // Receives the tuner's log lines (null: none).
+  std::function<void(const std::string&)> log;
+};
+
+// What TuneRetrieve chose and measured.
+struct RetrieveTuning {
+  uint32_t nprobe = 0;  // IVF probes per search (0: the index's default)
+  uint32_t fetch_factor = 4;
+  uint32_t fetch_extra = 0;
+  double recall_at_10 = 0;  // mean over the sample, with these settings
+  double recall_at_100 = 0;
+  uint32_t users = 0;  // users sampled
+  bool met_target = false;
 };
 
 class RankerCore {
@@ -55,6 +94,15 @@ class RankerCore {
                         v1::RetrieveResponse* response) const;
   void GetModelInfo(v1::ModelInfo* info) const;
 
+  // Chooses the ANN search parameters of the default Retrieve path for
+  // `model` (the published one when null) from the recall target: the
+  // cheapest (nprobe, fetch_factor, fetch_extra) whose mean recall@10 and
+  // @100 on sampled users reach it (truth: full scans). Logs and returns
+  // the choice; later Retrieves use it. No-op (current settings) when the
+  // target is 0. Safe to call while serving.
+  absl::StatusOr<RetrieveTuning> TuneRetrieve(const ServingModel* model);
+  RetrieveTuning retrieve_tuning() const;
+
   // Atomic: every record is validated first (the error names the record by
   // its position in the stream and its id); if any is invalid nothing is
   // written. A later record with the same id replaces an earlier one.
@@ -76,7 +124,22 @@ class RankerCore {
                                const std::string& user_id,
                                store::UserEmbedding* user);
 
+  // Fills best (sorted) from a full scan; counts a scan slot.
+  absl::Status FullScan(const scoring::UserView& user,
+                        const store::ItemSnapshot& snapshot, uint32_t want,
+                        std::vector<scoring::ScoredRow>* best) const;
+  // ANN candidates (`fetch` of them) reranked exactly, sorted.
+  absl::Status AnnTopK(const scoring::UserView& user,
+                       const store::ItemSnapshot& snapshot, uint32_t fetch,
+                       uint32_t nprobe, uint32_t want,
+                       const absl::flat_hash_set<uint32_t>& excluded,
+                       std::vector<scoring::ScoredRow>* best,
+                       uint64_t* scored) const;
+
   RankerCoreOptions options_;
+  mutable std::atomic<uint32_t> scans_running_{0};
+  mutable absl::Mutex tuning_mu_;
+  RetrieveTuning tuning_ ABSL_GUARDED_BY(tuning_mu_);
   const ModelSlot* models_;
   const scoring::Scorer* scorer_;
   ServerMetrics* metrics_;

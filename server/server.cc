@@ -135,6 +135,14 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   }
   server->core_ = std::make_unique<RankerCore>(
       options.core, server->models_.get(), scorer, server->metrics_.get());
+  // Retrieve's ANN parameters from the recall target (logged by the core);
+  // a failure keeps the untuned settings and is logged, not fatal.
+  if (absl::StatusOr<RetrieveTuning> tuned =
+          server->core_->TuneRetrieve(nullptr);
+      !tuned.ok() && options.core.log) {
+    options.core.log(
+        absl::StrCat("retrieve tuner failed: ", tuned.status().ToString()));
+  }
   server->pool_ = std::make_unique<WorkerPool>(WorkerPoolOptions{
       .threads = server->workers_,
       .queue_capacity = options.queue_size,
@@ -178,6 +186,10 @@ Server::~Server() { Shutdown(absl::ZeroDuration()); }
 std::shared_ptr<const ServingModel> Server::SwapModel(
     std::shared_ptr<const ServingModel> next) {
   const std::string version = next->manifest().model_version;
+  if (absl::StatusOr<RetrieveTuning> tuned = core_->TuneRetrieve(next.get());
+      !tuned.ok()) {
+    (void)tuned;  // keeps the previous model's settings
+  }
   std::shared_ptr<const ServingModel> previous =
       models_->Publish(std::move(next));
   metrics_->SetModelVersion(version);

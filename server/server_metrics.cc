@@ -85,6 +85,13 @@ ServerMetrics::ServerMetrics(metrics::Registry* registry,
                                          {1, 10, 50, 100, 200, 500, 1000, 2000,
                                           5000, 10000, 20000, 50000, 100000})
                           .WithLabels({});
+  retrieve_scored_items_ =
+      &registry
+           ->AddHistogram("embsum_retrieve_scored_items",
+                          "Items scored exactly per Retrieve request.", {},
+                          {10, 100, 1000, 2000, 5000, 10000, 20000, 50000,
+                           100000, 200000, 500000, 1000000, 10000000})
+           .WithLabels({});
   scoring_seconds_ =
       &registry
            ->AddHistogram("embsum_scoring_seconds",

@@ -57,6 +57,10 @@ class ServerMetrics {
 
   // embsum_rank_candidates: candidate_ids per Rank request.
   metrics::Histogram& rank_candidates() { return *rank_candidates_; }
+  // embsum_retrieve_scored_items: items scored exactly per Retrieve.
+  metrics::Histogram& retrieve_scored_items() {
+    return *retrieve_scored_items_;
+  }
   // embsum_scoring_seconds{backend}: time inside the scorer per request.
   metrics::Histogram& scoring_seconds() { return *scoring_seconds_; }
   // embsum_rank_phase_seconds{phase}: one observation per phase of a
@@ -104,6 +108,7 @@ class ServerMetrics {
   RpcMetrics upsert_items_;
   RpcMetrics delete_items_;
   metrics::Histogram* rank_candidates_;
+  metrics::Histogram* retrieve_scored_items_;
   metrics::Histogram* scoring_seconds_;
   metrics::Histogram* phase_user_;
   metrics::Histogram* phase_lookup_;

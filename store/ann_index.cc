@@ -55,20 +55,25 @@ absl::StatusOr<std::shared_ptr<const AnnIndex>> AnnIndex::Build(
   ann->item_codes_ = n;
   ann->ivf_ = !force_flat && rows.size() > options.flat_max_items;
 
-  // Reads the CPE vectors of rows[first, first + count) into `out`.
+  // Writes into `out` the mean CPE vector (d floats) of each of
+  // rows[first, first + count): one indexed vector per item.
   std::vector<float> keys(layout.has_keys ? row_vectors : 0);
+  std::vector<float> cpe(row_vectors);
   auto read_rows = [&](size_t first, size_t count, std::vector<float>* out,
                        std::vector<FaissIdx>* labels) {
-    out->resize(count * row_vectors);
-    if (labels != nullptr) labels->resize(count * n);
+    out->assign(count * d, 0.0f);
+    if (labels != nullptr) labels->resize(count);
+    const float scale = 1.0f / static_cast<float>(n);
     for (size_t i = 0; i < count; ++i) {
       uint32_t row = rows[first + i];
-      arena.ReadRow(
-          row, std::span<float>(out->data() + i * row_vectors, row_vectors),
-          keys);
-      if (labels != nullptr) {
-        std::fill_n(labels->data() + i * n, n, static_cast<FaissIdx>(row));
+      arena.ReadRow(row, cpe, keys);
+      float* mean = out->data() + i * d;
+      for (uint32_t j = 0; j < n; ++j) {
+        const float* v = cpe.data() + size_t{j} * d;
+        for (uint32_t x = 0; x < d; ++x) mean[x] += v[x];
       }
+      for (uint32_t x = 0; x < d; ++x) mean[x] *= scale;
+      if (labels != nullptr) (*labels)[i] = static_cast<FaissIdx>(row);
     }
   };
   // Adds every row in chunks, so memory beyond the index stays small.
@@ -79,7 +84,7 @@ absl::StatusOr<std::shared_ptr<const AnnIndex>> AnnIndex::Build(
     for (size_t first = 0; first < rows.size(); first += kChunkRows) {
       size_t count = std::min(kChunkRows, rows.size() - first);
       read_rows(first, count, &chunk, &labels);
-      index->add_with_ids(static_cast<FaissIdx>(count) * n, chunk.data(),
+      index->add_with_ids(static_cast<FaissIdx>(count), chunk.data(),
                           labels.data());
     }
   };
@@ -99,29 +104,29 @@ absl::StatusOr<std::shared_ptr<const AnnIndex>> AnnIndex::Build(
       if (!ivf) {
         size_t lists = options.ivf_lists;
         if (lists == 0) {
-          lists = static_cast<size_t>(4 * std::sqrt(double(rows.size())));
+          lists = static_cast<size_t>(std::sqrt(double(rows.size())));
         }
-        // Train on evenly spaced items (all their vectors), enough for
-        // about 64 points per list.
+        // Train on evenly spaced items, enough for about 64 per list.
         size_t sample_items =
             std::min(rows.size(), std::max<size_t>(1, options.train_sample));
-        sample_items = std::clamp<size_t>(64 * lists / n + 1, 1, sample_items);
-        lists = std::clamp<size_t>(lists, 1, sample_items * n);
+        sample_items = std::clamp<size_t>(64 * lists, 1, sample_items);
+        lists = std::clamp<size_t>(lists, 1, sample_items);
         ivf = std::make_unique<faiss::IndexIVFFlat>(
             new faiss::IndexFlatIP(d), d, lists, faiss::METRIC_INNER_PRODUCT);
         ivf->own_fields = true;
         ivf->cp.niter = 10;
         ivf->cp.max_points_per_centroid = 64;
         ivf->cp.seed = 1234;
-        std::vector<float> sample(sample_items * row_vectors);
+        std::vector<float> sample(sample_items * d);
         std::vector<float> one;
         for (size_t i = 0; i < sample_items; ++i) {
           read_rows(i * rows.size() / sample_items, 1, &one, nullptr);
-          std::copy(one.begin(), one.end(), sample.data() + i * row_vectors);
+          std::copy(one.begin(), one.end(), sample.data() + i * d);
         }
-        ivf->train(static_cast<FaissIdx>(sample_items) * n, sample.data());
+        ivf->train(static_cast<FaissIdx>(sample_items), sample.data());
       }
       ivf->nprobe = std::max<size_t>(1, options.ivf_probes);
+      ann->lists_ = ivf->nlist;
       add_all(ivf.get());
       ann->index_ = std::move(ivf);
     }
@@ -144,11 +149,20 @@ absl::StatusOr<std::shared_ptr<const AnnIndex>> AnnIndex::Build(
 absl::Status AnnIndex::Search(
     std::span<const float> queries, uint32_t nq, size_t k, int threads,
     absl::flat_hash_map<uint32_t, float>* best) const {
+  return Search(queries, nq, k, 0, threads, best);
+}
+
+absl::Status AnnIndex::Search(
+    std::span<const float> queries, uint32_t nq, size_t k, size_t nprobe,
+    int threads, absl::flat_hash_map<uint32_t, float>* best) const {
   if (index_->ntotal == 0 || nq == 0 || k == 0) return absl::OkStatus();
   k = std::min<size_t>(k, static_cast<size_t>(index_->ntotal));
   std::vector<float> distances(size_t{nq} * k);
   std::vector<FaissIdx> labels(size_t{nq} * k);
-  if (gpu_ != nullptr && gpu_->Accepts(k) &&
+  // A non-default probe count is a CPU search parameter (the GPU copy keeps
+  // the build's nprobe).
+  const bool own_probes = ivf_ && nprobe > 0;
+  if (!own_probes && gpu_ != nullptr && gpu_->Accepts(k) &&
       gpu_->Search(nq, queries.data(), static_cast<FaissIdx>(k),
                    distances.data(), labels.data())
           .ok()) {
@@ -161,8 +175,11 @@ absl::Status AnnIndex::Search(
   const int previous_threads = omp_get_max_threads();
   if (threads > 0) omp_set_num_threads(threads);
   try {
+    faiss::SearchParametersIVF params;
+    if (own_probes) params.nprobe = std::min(nprobe, lists_);
     index_->search(nq, queries.data(), static_cast<FaissIdx>(k),
-                   distances.data(), labels.data());
+                   distances.data(), labels.data(),
+                   own_probes ? &params : nullptr);
   } catch (const std::exception& e) {
     omp_set_num_threads(previous_threads);
     return absl::InternalError(absl::StrCat("ANN search: ", e.what()));

@@ -58,11 +58,13 @@ class SnapshotImpl final : public ItemSnapshot {
   uint64_t size() const override { return index_.size(); }
   uint64_t version() const override { return version_; }
 
-  absl::Status AnnCandidates(const scoring::UserView& user, uint32_t k,
+  using ItemSnapshot::AnnCandidates;
+  absl::Status AnnCandidates(const scoring::UserView& user,
+                             const AnnQuery& query,
                              std::vector<uint32_t>* rows) const override {
     rows->clear();
     const scoring::ArenaLayout& layout = state_->arena->layout();
-    if (user.dim != layout.dim ||
+    if (user.dim != layout.dim || user.user_codes == 0 ||
         user.upe.size() != size_t{user.user_codes} * user.dim) {
       return absl::InvalidArgumentError(
           absl::StrCat("AnnCandidates: user embedding is ", user.upe.size(),
@@ -73,14 +75,23 @@ class SnapshotImpl final : public ItemSnapshot {
       return absl::FailedPreconditionError(
           "AnnCandidates: the ANN index is disabled (AnnOptions::enabled)");
     }
+    const uint32_t k = query.k;
     if (k == 0 || index_.empty()) return absl::OkStatus();
-    // Each item has n vectors, and some indexed rows may be dead since the
-    // index was built: over-fetch vectors so k distinct live rows remain.
-    const size_t per_query = size_t{2} * k * layout.item_codes;
+    // The query: the user's mean UPE row.
+    std::vector<float> mean(user.dim, 0.0f);
+    for (uint32_t i = 0; i < user.user_codes; ++i) {
+      const float* a = user.upe.data() + size_t{i} * user.dim;
+      for (uint32_t x = 0; x < user.dim; ++x) mean[x] += a[x];
+    }
+    for (float& v : mean) v /= static_cast<float>(user.user_codes);
+    // Rows deleted since the index was built still sit in it: over-fetch
+    // by their number so k live rows remain.
+    const size_t per_query = size_t{k} + ann_dead_rows_;
     absl::flat_hash_map<uint32_t, float> best;
+    best.reserve(per_query * 2);
     for (const auto* ann : {main_ann_.get(), tail_ann_.get()}) {
       if (ann == nullptr) continue;
-      RETURN_IF_ERROR(ann->Search(user.upe, user.user_codes, per_query,
+      RETURN_IF_ERROR(ann->Search(mean, 1, per_query, query.nprobe,
                                   search_threads_, &best));
     }
     std::vector<std::pair<float, uint32_t>> hits;
@@ -99,6 +110,16 @@ class SnapshotImpl final : public ItemSnapshot {
     return absl::OkStatus();
   }
 
+  AnnShape ann_shape() const override {
+    AnnShape shape;
+    if (main_ann_ != nullptr) {
+      shape.ivf = main_ann_->is_ivf();
+      shape.lists = main_ann_->lists();
+      shape.items = main_ann_->items();
+    }
+    return shape;
+  }
+
   std::shared_ptr<const ArenaState> state_;
   uint32_t rows_ = 0;  // arena rows this snapshot covers
   absl::flat_hash_map<absl::string_view, uint32_t> index_;  // live id -> row
@@ -108,6 +129,7 @@ class SnapshotImpl final : public ItemSnapshot {
   std::shared_ptr<const AnnIndex> tail_ann_;  // rows after that, or null
   int search_threads_ = 1;
   bool ann_enabled_ = true;
+  uint64_t ann_dead_rows_ = 0;  // indexed rows no longer live
 };
 
 absl::Status ValidateItem(const ItemUpsert& item, size_t index,
@@ -268,6 +290,7 @@ absl::Status CatalogImpl::BuildAnn(SnapshotImpl* snap,
     size_t tail_max = std::max<size_t>(options_.ann.tail_max_rows, live / 20);
     bool main_ok = main_live * 4 >= main.items() * 3;
     if (tail <= tail_max && main_ok) reuse = prev;
+    snap->ann_dead_rows_ = main.items() - main_live;
   }
   if (reuse != nullptr) {
     snap->main_ann_ = reuse->main_ann_;
@@ -289,6 +312,7 @@ absl::Status CatalogImpl::BuildAnn(SnapshotImpl* snap,
                    AnnIndex::Build(arena, 0, rows, snap->live_, options_.ann,
                                    false, trained));
   snap->tail_ann_.reset();
+  snap->ann_dead_rows_ = 0;
   return absl::OkStatus();
 }
 

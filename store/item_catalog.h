@@ -48,10 +48,31 @@ class ItemSnapshot {
   virtual uint64_t size() const = 0;
   // Monotonic snapshot number.
   virtual uint64_t version() const = 0;
-  // ANN candidates for Retrieve: up to `k` live rows likely to score high
-  // for `user` (searches the FAISS index with the user's UPE rows).
-  virtual absl::Status AnnCandidates(const scoring::UserView& user, uint32_t k,
+  // ANN candidates for Retrieve: up to `query.k` distinct live rows likely
+  // to score high for `user`, best first. The proxy is the score under
+  // uniform attention, mean_i(a_i) . mean_j(b_j): the user's mean UPE row
+  // searched against each item's mean CPE row (IVF above
+  // AnnOptions::flat_max_items, exact flat below and for recent upserts).
+  // query.nprobe > 0 overrides AnnOptions::ivf_probes for this search.
+  // Memory: O(query.k) per call.
+  struct AnnQuery {
+    uint32_t k = 0;
+    uint32_t nprobe = 0;
+  };
+  virtual absl::Status AnnCandidates(const scoring::UserView& user,
+                                     const AnnQuery& query,
                                      std::vector<uint32_t>* rows) const = 0;
+  absl::Status AnnCandidates(const scoring::UserView& user, uint32_t k,
+                             std::vector<uint32_t>* rows) const {
+    return AnnCandidates(user, AnnQuery{k, 0}, rows);
+  }
+  // Shape of the main ANN index (for tuning its search parameters).
+  struct AnnShape {
+    bool ivf = false;
+    size_t lists = 0;    // IVF lists; 0 for flat
+    uint64_t items = 0;  // items in the main index
+  };
+  virtual AnnShape ann_shape() const = 0;
 };
 
 struct AnnOptions {
@@ -60,7 +81,8 @@ struct AnnOptions {
   bool enabled = true;
   // Catalogues up to this many items use an exact flat index; above it IVF.
   size_t flat_max_items = 50000;
-  // IVF lists (0 = 4*sqrt(N)) and probes: more probes, better recall, slower.
+  // IVF lists (0 = sqrt(N)) and probes: more probes, better recall, slower.
+  // The server tunes the probes per search (--retrieve_recall_target).
   size_t ivf_lists = 0;
   size_t ivf_probes = 16;
   // Items sampled to train IVF.

@@ -388,6 +388,17 @@ class RocksDbUserStore : public UserStore {
     }
   }
 
+  absl::StatusOr<std::vector<std::string>> SampleIds(size_t n) const override {
+    std::vector<std::string> ids;
+    std::unique_ptr<rocksdb::Iterator> it(
+        db_->NewIterator(rocksdb::ReadOptions(), handles_[0]));
+    for (it->SeekToFirst(); it->Valid() && ids.size() < n; it->Next()) {
+      ids.push_back(it->key().ToString());
+    }
+    RETURN_IF_ERROR(FromRocksDb(it->status(), absl::StrCat(path_, ": scan")));
+    return ids;
+  }
+
   absl::StatusOr<std::string> GetSummary(
       std::string_view user_id) const override {
     rocksdb::Slice key(user_id.data(), user_id.size());

@@ -80,6 +80,10 @@ class UserStore {
   // the database's meta; fp32 for directories from before the option).
   // Upserts are rounded to it; Get always returns fp32.
   virtual scoring::DType user_dtype() const = 0;
+  // Up to `n` user ids, the first in key (byte) order: a sample for tuning
+  // (the Retrieve recall tuner), not a uniform one.
+  virtual absl::StatusOr<std::vector<std::string>> SampleIds(
+      size_t n) const = 0;
 };
 
 }  // namespace embsum::store

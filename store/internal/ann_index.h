@@ -1,6 +1,9 @@
-// The FAISS index behind ItemSnapshot::AnnCandidates (store/ internal): the
-// CPE vectors of a range of arena rows, labelled by row. Exact (flat inner
-// product) for small catalogues, IVF above AnnOptions::flat_max_items.
+// The FAISS index behind ItemSnapshot::AnnCandidates (store/ internal): one
+// vector per item, the mean of its n CPE rows, for a range of arena rows,
+// labelled by row. (mean_j b_j . mean_i a_i is the score under uniform
+// attention: on datagen S1 it orders items far closer to the EmbSum score
+// than the best single row does; docs/store.md.) d floats per item. Exact (flat
+// inner product) for small catalogues, IVF above AnnOptions::flat_max_items.
 // With GPU FAISS (AnnOptions::gpu, see ann_gpu.h) a copy is searched on the
 // GPU; the CPU index stays, for searches the GPU cannot take (k above its
 // limit) and after any GPU error (logged, then CPU for good).
@@ -44,11 +47,19 @@ class AnnIndex {
   // Items (rows) indexed.
   uint64_t items() const { return items_; }
   bool is_ivf() const { return ivf_; }
+  // IVF lists (0 for a flat index).
+  size_t lists() const { return lists_; }
   // Whether searches go to a GPU copy (false after a GPU search failed).
   bool on_gpu() const { return gpu_ != nullptr && gpu_->usable(); }
 
   // Searches the `k` nearest vectors of each of the nq queries (nq*d
   // floats) and keeps, per row, the best inner product in `best`.
+  // `nprobe` > 0 overrides the IVF probe count of the build (CPU search;
+  // capped at lists()); 0 keeps it. Ignored by a flat index.
+  absl::Status Search(std::span<const float> queries, uint32_t nq, size_t k,
+                      size_t nprobe, int threads,
+                      absl::flat_hash_map<uint32_t, float>* best) const;
+  // Same with the build's probe count.
   absl::Status Search(std::span<const float> queries, uint32_t nq, size_t k,
                       int threads,
                       absl::flat_hash_map<uint32_t, float>* best) const;
@@ -62,6 +73,7 @@ class AnnIndex {
   uint64_t items_ = 0;
   uint32_t item_codes_ = 0;
   bool ivf_ = false;
+  size_t lists_ = 0;
 };
 
 }  // namespace embsum::store::internal

@@ -155,5 +155,72 @@ TEST(EvalText, PrintsTheFourMetrics) {
   EXPECT_THAT(text, HasSubstr("nDCG@10: 0.7000\n"));
 }
 
+// A fake Retrieve: exact answers items e0..e(k-1); the default path answers
+// the same except that for user "miss" it swaps its last `misses` items for
+// others. Each call advances the fake clock by 10 ms (exact) or 1 ms.
+struct FakeRetrieve {
+  int misses = 0;
+  double now = 0;
+  RetrieveFunction Function() {
+    return [this](const v1::RetrieveRequest& request)
+               -> absl::StatusOr<v1::RetrieveResponse> {
+      if (request.user_id() == "ghost") return absl::NotFoundError("ghost");
+      if (request.user_id() == "broken") return absl::InternalError("boom");
+      v1::RetrieveResponse response;
+      for (uint32_t i = 0; i < request.k(); ++i) {
+        const bool swap = !request.exact() && request.user_id() == "miss" &&
+                          i >= request.k() - misses;
+        response.add_items()->set_item_id((swap ? "x" : "e") +
+                                          std::to_string(i));
+      }
+      response.set_scored_items(request.exact() ? 1000 : 50);
+      response.set_certified_exact(request.exact());
+      now += request.exact() ? 0.010 : 0.001;
+      return response;
+    };
+  }
+};
+
+TEST(EvaluateRetrieval, RecallPerKAndLatencies) {
+  FakeRetrieve fake;
+  fake.misses = 5;  // of the top 100; none of the top 10
+  RetrievalOptions options;
+  options.ks = {10, 100};
+  auto r = EvaluateRetrieval({"good", "ghost", "miss"}, fake.Function(),
+                             options, [&] { return fake.now; });
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->users, 2u);
+  EXPECT_EQ(r->skipped_unknown_user, 1u);
+  EXPECT_DOUBLE_EQ(r->mean_recall[0], 1.0);
+  EXPECT_DOUBLE_EQ(r->mean_recall[1], (1.0 + 0.95) / 2);
+  EXPECT_DOUBLE_EQ(r->min_recall[1], 0.95);
+  EXPECT_NEAR(r->exact.mean_seconds, 0.010, 1e-9);
+  EXPECT_NEAR(r->approximate.mean_seconds, 0.001, 1e-9);
+  EXPECT_DOUBLE_EQ(r->mean_scored_items_exact, 1000);
+  EXPECT_DOUBLE_EQ(r->mean_scored_items_approximate, 50);
+  EXPECT_EQ(r->certified_approximate, 0u);
+  EXPECT_THAT(RetrievalText(*r), HasSubstr("recall@100: 0.9750"));
+}
+
+TEST(EvaluateRetrieval, ErrorsAndBadOptions) {
+  FakeRetrieve fake;
+  auto clock = [&] { return fake.now; };
+  auto broken =
+      EvaluateRetrieval({"broken"}, fake.Function(), RetrievalOptions{}, clock);
+  EXPECT_EQ(broken.status().code(), absl::StatusCode::kInternal);
+  EXPECT_THAT(broken.status().message(), HasSubstr("'broken'"));
+  RetrievalOptions descending;
+  descending.ks = {100, 10};
+  EXPECT_EQ(EvaluateRetrieval({"good"}, fake.Function(), descending, clock)
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      EvaluateRetrieval({"ghost"}, fake.Function(), RetrievalOptions{}, clock)
+          .status()
+          .code(),
+      absl::StatusCode::kFailedPrecondition);
+}
+
 }  // namespace
 }  // namespace embsum::loadgen

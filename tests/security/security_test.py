@@ -203,6 +203,7 @@ class SecurityTest(unittest.TestCase):
 
     def test_limits_on_candidates_ids_message_and_stream_size(self):
         s = self.start(extra=["--max_candidates=100",
+                              "--max_retrieve_k=100",
                               "--max_receive_bytes=65536",
                               "--max_upsert_bytes=100000"])
         ranker, admin = s.ranker(), s.admin()

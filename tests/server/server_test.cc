@@ -96,6 +96,7 @@ class GatedScorer : public scoring::Scorer {
 };
 
 constexpr uint32_t kMaxCandidates = 400;
+constexpr uint32_t kMaxRetrieveK = 200;
 constexpr int kMaxReceiveBytes = 256 << 10;
 constexpr size_t kMaxUpsertBytes = 64 << 10;
 
@@ -118,6 +119,7 @@ class ServerTest : public ::testing::Test {
     options.max_queue_wait = absl::ZeroDuration();
     options.max_receive_bytes = kMaxReceiveBytes;
     options.core.max_candidates = kMaxCandidates;
+    options.core.max_retrieve_k = kMaxRetrieveK;
     options.admin.max_upsert_bytes = kMaxUpsertBytes;
     auto server = Server::Start(options, data_, &scorer_, &registry_);
     ASSERT_TRUE(server.ok()) << server.status();
@@ -661,7 +663,7 @@ TEST_F(ServerTest, AnnRetrieveReranksExactly) {
 }
 
 TEST_F(ServerTest, BadRetrieveInputs) {
-  for (uint32_t k : {0u, kMaxCandidates + 1}) {
+  for (uint32_t k : {0u, kMaxRetrieveK + 1}) {
     v1::RetrieveRequest request;
     request.set_user_id(model_.user_ids[0]);
     request.set_k(k);

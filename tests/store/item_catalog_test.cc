@@ -283,26 +283,31 @@ TEST_F(ItemCatalogTest, FailedAutomaticCheckpointDoesNotFailTheWrite) {
   EXPECT_EQ(Row(*catalog_->Current(), "p").first, batch[0].cpe);
 }
 
-// Best inner product between any UPE row and any CPE row, per live row.
+// The ANN proxy, by brute force: mean UPE row . mean CPE row, per live row.
 std::vector<uint32_t> BruteForceTop(const ItemSnapshot& snap,
                                     const scoring::UserView& user, size_t k) {
   const auto& layout = snap.arena().layout();
   size_t nd = size_t{layout.item_codes} * layout.dim;
   std::vector<float> cpe(nd), keys(nd);
+  std::vector<double> user_mean(layout.dim, 0.0);
+  for (uint32_t i = 0; i < user.user_codes; ++i) {
+    for (uint32_t c = 0; c < layout.dim; ++c) {
+      user_mean[c] += user.upe[i * layout.dim + c] / double(user.user_codes);
+    }
+  }
   std::vector<std::pair<float, uint32_t>> scored;
   for (uint32_t r = 0; r < snap.arena().size(); ++r) {
     if (!snap.live()[r]) continue;
     snap.arena().ReadRow(r, cpe, keys);
-    float best = -std::numeric_limits<float>::infinity();
-    for (uint32_t i = 0; i < user.user_codes; ++i) {
+    double dot = 0;
+    for (uint32_t c = 0; c < layout.dim; ++c) {
+      double item_mean = 0;
       for (uint32_t j = 0; j < layout.item_codes; ++j) {
-        float dot = 0;
-        for (uint32_t c = 0; c < layout.dim; ++c) {
-          dot += user.upe[i * layout.dim + c] * cpe[j * layout.dim + c];
-        }
-        best = std::max(best, dot);
+        item_mean += cpe[j * layout.dim + c];
       }
+      dot += user_mean[c] * item_mean / layout.item_codes;
     }
+    float best = static_cast<float>(dot);
     scored.emplace_back(best, r);
   }
   std::sort(scored.begin(), scored.end(), [](auto a, auto b) {

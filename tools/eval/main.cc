@@ -1,13 +1,16 @@
 // embsum-eval: AUC, MRR, nDCG@5 and nDCG@10 of a running server over
-// MIND-format impressions (DESIGN.md section 6).
-//   embsum-eval --target=HOST:PORT --behaviors=FILE
+// MIND-format impressions (DESIGN.md section 6); with --retrieval, recall@k
+// of the default Retrieve against exact=true, and both latencies.
+//   embsum-eval --target=HOST:PORT --behaviors=FILE [--retrieval]
 #include <cstdint>
 #include <iostream>
 #include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/numbers.h"
 #include "loadgen/eval.h"
 #include "loadgen/report.h"
 #include "nlohmann/json.hpp"
@@ -30,6 +33,72 @@ ABSL_FLAG(std::string, tls_key, "", "PEM key of --tls_cert");
 ABSL_FLAG(std::string, tls_server_name, "",
           "verify the server certificate against this name, not the host");
 ABSL_FLAG(std::string, json, "", "also write the metrics as JSON here");
+ABSL_FLAG(bool, retrieval, false,
+          "evaluate Retrieve instead of Rank: for the users of --behaviors, "
+          "recall@k of the default path against exact=true, and latency");
+ABSL_FLAG(std::vector<std::string>, retrieval_k,
+          std::vector<std::string>({"10", "100"}),
+          "with --retrieval: the k values (ascending; the largest is asked)");
+ABSL_FLAG(uint64_t, retrieval_users, 100,
+          "with --retrieval: distinct users evaluated");
+
+namespace {
+
+int RunRetrieval(const embsum::loadgen::EvalOptions& o) {
+  embsum::loadgen::RetrievalOptions r;
+  r.ks.clear();
+  for (const std::string& k : absl::GetFlag(FLAGS_retrieval_k)) {
+    uint32_t value = 0;
+    if (!absl::SimpleAtoi(k, &value) || value == 0) {
+      std::cerr << "embsum-eval: --retrieval_k: '" << k
+                << "' is not a positive integer\n";
+      return 2;
+    }
+    r.ks.push_back(value);
+  }
+  r.users = absl::GetFlag(FLAGS_retrieval_users);
+  auto result = embsum::loadgen::RunRetrievalEval(o, r);
+  if (!result.ok()) {
+    std::cerr << "embsum-eval: " << result.status().message() << "\n";
+    return result.status().code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+  }
+  std::cout << embsum::loadgen::RetrievalText(*result);
+  const std::string json_path = absl::GetFlag(FLAGS_json);
+  if (!json_path.empty()) {
+    nlohmann::json recall = nlohmann::json::object();
+    nlohmann::json min_recall = nlohmann::json::object();
+    for (size_t i = 0; i < result->ks.size(); ++i) {
+      recall[std::to_string(result->ks[i])] = result->mean_recall[i];
+      min_recall[std::to_string(result->ks[i])] = result->min_recall[i];
+    }
+    auto latency = [](const embsum::loadgen::LatencySummary& l) {
+      return nlohmann::json{{"mean", l.mean_seconds},
+                            {"p50", l.p50_seconds},
+                            {"p90", l.p90_seconds},
+                            {"max", l.max_seconds}};
+    };
+    nlohmann::json j = {
+        {"recall", recall},
+        {"min_recall", min_recall},
+        {"users", result->users},
+        {"skipped_unknown_user", result->skipped_unknown_user},
+        {"default_latency_seconds", latency(result->approximate)},
+        {"exact_latency_seconds", latency(result->exact)},
+        {"default_scored_items", result->mean_scored_items_approximate},
+        {"exact_scored_items", result->mean_scored_items_exact},
+        {"default_certified_exact", result->certified_approximate},
+        {"catalogue_items", result->catalogue_items},
+    };
+    if (auto s = embsum::loadgen::WriteFile(json_path, j.dump(2) + "\n");
+        !s.ok()) {
+      std::cerr << "embsum-eval: " << s.message() << "\n";
+      return 1;
+    }
+  }
+  return 0;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
@@ -51,6 +120,7 @@ int main(int argc, char** argv) {
   o.tls.server_name = absl::GetFlag(FLAGS_tls_server_name);
   o.tls.enabled = absl::GetFlag(FLAGS_tls) || !o.tls.ca_cert.empty() ||
                   !o.tls.cert.empty() || !o.tls.server_name.empty();
+  if (absl::GetFlag(FLAGS_retrieval)) return RunRetrieval(o);
   auto result = embsum::loadgen::RunEval(o);
   if (!result.ok()) {
     std::cerr << "embsum-eval: " << result.status().message() << "\n";

@@ -9,6 +9,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_format.h"
+#include "common/openblas_core.h"
 #include "scoring/dtype.h"
 #include "store/data_dir.h"
 
@@ -28,6 +29,8 @@ ABSL_FLAG(double, progress_interval_s, 1.0,
           "Seconds between progress lines on stderr (0 = every row).");
 
 int main(int argc, char** argv) {
+  // First, before any thread: FAISS's BLAS on this CPU's widest kernels.
+  embsum::MaybeReexecForOpenBlas(argv);
   absl::SetProgramUsageMessage(
       "Builds a data directory from a model artifact:\n"
       "  embsum-ingest --model_dir=MODEL --data_dir=DATA [--force]\n"

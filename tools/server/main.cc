@@ -13,6 +13,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/time/time.h"
+#include "common/openblas_core.h"
 #include "scoring/dtype.h"
 #include "server/app.h"
 #include "server/log.h"
@@ -34,8 +35,22 @@ ABSL_FLAG(std::string, backend, "auto",
 ABSL_FLAG(std::string, ann_gpu, "auto",
           "ANN index for Retrieve on the GPU where FAISS has GPU support: "
           "auto (when a device is present) or off.");
-ABSL_FLAG(uint32_t, max_candidates, 10000,
-          "Largest candidate_ids of a Rank (and k of a Retrieve).");
+ABSL_FLAG(uint32_t, max_candidates, 10000, "Largest candidate_ids of a Rank.");
+ABSL_FLAG(uint32_t, max_retrieve_k, 1000,
+          "Largest k (and exclude_item_ids) of a Retrieve.");
+ABSL_FLAG(double, retrieve_recall_target, 0.99,
+          "At start-up (and reload) the default Retrieve path's ANN "
+          "parameters (IVF probes, over-fetch) are tuned so that mean "
+          "recall@10 and @100 against exact reach this (tuned on sampled "
+          "users for halfway between this and 1); "
+          "0 = no tuning (over-fetch --ann_oversample).");
+ABSL_FLAG(uint32_t, retrieve_tune_users, 64,
+          "Users sampled by the Retrieve tuner (each costs one full scan "
+          "at start-up).");
+ABSL_FLAG(uint32_t, max_concurrent_retrieve_scans, 1,
+          "Full-catalogue Retrieve scans (exact=true, or fallbacks) running "
+          "at once; more get RESOURCE_EXHAUSTED, so they cannot starve Rank "
+          "(0 = unlimited).");
 ABSL_FLAG(std::string, item_dtype, "fp32",
           "Storage of the item arena: fp32, fp16, bf16 or int8 (16-bit "
           "halves memory and bandwidth, rel. error <= 2e-2; int8 quarters "
@@ -61,7 +76,8 @@ ABSL_FLAG(uint64_t, max_upsert_bytes, uint64_t{256} << 20,
           "Largest total size of one upsert stream (it is applied "
           "atomically, so it is held in memory).");
 ABSL_FLAG(uint32_t, ann_oversample, 4,
-          "Retrieve reranks k * this many ANN candidates exactly.");
+          "Without tuning (--retrieve_recall_target=0), Retrieve reranks "
+          "k * this many ANN candidates exactly.");
 ABSL_FLAG(absl::Duration, shutdown_delay, absl::ZeroDuration(),
           "After SIGTERM, keep serving this long while health reports "
           "NOT_SERVING (lets load balancers drain), e.g. 5s.");
@@ -78,6 +94,8 @@ ABSL_FLAG(uint32_t, demo_item_codes, 4, "--demo: item codes n.");
 ABSL_FLAG(uint64_t, demo_seed, 1, "--demo: random seed.");
 
 int main(int argc, char** argv) {
+  // First, before any thread: FAISS's BLAS on this CPU's widest kernels.
+  embsum::MaybeReexecForOpenBlas(argv);
   absl::SetProgramUsageMessage(
       "EmbSum online scoring service.\n"
       "  embsum-server --data_dir=DIR [--listen=HOST:PORT] "
@@ -116,6 +134,20 @@ int main(int argc, char** argv) {
     return 1;
   }
   options.ann_gpu = *parsed_ann_gpu;
+  const double recall_target = absl::GetFlag(FLAGS_retrieve_recall_target);
+  if (!(recall_target >= 0 && recall_target <= 1)) {
+    embsum::server::LogEvent("error", "start_failed",
+                             {{"message", "--retrieve_recall_target=" +
+                                              std::to_string(recall_target) +
+                                              ": want 0 (no tuning) to 1"}});
+    return 1;
+  }
+  if (absl::GetFlag(FLAGS_max_retrieve_k) == 0) {
+    embsum::server::LogEvent(
+        "error", "start_failed",
+        {{"message", "--max_retrieve_k=0: want at least 1"}});
+    return 1;
+  }
   options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   options.shutdown_delay = absl::GetFlag(FLAGS_shutdown_delay);
   options.reload_interval = absl::GetFlag(FLAGS_reload_interval);
@@ -135,5 +167,11 @@ int main(int argc, char** argv) {
   server.admin.max_upsert_bytes = absl::GetFlag(FLAGS_max_upsert_bytes);
   server.core.max_candidates = absl::GetFlag(FLAGS_max_candidates);
   server.core.ann_oversample = absl::GetFlag(FLAGS_ann_oversample);
+  server.core.max_retrieve_k = absl::GetFlag(FLAGS_max_retrieve_k);
+  server.core.retrieve_recall_target =
+      absl::GetFlag(FLAGS_retrieve_recall_target);
+  server.core.retrieve_tune_users = absl::GetFlag(FLAGS_retrieve_tune_users);
+  server.core.max_concurrent_scans =
+      absl::GetFlag(FLAGS_max_concurrent_retrieve_scans);
   return embsum::server::RunApp(options);
 }

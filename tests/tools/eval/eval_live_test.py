@@ -38,6 +38,23 @@ def main():
                 "shuffled-label AUC %.4f is not near 0.5" % control["auc"])
         t.check(control["ndcg10"] < metrics["ndcg10"], "shuffled nDCG@10 not lower")
 
+        # --retrieval: the default Retrieve against exact=true on the same
+        # server (the recall tuner ran at start-up).
+        retrieval = os.path.join(work, "retrieval.json")
+        p = t.run(common + ["--retrieval", "--retrieval_users=20", "--json=" + retrieval])
+        t.check("recall@10:" in p.stdout and "recall@100:" in p.stdout,
+                "no recall lines in %r" % p.stdout)
+        with open(retrieval) as f:
+            r = json.load(f)
+        t.check(r["users"] == 20, "evaluated %r of 20 users" % r["users"])
+        t.check(r["recall"]["10"] >= 0.9 and r["recall"]["100"] >= 0.9,
+                "Retrieve recall %r" % r["recall"])
+        t.check(r["exact_scored_items"] == r["catalogue_items"] > 0,
+                "exact scored %r of %r items" % (r["exact_scored_items"], r["catalogue_items"]))
+        t.check(r["exact_latency_seconds"]["mean"] > 0, "no latency %r" % r)
+        p = t.run(common + ["--retrieval", "--retrieval_k=100,10"], expect_rc=2)
+        t.check("ascending" in p.stderr, "bad --retrieval_k not reported: %r" % p.stderr)
+
         # A missing file is reported with its name and exit status 1.
         p = t.run([evaluate, "--target=" + address, "--behaviors=" + behaviors + ".missing"],
                   expect_rc=1)

@@ -357,6 +357,9 @@ TEST(EmbsumServerStartTest, StartupFailuresExitOneWithAReason) {
         "--metrics_listen="},
        "--backend='tpu': want auto, cpu or cuda"},
       {{"--data_dir=x", "--item_dtype=fp8"}, "--item_dtype='fp8'"},
+      {{"--data_dir=x", "--retrieve_recall_target=1.5"},
+       "--retrieve_recall_target=1.5"},
+      {{"--data_dir=x", "--max_retrieve_k=0"}, "--max_retrieve_k=0"},
   };
   for (const Case& c : cases) {
     const std::string log = dir + "/run.log";
