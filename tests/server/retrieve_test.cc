@@ -24,7 +24,7 @@ using ::testing::HasSubstr;
 
 class RetrieveTest : public ::testing::Test {
  protected:
-  void Build(const store::SyntheticModelOptions& shape,
+  void Build(const datagen::SyntheticModelOptions& shape,
              const store::DataDirOptions& data_options) {
     const std::string root = embsum::testing::MakeTempDir("retrieve-test");
     ASSERT_TRUE(embsum::testing::BuildTestModel(root, shape, &model_).ok());
@@ -319,7 +319,7 @@ TEST_F(RetrieveTest, FullScansBeyondTheLimitAreRefusedAndRankStillRuns) {
 class RetrieveTunerTest : public RetrieveTest {
  protected:
   void SetUp() override {
-    store::SyntheticModelOptions shape = embsum::testing::SmallModelOptions();
+    datagen::SyntheticModelOptions shape = embsum::testing::SmallModelOptions();
     shape.items = 3000;
     shape.users = 40;
     shape.topics = 8;
