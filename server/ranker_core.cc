@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "server/status_util.h"
+#include "store/embedding_rules.h"
 
 namespace embsum::server {
 namespace {
@@ -33,24 +34,8 @@ std::string RecordName(size_t index, absl::string_view id_field,
   return name;
 }
 
-// Checks a flattened embedding field: `want` values, all finite.
-absl::Status CheckVector(const google::protobuf::RepeatedField<float>& values,
-                         absl::string_view field, size_t want, uint32_t dim,
-                         absl::string_view shape, const std::string& record) {
-  if (static_cast<size_t>(values.size()) != want) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(record, ": ", field, " has ", values.size(),
-                     " values; want ", shape, " = ", want));
-  }
-  for (int i = 0; i < values.size(); ++i) {
-    if (!std::isfinite(values[i])) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(record, ": ", field, "[", i, "] is ",
-                       std::isnan(values[i]) ? "NaN" : "Inf", " (vector ",
-                       i / dim, ", element ", i % dim, ")"));
-    }
-  }
-  return absl::OkStatus();
+std::span<const float> Span(const google::protobuf::RepeatedField<float>& f) {
+  return std::span<const float>(f.data(), static_cast<size_t>(f.size()));
 }
 
 // Indices of the last record of each id, in stream order.
@@ -137,9 +122,10 @@ absl::Status RankerCore::ValidateRetrieve(
 
 absl::Status RankerCore::LoadUser(const ServingModel& model,
                                   const std::string& user_id,
-                                  store::UserEmbedding* user) {
+                                  store::UserEmbedding* user,
+                                  std::string* summary) {
   const store::ModelManifest& manifest = model.manifest();
-  absl::Status s = model.users().Get(user_id, user);
+  absl::Status s = model.users().GetWithSummary(user_id, user, summary);
   if (absl::IsNotFound(s)) {
     return absl::NotFoundError(absl::StrCat("unknown user_id '", user_id, "'"));
   }
@@ -163,7 +149,9 @@ absl::Status RankerCore::Rank(const v1::RankRequest& request,
   // and a fresh one costs an allocation and a zero fill per request.
   ASSIGN_OR_RETURN(const std::shared_ptr<const ServingModel> model, Model());
   thread_local store::UserEmbedding user;
-  RETURN_IF_ERROR(LoadUser(*model, request.user_id(), &user));
+  std::string summary;
+  RETURN_IF_ERROR(LoadUser(*model, request.user_id(), &user,
+                           request.include_summary() ? &summary : nullptr));
 
   const std::shared_ptr<const store::ItemSnapshot> snapshot =
       model->items().Current();
@@ -218,10 +206,7 @@ absl::Status RankerCore::Rank(const v1::RankRequest& request,
     if (request.explain()) item->set_top_user_code(codes[i]);
   }
   if (request.include_summary()) {
-    absl::StatusOr<std::string> summary =
-        model->users().GetSummary(request.user_id());
-    if (!summary.ok()) return summary.status();
-    response->set_user_summary(*std::move(summary));
+    response->set_user_summary(std::move(summary));
   }
   response->set_model_version(model->manifest().model_version);
   return absl::OkStatus();
@@ -246,18 +231,16 @@ absl::Status RankerCore::Retrieve(const v1::RetrieveRequest& request,
 
   std::vector<scoring::ScoredRow> best;
   const auto start = std::chrono::steady_clock::now();
-  if (request.exact()) {
-    // live() covers the arena's capacity; the scorer wants its size.
-    const scoring::ItemArena& arena = snapshot->arena();
-    const std::span<const uint8_t> live =
-        snapshot->live().first(std::min(snapshot->live().size(), arena.size()));
-    absl::Status s = ToAbslStatus(
-        scorer_->ScoreAllTopK(user.view(), arena, live, want, &best));
+  if (request.exact() && snapshot->rows() > 0) {
+    // The snapshot's own rows (live() has rows() flags): the shared arena
+    // may already hold rows of later snapshots.
+    absl::Status s = ToAbslStatus(scorer_->ScoreAllTopK(
+        user.view(), snapshot->arena(), snapshot->live(), want, &best));
     if (metrics_ != nullptr) {
       metrics_->scoring_seconds().Observe(SecondsSince(start));
     }
     if (!s.ok()) return s;
-  } else {
+  } else if (!request.exact()) {
     std::vector<uint32_t> candidates;
     const uint64_t ann_k = std::min<uint64_t>(
         uint64_t{k} * std::max(1u, options_.ann_oversample) + excluded.size(),
@@ -321,26 +304,19 @@ absl::Status RankerCore::UpsertUsers(const std::vector<v1::UserRecord>& records,
                                      v1::UpsertResponse* response) const {
   ASSIGN_OR_RETURN(const std::shared_ptr<const ServingModel> model, Model());
   const store::ModelManifest& manifest = model->manifest();
-  const size_t want = size_t{manifest.user_codes} * manifest.dim;
-  const std::string shape =
-      absl::StrCat("user_codes*dim = ", manifest.user_codes, "*", manifest.dim);
   for (size_t i = 0; i < records.size(); ++i) {
     const v1::UserRecord& r = records[i];
     const std::string name = RecordName(i, "user_id", r.user_id());
     if (absl::Status s = ValidateId(r.user_id(), "user_id"); !s.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(name, ": ", s.message()));
     }
+    // The store's rule (store/embedding_rules.h), checked before anything
+    // is written so that the message names the record as sent.
     if (absl::Status s =
-            CheckVector(r.upe(), "upe", want, manifest.dim, shape, name);
+            store::CheckEmbeddingRecord(manifest, store::RecordKind::kUser,
+                                        Span(r.upe()), Span(r.queries()));
         !s.ok()) {
-      return s;
-    }
-    if (r.queries_size() > 0) {
-      if (absl::Status s = CheckVector(r.queries(), "queries", want,
-                                       manifest.dim, shape, name);
-          !s.ok()) {
-        return s;
-      }
+      return absl::InvalidArgumentError(absl::StrCat(name, ": ", s.message()));
     }
   }
   std::vector<store::UserUpsert> upserts;
@@ -364,34 +340,16 @@ absl::Status RankerCore::UpsertItems(const std::vector<v1::ItemRecord>& records,
                                      v1::UpsertResponse* response) const {
   ASSIGN_OR_RETURN(const std::shared_ptr<const ServingModel> model, Model());
   const store::ModelManifest& manifest = model->manifest();
-  const size_t want = size_t{manifest.item_codes} * manifest.dim;
-  const std::string shape =
-      absl::StrCat("item_codes*dim = ", manifest.item_codes, "*", manifest.dim);
   for (size_t i = 0; i < records.size(); ++i) {
     const v1::ItemRecord& r = records[i];
     const std::string name = RecordName(i, "item_id", r.item_id());
     if (absl::Status s = ValidateId(r.item_id(), "item_id"); !s.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(name, ": ", s.message()));
     }
-    if (absl::Status s =
-            CheckVector(r.cpe(), "cpe", want, manifest.dim, shape, name);
+    if (absl::Status s = store::CheckEmbeddingRecord(
+            manifest, store::RecordKind::kItem, Span(r.cpe()), Span(r.keys()));
         !s.ok()) {
-      return s;
-    }
-    if (manifest.item_keys) {
-      if (r.keys_size() == 0) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(name, ": keys missing; the model has item keys (",
-                         shape, " = ", want, " values)"));
-      }
-      if (absl::Status s =
-              CheckVector(r.keys(), "keys", want, manifest.dim, shape, name);
-          !s.ok()) {
-        return s;
-      }
-    } else if (r.keys_size() > 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(name, ": keys given but the model has no item keys"));
+      return absl::InvalidArgumentError(absl::StrCat(name, ": ", s.message()));
     }
   }
   std::vector<store::ItemUpsert> upserts;
