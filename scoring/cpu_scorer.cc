@@ -22,6 +22,7 @@
 #include "scoring/internal/cpu_kernels.h"
 #include "scoring/internal/thread_pool.h"
 #include "scoring/scorer.h"
+#include "scoring/scorer_args.h"
 
 namespace embsum::scoring {
 namespace {
@@ -100,8 +101,6 @@ void KeepBest(std::vector<ScoredRow>* rows, size_t k) {
                    rows->end(), RanksBefore);
   rows->resize(k);
 }
-
-std::string Count(size_t n) { return std::to_string(n); }
 
 #if defined(__x86_64__) && defined(__GNUC__)
 // F16C (CPUID 1: ECX bit 29) and AVX512_BF16 (CPUID 7.1: EAX bit 5), read
@@ -218,26 +217,9 @@ class CpuScorer final : public Scorer {
   Status Score(const UserView& user, const ItemArena& arena,
                std::span<const uint32_t> rows, std::span<float> scores,
                std::span<int32_t> top_codes) const override {
-    Status status = CheckUser(user, arena);
+    Status status =
+        CheckScoreArgs("cpu scorer", user, arena, rows, scores, top_codes);
     if (!status.ok()) return status;
-    if (scores.size() != rows.size()) {
-      return Status::InvalidArgument("cpu scorer: scores has " +
-                                     Count(scores.size()) + " entries for " +
-                                     Count(rows.size()) + " rows");
-    }
-    if (!top_codes.empty() && top_codes.size() != rows.size()) {
-      return Status::InvalidArgument(
-          "cpu scorer: top_codes has " + Count(top_codes.size()) +
-          " entries for " + Count(rows.size()) + " rows (want equal or 0)");
-    }
-    const size_t size = arena.size();
-    for (size_t c = 0; c < rows.size(); ++c) {
-      if (rows[c] >= size) {
-        return Status::InvalidArgument(
-            "cpu scorer: candidate " + Count(c) + ": row " + Count(rows[c]) +
-            " out of range (arena has " + Count(size) + " rows)");
-      }
-    }
     if (rows.empty()) return Status::Ok();
     int32_t* codes = top_codes.empty() ? nullptr : top_codes.data();
     if (user.user_codes == 0 || arena.layout().item_codes == 0) {
@@ -267,17 +249,9 @@ class CpuScorer final : public Scorer {
   Status ScoreAllTopK(const UserView& user, const ItemArena& arena,
                       std::span<const uint8_t> live, uint32_t k,
                       std::vector<ScoredRow>* out) const override {
-    if (out == nullptr) {
-      return Status::InvalidArgument("cpu scorer: ScoreAllTopK out is null");
-    }
-    Status status = CheckUser(user, arena);
+    size_t size = 0;  // the rows to scan: live.size() (a snapshot's rows)
+    Status status = CheckScanArgs("cpu scorer", user, arena, live, out, &size);
     if (!status.ok()) return status;
-    const size_t size = arena.size();
-    if (!live.empty() && live.size() != size) {
-      return Status::InvalidArgument("cpu scorer: live has " +
-                                     Count(live.size()) + " flags, arena has " +
-                                     Count(size) + " rows (want equal or 0)");
-    }
     out->clear();
     if (size == 0) return Status::Ok();
     const bool degenerate =
@@ -330,26 +304,6 @@ class CpuScorer final : public Scorer {
   }
 
  private:
-  static Status CheckUser(const UserView& user, const ItemArena& arena) {
-    const ArenaLayout& layout = arena.layout();
-    if (user.dim != layout.dim) {
-      return Status::InvalidArgument("cpu scorer: user dim " + Count(user.dim) +
-                                     " != arena dim " + Count(layout.dim));
-    }
-    const size_t expected = size_t{user.user_codes} * user.dim;
-    if (user.upe.size() != expected) {
-      return Status::InvalidArgument(
-          "cpu scorer: user upe has " + Count(user.upe.size()) +
-          " floats, expected user_codes*dim = " + Count(expected));
-    }
-    if (!user.queries.empty() && user.queries.size() != expected) {
-      return Status::InvalidArgument(
-          "cpu scorer: user queries has " + Count(user.queries.size()) +
-          " floats, expected user_codes*dim = " + Count(expected) + " (or 0)");
-    }
-    return Status::Ok();
-  }
-
   // A request ready for the kernels: arguments and the kernel family.
   struct Request {
     KernelArgs args;

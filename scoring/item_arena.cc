@@ -10,10 +10,16 @@ namespace {
 
 constexpr std::align_val_t kArenaAlignment{64};
 
+uint64_t NextIdentity() {
+  static std::atomic<uint64_t> next{1};
+  return next.fetch_add(1, std::memory_order_relaxed);
+}
+
 }  // namespace
 
 ItemArena::ItemArena(const ArenaLayout& layout, size_t capacity)
     : layout_(layout),
+      identity_(NextIdentity()),
       capacity_(capacity),
       row_bytes_(layout.row_bytes()),
       // At least one cache line, so data() is never null; the extra 64 bytes

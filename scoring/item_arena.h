@@ -56,6 +56,10 @@ class ItemArena {
 
   const ArenaLayout& layout() const { return layout_; }
   size_t capacity() const { return capacity_; }
+  // Process-unique serial number, never reused (unlike the address): an
+  // arena made later has a larger one. Mirrors of the arena (the CUDA
+  // scorer's device copy) are keyed by it.
+  uint64_t identity() const { return identity_; }
   // Rows published so far (acquire load).
   size_t size() const { return size_.load(std::memory_order_acquire); }
 
@@ -85,6 +89,7 @@ class ItemArena {
 
  private:
   ArenaLayout layout_;
+  uint64_t identity_;
   size_t capacity_;
   size_t row_bytes_;
   std::byte* data_;

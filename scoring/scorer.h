@@ -60,15 +60,18 @@ class Scorer {
   // Scores `rows` (each < arena.size()) for `user`.
   // scores: size rows.size(). top_codes: size rows.size(), or empty to skip
   // computing top_user_code. user.dim must equal arena.layout().dim.
-  // Errors: InvalidArgument on size mismatches; Internal/Unavailable on
-  // device failures (CUDA).
+  // Errors: InvalidArgument on size mismatches (CheckScoreArgs in
+  // scorer_args.h); Internal/Unavailable on device failures (CUDA).
   virtual Status Score(const UserView& user, const ItemArena& arena,
                        std::span<const uint32_t> rows, std::span<float> scores,
                        std::span<int32_t> top_codes) const = 0;
 
-  // Full-catalogue scan: the k best rows among [0, arena.size()) whose
-  // `live` flag is non-zero (live: size arena.size(), or empty = all live),
-  // sorted by score descending, ties by row ascending. Fills top_user_code.
+  // Full-catalogue scan: the k best rows among [0, n) whose `live` flag is
+  // non-zero, sorted by score descending, ties by row ascending. Fills
+  // top_user_code. n = live.size() (an item snapshot's rows(); at most
+  // arena.size(), which may grow while the call runs), or arena.size() when
+  // live is empty (all live). Arguments are checked by CheckScanArgs
+  // (scorer_args.h), the same for every implementation.
   virtual Status ScoreAllTopK(const UserView& user, const ItemArena& arena,
                               std::span<const uint8_t> live, uint32_t k,
                               std::vector<ScoredRow>* out) const = 0;

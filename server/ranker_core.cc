@@ -15,6 +15,7 @@
 #include "common/status_macros.h"
 #include "server/shard.h"
 #include "server/status_util.h"
+#include "store/embedding_rules.h"
 
 namespace embsum::server {
 namespace {
@@ -51,24 +52,8 @@ std::string RecordName(size_t index, absl::string_view id_field,
   return name;
 }
 
-// Checks a flattened embedding field: `want` values, all finite.
-absl::Status CheckVector(const google::protobuf::RepeatedField<float>& values,
-                         absl::string_view field, size_t want, uint32_t dim,
-                         absl::string_view shape, const std::string& record) {
-  if (static_cast<size_t>(values.size()) != want) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(record, ": ", field, " has ", values.size(),
-                     " values; want ", shape, " = ", want));
-  }
-  for (int i = 0; i < values.size(); ++i) {
-    if (!std::isfinite(values[i])) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(record, ": ", field, "[", i, "] is ",
-                       std::isnan(values[i]) ? "NaN" : "Inf", " (vector ",
-                       i / dim, ", element ", i % dim, ")"));
-    }
-  }
-  return absl::OkStatus();
+std::span<const float> Span(const google::protobuf::RepeatedField<float>& f) {
+  return std::span<const float>(f.data(), static_cast<size_t>(f.size()));
 }
 
 // Indices of the last record of each id, in stream order.
@@ -157,10 +142,11 @@ absl::Status RankerCore::ValidateRetrieve(
 
 absl::Status RankerCore::LoadUser(const ServingModel& model,
                                   const std::string& user_id,
-                                  store::UserEmbedding* user) {
+                                  store::UserEmbedding* user,
+                                  std::string* summary) {
   RETURN_IF_ERROR(CheckUserShard(model.shard(), user_id));
   const store::ModelManifest& manifest = model.manifest();
-  absl::Status s = model.users().Get(user_id, user);
+  absl::Status s = model.users().GetWithSummary(user_id, user, summary);
   if (absl::IsNotFound(s)) {
     return absl::NotFoundError(absl::StrCat("unknown user_id '", user_id, "'"));
   }
@@ -189,7 +175,9 @@ absl::Status RankerCore::Rank(const v1::RankRequest& request,
   // and a fresh one costs an allocation and a zero fill per request.
   ASSIGN_OR_RETURN(const std::shared_ptr<const ServingModel> model, Model());
   thread_local store::UserEmbedding user;
-  RETURN_IF_ERROR(LoadUser(*model, request.user_id(), &user));
+  std::string summary;
+  RETURN_IF_ERROR(LoadUser(*model, request.user_id(), &user,
+                           request.include_summary() ? &summary : nullptr));
   t.user = clock.Lap();
 
   const std::shared_ptr<const store::ItemSnapshot> snapshot =
@@ -245,10 +233,7 @@ absl::Status RankerCore::Rank(const v1::RankRequest& request,
     if (request.explain()) item->set_top_user_code(codes[i]);
   }
   if (request.include_summary()) {
-    absl::StatusOr<std::string> summary =
-        model->users().GetSummary(request.user_id());
-    if (!summary.ok()) return summary.status();
-    response->set_user_summary(*std::move(summary));
+    response->set_user_summary(std::move(summary));
   }
   response->set_model_version(model->manifest().model_version);
   t.response = clock.Lap();
@@ -280,10 +265,13 @@ absl::Status RankerCore::FullScan(const scoring::UserView& user,
     }
   } release{limit > 0 ? &scans_running_ : nullptr};
   if (options_.scan_hook) options_.scan_hook();
-  // live() covers the arena's capacity; the scorer wants its size.
+  // The snapshot's own rows (live() has rows() flags): the shared arena may
+  // already hold rows of later snapshots. An empty live span would mean
+  // "every row", so a snapshot without rows is answered here.
+  best->clear();
+  if (snapshot.rows() == 0) return absl::OkStatus();
   const scoring::ItemArena& arena = snapshot.arena();
-  const std::span<const uint8_t> live =
-      snapshot.live().first(std::min(snapshot.live().size(), arena.size()));
+  const std::span<const uint8_t> live = snapshot.live();
   const auto start = std::chrono::steady_clock::now();
   absl::Status s =
       ToAbslStatus(scorer_->ScoreAllTopK(user, arena, live, want, best));
@@ -577,9 +565,6 @@ absl::Status RankerCore::UpsertUsers(const std::vector<v1::UserRecord>& records,
                                      v1::UpsertResponse* response) const {
   ASSIGN_OR_RETURN(const std::shared_ptr<const ServingModel> model, Model());
   const store::ModelManifest& manifest = model->manifest();
-  const size_t want = size_t{manifest.user_codes} * manifest.dim;
-  const std::string shape =
-      absl::StrCat("user_codes*dim = ", manifest.user_codes, "*", manifest.dim);
   for (size_t i = 0; i < records.size(); ++i) {
     const v1::UserRecord& r = records[i];
     const std::string name = RecordName(i, "user_id", r.user_id());
@@ -590,17 +575,13 @@ absl::Status RankerCore::UpsertUsers(const std::vector<v1::UserRecord>& records,
       return absl::FailedPreconditionError(
           absl::StrCat(name, ": ", s.message()));
     }
+    // The store's rule (store/embedding_rules.h), checked before anything
+    // is written so that the message names the record as sent.
     if (absl::Status s =
-            CheckVector(r.upe(), "upe", want, manifest.dim, shape, name);
+            store::CheckEmbeddingRecord(manifest, store::RecordKind::kUser,
+                                        Span(r.upe()), Span(r.queries()));
         !s.ok()) {
-      return s;
-    }
-    if (r.queries_size() > 0) {
-      if (absl::Status s = CheckVector(r.queries(), "queries", want,
-                                       manifest.dim, shape, name);
-          !s.ok()) {
-        return s;
-      }
+      return absl::InvalidArgumentError(absl::StrCat(name, ": ", s.message()));
     }
   }
   std::vector<store::UserUpsert> upserts;
@@ -624,34 +605,16 @@ absl::Status RankerCore::UpsertItems(const std::vector<v1::ItemRecord>& records,
                                      v1::UpsertResponse* response) const {
   ASSIGN_OR_RETURN(const std::shared_ptr<const ServingModel> model, Model());
   const store::ModelManifest& manifest = model->manifest();
-  const size_t want = size_t{manifest.item_codes} * manifest.dim;
-  const std::string shape =
-      absl::StrCat("item_codes*dim = ", manifest.item_codes, "*", manifest.dim);
   for (size_t i = 0; i < records.size(); ++i) {
     const v1::ItemRecord& r = records[i];
     const std::string name = RecordName(i, "item_id", r.item_id());
     if (absl::Status s = ValidateId(r.item_id(), "item_id"); !s.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(name, ": ", s.message()));
     }
-    if (absl::Status s =
-            CheckVector(r.cpe(), "cpe", want, manifest.dim, shape, name);
+    if (absl::Status s = store::CheckEmbeddingRecord(
+            manifest, store::RecordKind::kItem, Span(r.cpe()), Span(r.keys()));
         !s.ok()) {
-      return s;
-    }
-    if (manifest.item_keys) {
-      if (r.keys_size() == 0) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(name, ": keys missing; the model has item keys (",
-                         shape, " = ", want, " values)"));
-      }
-      if (absl::Status s =
-              CheckVector(r.keys(), "keys", want, manifest.dim, shape, name);
-          !s.ok()) {
-        return s;
-      }
-    } else if (r.keys_size() > 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(name, ": keys given but the model has no item keys"));
+      return absl::InvalidArgumentError(absl::StrCat(name, ": ", s.message()));
     }
   }
   std::vector<store::ItemUpsert> upserts;

@@ -120,9 +120,12 @@ class RankerCore {
   // The model this request answers from; FailedPrecondition for a
   // validate-only core.
   absl::StatusOr<std::shared_ptr<const ServingModel>> Model() const;
+  // The user's embedding and, when `summary` is non-null, summary, read
+  // at one moment (UserStore::GetWithSummary).
   static absl::Status LoadUser(const ServingModel& model,
                                const std::string& user_id,
-                               store::UserEmbedding* user);
+                               store::UserEmbedding* user,
+                               std::string* summary = nullptr);
 
   // Fills best (sorted) from a full scan; counts a scan slot.
   absl::Status FullScan(const scoring::UserView& user,

@@ -8,10 +8,11 @@
 
 #include <unistd.h>
 
-#include <atomic>
 #include <cstdint>
 #include <memory>
+#include <utility>
 
+#include "common/published.h"
 #include "store/data_dir.h"
 #include "store/item_catalog.h"
 #include "store/manifest.h"
@@ -49,24 +50,27 @@ class ServingModel {
   uint64_t generation_;
 };
 
-// The current model. Thread-safe: Current() and Publish() may race freely;
-// Current() is lock-free on the request path.
+// The current model. Thread-safe: Current() and Publish() may race freely.
+// Published<T> (common/published.h) is the one way the code base publishes
+// a shared snapshot (the item catalogue uses it too); it says why a mutex
+// rather than std::atomic<std::shared_ptr>. Readers share the lock and hold
+// it for one reference-count increment.
 class ModelSlot {
  public:
   explicit ModelSlot(std::shared_ptr<const ServingModel> initial)
       : current_(std::move(initial)) {}
 
   std::shared_ptr<const ServingModel> Current() const {
-    return current_.load(std::memory_order_acquire);
+    return current_.Load();
   }
   // Returns the model it replaces (requests in flight may still hold it).
   std::shared_ptr<const ServingModel> Publish(
       std::shared_ptr<const ServingModel> next) {
-    return current_.exchange(std::move(next), std::memory_order_acq_rel);
+    return current_.Exchange(std::move(next));
   }
 
  private:
-  std::atomic<std::shared_ptr<const ServingModel>> current_;
+  Published<ServingModel> current_;
 };
 
 }  // namespace embsum::server

@@ -32,17 +32,27 @@ struct ItemUpsert {
 
 // An immutable, consistent view of the catalogue. Thread-safe: const.
 // Keep the shared_ptr for the duration of a request; rows stay valid.
+//
+// A snapshot covers arena rows [0, rows()). The arena is shared with later
+// snapshots, which append rows beyond rows() (arena().size() may already be
+// larger, and grows while a request runs): every reader takes the row count
+// from the snapshot, never from the arena.
 class ItemSnapshot {
  public:
   virtual ~ItemSnapshot() = default;
   virtual const scoring::ItemArena& arena() const = 0;
+  // Arena rows this snapshot covers (<= arena().size() at any time).
+  virtual uint32_t rows() const = 0;
   // Row of a live item, or nullopt for unknown/deleted ids.
   virtual std::optional<uint32_t> FindRow(std::string_view item_id) const = 0;
-  // Id of row `row`: any row this snapshot covers (every row with a live()
-  // bit set qualifies; rows appended after the snapshot do not).
+  // Id of row `row` (< rows()).
   virtual const std::string& ItemId(uint32_t row) const = 0;
-  // Per-row liveness, size arena().capacity() (>= arena().size()): 0 for
-  // deleted/superseded rows and rows not part of this snapshot.
+  // Whether row `row` holds a live item in this snapshot (false for
+  // deleted or superseded rows and rows >= rows()). O(1).
+  virtual bool IsLive(uint32_t row) const = 0;
+  // Per-row liveness as one array, size rows(): what a full scan takes
+  // (Scorer::ScoreAllTopK). Built on the first call (O(rows()), one byte
+  // per row) and kept with the snapshot; later calls are free.
   virtual std::span<const uint8_t> live() const = 0;
   // Number of live items.
   virtual uint64_t size() const = 0;
@@ -126,10 +136,32 @@ struct ItemCatalogOptions {
   // smaller = faster start-up, more rewriting.
   size_t checkpoint_min_entries = 4096;
   double checkpoint_fraction = 0.1;
+  // Fault injection for tests: when set, called at each named step of a
+  // write or checkpoint ("upsert:build", "upsert:log", "delete:log",
+  // "checkpoint:write", "checkpoint:trim"); a non-OK status makes that step
+  // fail as a real error there would. Called under the writer's lock.
+  std::function<absl::Status(std::string_view step)> fault_for_testing;
 };
 
 // Thread-safety: Current() is safe to call concurrently with anything;
 // Upsert/Delete serialise among themselves and never block readers.
+//
+// A write is atomic: the new snapshot is built first (arena rows beyond
+// every published snapshot, id map, ANN), then the log entry is written and
+// synced, then the snapshot is published. A write that fails before its log
+// write changes nothing, now or after a restart; one whose log write
+// succeeded is acknowledged and published.
+//
+// Cost of a write of b items to a catalogue of N: O(b log N) for the id map
+// (a persistent hash trie) and the liveness pages (copy-on-write, 16384 rows
+// a page), O(b) for the arena rows and a flat ANN segment of the new rows,
+// plus, amortised, merging ANN segments (O(b log b)) and rebuilding the main
+// ANN index once the recent rows pass AnnOptions::tail_max_rows (O(N) every
+// max(tail_max_rows, N/20) rows), a new arena when the old one is full or
+// mostly dead (O(N), geometric), and a checkpoint when the log passes its
+// threshold (O(N) every max(checkpoint_min_entries, checkpoint_fraction*N)
+// entries). The amortised parts run on the writing thread, under the
+// writer's lock.
 class ItemCatalog {
  public:
   static absl::StatusOr<std::unique_ptr<ItemCatalog>> Open(
@@ -148,6 +180,8 @@ class ItemCatalog {
 
   // Called (under the writer's lock, after publication) with the new
   // snapshot and the arena rows written; rows empty = whole new arena.
+  // Rows are only ever appended (an upsert writes a fresh row), so `rows`
+  // are at or beyond every earlier snapshot's rows().
   // For mirrors such as the CUDA scorer's device arena.
   // SetListener calls the new listener right away, once, with the current
   // snapshot and empty rows, so a mirror starts from a consistent state.
@@ -162,6 +196,9 @@ class ItemCatalog {
   // Result of the last checkpoint, automatic or not (OK before any). An
   // automatic checkpoint that fails does not fail the write that triggered
   // it (that write is already durable in the log); it is retried later.
+  // A checkpoint whose new snapshot is in place but whose log trim failed
+  // reports the trim error; the entries left in the log are idempotent and
+  // folded again by the next checkpoint.
   virtual absl::Status last_checkpoint_status() const = 0;
 };
 

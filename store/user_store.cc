@@ -14,9 +14,11 @@
 #include "rocksdb/cache.h"
 #include "rocksdb/db.h"
 #include "rocksdb/filter_policy.h"
+#include "rocksdb/snapshot.h"
 #include "rocksdb/sst_file_writer.h"
 #include "rocksdb/table.h"
 #include "rocksdb/write_batch.h"
+#include "store/embedding_rules.h"
 #include "store/internal/ids.h"
 #include "store/internal/status_util.h"
 #include "store/internal/user_db.h"
@@ -295,25 +297,10 @@ absl::Status ValidateUser(const UserUpsert& u, size_t index,
     return absl::InvalidArgumentError(
         absl::StrCat("user record ", index, ": ", s.message()));
   }
-  const size_t want = size_t{m.user_codes} * m.dim;
-  if (u.upe.size() != want) {
-    return error(absl::StrCat("upe has ", u.upe.size(),
-                              " values, expected m*d = ", m.user_codes, "*",
-                              m.dim, " = ", want));
-  }
-  if (!u.queries.empty() && u.queries.size() != want) {
-    return error(absl::StrCat("queries has ", u.queries.size(),
-                              " values, expected 0 or m*d = ", want));
-  }
-  for (const auto* values : {&u.upe, &u.queries}) {
-    for (size_t i = 0; i < values->size(); ++i) {
-      if (!std::isfinite((*values)[i])) {
-        return error(absl::StrCat(values == &u.upe ? "upe" : "queries",
-                                  std::isnan((*values)[i]) ? ": NaN" : ": Inf",
-                                  " at vector ", i / m.dim, ", element ",
-                                  i % m.dim));
-      }
-    }
+  if (absl::Status s =
+          CheckEmbeddingRecord(m, RecordKind::kUser, u.upe, u.queries);
+      !s.ok()) {
+    return error(s.message());
   }
   const std::string where = absl::StrCat("user record ", index, " (\"",
                                          u.user_id.substr(0, 64), "\")");
@@ -335,8 +322,10 @@ class RocksDbUserStore : public UserStore {
   RocksDbUserStore(std::string path, ModelManifest manifest,
                    std::unique_ptr<rocksdb::DB> db,
                    std::vector<rocksdb::ColumnFamilyHandle*> handles,
-                   uint64_t count, scoring::DType dtype)
-      : path_(std::move(path)),
+                   uint64_t count, scoring::DType dtype,
+                   std::function<void()> between_reads)
+      : between_reads_for_testing_(std::move(between_reads)),
+        path_(std::move(path)),
         manifest_(std::move(manifest)),
         dtype_(dtype),
         db_(std::move(db)),
@@ -397,6 +386,32 @@ class RocksDbUserStore : public UserStore {
     }
     RETURN_IF_ERROR(FromRocksDb(it->status(), absl::StrCat(path_, ": scan")));
     return ids;
+  }
+
+  absl::Status GetWithSummary(std::string_view user_id, UserEmbedding* out,
+                              std::string* summary) const override {
+    if (summary == nullptr) return Get(user_id, out);
+    // One snapshot for both column families.
+    rocksdb::ManagedSnapshot snapshot(db_.get());
+    rocksdb::ReadOptions ro;
+    ro.snapshot = snapshot.snapshot();
+    rocksdb::Slice key(user_id.data(), user_id.size());
+    rocksdb::PinnableSlice value;
+    rocksdb::Status s = db_->Get(ro, handles_[0], key, &value);
+    if (s.IsNotFound()) return UnknownUser(user_id);
+    RETURN_IF_ERROR(FromRocksDb(s, absl::StrCat(path_, ": get")));
+    RETURN_IF_ERROR(DecodeUserRecord(AsView(value), manifest_.user_codes,
+                                     manifest_.dim, Describe(user_id), out));
+    if (between_reads_for_testing_) between_reads_for_testing_();
+    value.Reset();
+    s = db_->Get(ro, handles_[1], key, &value);
+    if (s.IsNotFound()) {
+      summary->clear();
+      return absl::OkStatus();
+    }
+    RETURN_IF_ERROR(FromRocksDb(s, absl::StrCat(path_, ": get summary")));
+    summary->assign(value.data(), value.size());
+    return absl::OkStatus();
   }
 
   absl::StatusOr<std::string> GetSummary(
@@ -481,6 +496,7 @@ class RocksDbUserStore : public UserStore {
         "unknown user \"", internal::Sv(user_id.substr(0, 64)), "\""));
   }
 
+  const std::function<void()> between_reads_for_testing_;
   const std::string path_;
   const ModelManifest manifest_;
   const scoring::DType dtype_;
@@ -560,7 +576,8 @@ absl::StatusOr<std::unique_ptr<UserStore>> UserStore::Open(
         absl::StrCat(path, ": meta/user_dtype: ", s.ToString())));
   }
   return std::unique_ptr<UserStore>(new RocksDbUserStore(
-      path, manifest, std::move(db), std::move(handles), count, dtype));
+      path, manifest, std::move(db), std::move(handles), count, dtype,
+      options.between_reads_for_testing));
 }
 
 }  // namespace embsum::store

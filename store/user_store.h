@@ -7,6 +7,7 @@
 #define EMBSUM_STORE_USER_STORE_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -48,6 +49,10 @@ struct UserStoreOptions {
   size_t block_cache_bytes = size_t{256} << 20;
   // Bloom filter bits per key: fewer disk reads for unknown users.
   int bloom_bits_per_key = 10;
+  // Tests only: called by GetWithSummary between its embedding read and
+  // its summary read (to write in between and check both reads see the
+  // same moment). Null in production.
+  std::function<void()> between_reads_for_testing;
 };
 
 class UserStore {
@@ -69,9 +74,16 @@ class UserStore {
   // Empty string when the user has no summary; NotFound for unknown user.
   virtual absl::StatusOr<std::string> GetSummary(
       std::string_view user_id) const = 0;
-  // Validates every record first (id, sizes m*d, finite values that fit
-  // user_dtype()): if any is
-  // invalid nothing is written and the error names the record. Otherwise
+  // Get and, when `summary` is non-null, the summary ("" when none), both
+  // read at one RocksDB snapshot: an upsert that lands in between cannot
+  // pair one version's embedding with another version's summary.
+  virtual absl::Status GetWithSummary(std::string_view user_id,
+                                      UserEmbedding* out,
+                                      std::string* summary) const = 0;
+  // Validates every record first (id; embedding and queries by the rule of
+  // store/embedding_rules.h, values that fit user_dtype(): queries present exactly when the manifest has
+  // user_queries; summary size and UTF-8): if any is invalid nothing is
+  // written and the error names the record. Otherwise
   // one atomic WriteBatch through the WAL, synced before returning.
   virtual absl::Status Upsert(std::span<const UserUpsert> users) = 0;
   // Number of users (exact, maintained across upserts).

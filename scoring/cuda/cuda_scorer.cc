@@ -1,10 +1,10 @@
-// CudaScorer: the Scorer interface on a CUDA device.
+// CudaScorer: the Scorer interface on a CUDA device; launch and batching.
 //
-// - The item arena is mirrored on the device (one cudaMalloc of capacity
-//   rows); rows appended since the last call are uploaded before scoring,
-//   and SyncArena uploads rows changed in place or re-mirrors a replaced
-//   arena. A replacement is built beside the old mirror, which requests in
-//   flight keep alive (shared_ptr) until they finish.
+// - Item arenas are mirrored on the device by DeviceMirrors
+//   (device_mirror.h): keyed by arena identity, several kept at once, rows
+//   appended since the last call uploaded before scoring. Requests in
+//   flight keep their mirror alive (shared_ptr) until they finish.
+// - Arguments are checked by scoring/scorer_args.h, as in the CPU scorer.
 // - `streams` workers, each a stream with pinned host and device buffers
 //   that grow on demand and are reused: no allocation per request in steady
 //   state.
@@ -19,20 +19,23 @@
 #include <cstring>
 #include <functional>
 #include <mutex>
-#include <shared_mutex>
 #include <string>
 #include <vector>
 
 #include "scoring/cuda/cuda_util.h"
+#include "scoring/cuda/device_mirror.h"
 #include "scoring/cuda/fused_score.h"
 #include "scoring/cuda/launch_plan.h"
 #include "scoring/cuda/request_batcher.h"
+#include "scoring/scorer_args.h"
 
 namespace embsum::scoring {
 namespace {
 
+using cuda_internal::DeviceArena;
 using cuda_internal::DeviceBuffer;
 using cuda_internal::DeviceLimits;
+using cuda_internal::DeviceMirrors;
 using cuda_internal::FusedBatch;
 using cuda_internal::LaunchPlan;
 using cuda_internal::PinnedBuffer;
@@ -44,23 +47,6 @@ using cuda_internal::TopKBatch;
 std::string Count(size_t n) { return std::to_string(n); }
 
 size_t AlignUp(size_t x, size_t a) { return (x + a - 1) / a * a; }
-
-bool SameLayout(const ArenaLayout& x, const ArenaLayout& y) {
-  return x.item_codes == y.item_codes && x.dim == y.dim && x.dtype == y.dtype &&
-         x.has_keys == y.has_keys;
-}
-
-// Device copy of one host ItemArena.
-struct DeviceArena {
-  const ItemArena* source = nullptr;
-  ArenaLayout layout;
-  size_t capacity = 0;
-  size_t row_bytes = 0;
-  DeviceBuffer data;
-  // Rows [0, synced_rows) match the host arena. Written under the scorer's
-  // upload mutex.
-  std::atomic<size_t> synced_rows{0};
-};
 
 // One stream and its reusable buffers. Used by one batch at a time.
 struct Worker {
@@ -91,7 +77,10 @@ struct PendingScore {
 class CudaScorer final : public Scorer {
  public:
   CudaScorer(const CudaScorerOptions& options, const DeviceLimits& limits)
-      : options_(options), limits_(limits) {
+      : options_(options),
+        limits_(limits),
+        mirrors_(options.device,
+                 static_cast<size_t>(std::max(options.max_mirrors, 1))) {
     batcher_ = std::make_unique<RequestBatcher>(
         options.batch_window_us, options.max_batch,
         static_cast<uint32_t>(std::max(options.streams, 1)),
@@ -108,7 +97,7 @@ class CudaScorer final : public Scorer {
       free_.push_back(worker.get());
       workers_.push_back(std::move(worker));
     }
-    return upload_stream_.Create();
+    return mirrors_.Init();
   }
 
   ~CudaScorer() override {
@@ -121,25 +110,8 @@ class CudaScorer final : public Scorer {
   Status Score(const UserView& user, const ItemArena& arena,
                std::span<const uint32_t> rows, std::span<float> scores,
                std::span<int32_t> top_codes) const override {
-    EMBSUM_SCORING_RETURN_IF_ERROR(CheckUser(user, arena));
-    if (scores.size() != rows.size()) {
-      return Status::InvalidArgument("cuda scorer: scores has " +
-                                     Count(scores.size()) + " entries for " +
-                                     Count(rows.size()) + " rows");
-    }
-    if (!top_codes.empty() && top_codes.size() != rows.size()) {
-      return Status::InvalidArgument(
-          "cuda scorer: top_codes has " + Count(top_codes.size()) +
-          " entries for " + Count(rows.size()) + " rows (want equal or 0)");
-    }
-    const size_t size = arena.size();
-    for (size_t c = 0; c < rows.size(); ++c) {
-      if (rows[c] >= size) {
-        return Status::InvalidArgument(
-            "cuda scorer: candidate " + Count(c) + ": row " + Count(rows[c]) +
-            " out of range (arena has " + Count(size) + " rows)");
-      }
-    }
+    EMBSUM_SCORING_RETURN_IF_ERROR(
+        CheckScoreArgs("cuda scorer", user, arena, rows, scores, top_codes));
     if (rows.empty()) return Status::Ok();
     if (user.user_codes == 0 || arena.layout().item_codes == 0) {
       std::fill(scores.begin(), scores.end(), 0.0f);
@@ -148,7 +120,7 @@ class CudaScorer final : public Scorer {
     }
     EMBSUM_CUDA_RETURN_IF_ERROR(cudaSetDevice(options_.device));
     PendingScore pending;
-    EMBSUM_SCORING_RETURN_IF_ERROR(Mirror(arena, &pending.mirror));
+    EMBSUM_SCORING_RETURN_IF_ERROR(mirrors_.Get(arena, &pending.mirror));
     pending.user = &user;
     pending.rows = rows;
     pending.scores = scores;
@@ -163,13 +135,9 @@ class CudaScorer final : public Scorer {
   Status ScoreAllTopK(const UserView& user, const ItemArena& arena,
                       std::span<const uint8_t> live, uint32_t k,
                       std::vector<ScoredRow>* out) const override {
-    EMBSUM_SCORING_RETURN_IF_ERROR(CheckUser(user, arena));
-    const size_t size = arena.size();
-    if (!live.empty() && live.size() != size) {
-      return Status::InvalidArgument("cuda scorer: live has " +
-                                     Count(live.size()) + " flags, arena has " +
-                                     Count(size) + " rows (want equal or 0)");
-    }
+    size_t size = 0;  // the rows to scan: live.size() (a snapshot's rows)
+    EMBSUM_SCORING_RETURN_IF_ERROR(
+        CheckScanArgs("cuda scorer", user, arena, live, out, &size));
     if (size > UINT32_MAX) {
       return Status::InvalidArgument("cuda scorer: arena has " + Count(size) +
                                      " rows (at most 2^32-1)");
@@ -193,7 +161,7 @@ class CudaScorer final : public Scorer {
     }
     EMBSUM_CUDA_RETURN_IF_ERROR(cudaSetDevice(options_.device));
     std::shared_ptr<DeviceArena> mirror;
-    EMBSUM_SCORING_RETURN_IF_ERROR(Mirror(arena, &mirror));
+    EMBSUM_SCORING_RETURN_IF_ERROR(mirrors_.Get(arena, &mirror));
     WorkerLease lease(this);
     return RunScan(*lease.worker(), *mirror, user, live, size, keep, out);
   }
@@ -207,41 +175,7 @@ class CudaScorer final : public Scorer {
           "--backend=cpu, or --item_dtype=fp32, fp16 or bf16)");
     }
     EMBSUM_CUDA_RETURN_IF_ERROR(cudaSetDevice(options_.device));
-    const size_t size = arena.size();
-    for (size_t i = 0; i < rows.size(); ++i) {
-      if (rows[i] >= arena.capacity()) {
-        return Status::InvalidArgument("cuda scorer: SyncArena: changed row " +
-                                       Count(rows[i]) + " (entry " + Count(i) +
-                                       ") beyond arena capacity " +
-                                       Count(arena.capacity()));
-      }
-    }
-    std::shared_ptr<DeviceArena> mirror = Current(arena);
-    if (mirror == nullptr) {
-      // New or replaced arena: mirror it whole (uploads every row).
-      return Mirror(arena, &mirror);
-    }
-    std::lock_guard<std::mutex> lock(upload_mu_);
-    // Changed rows below the synced prefix are uploaded again; rows beyond
-    // it arrive with the catch-up of appended rows.
-    const size_t synced = mirror->synced_rows.load();
-    std::vector<uint32_t> sorted(rows.begin(), rows.end());
-    std::sort(sorted.begin(), sorted.end());
-    sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
-    size_t i = 0;
-    while (i < sorted.size() && sorted[i] < synced) {
-      size_t j = i + 1;
-      while (j < sorted.size() && sorted[j] == sorted[j - 1] + 1 &&
-             sorted[j] < synced) {
-        ++j;
-      }
-      EMBSUM_SCORING_RETURN_IF_ERROR(
-          UploadRows(*mirror, arena, sorted[i], sorted[j - 1] + 1));
-      i = j;
-    }
-    EMBSUM_SCORING_RETURN_IF_ERROR(CatchUpLocked(*mirror, arena, size));
-    EMBSUM_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(upload_stream_.get()));
-    return Status::Ok();
+    return mirrors_.Sync(arena, rows);
   }
 
  private:
@@ -270,27 +204,6 @@ class CudaScorer final : public Scorer {
     Worker* worker_;
   };
 
-  static Status CheckUser(const UserView& user, const ItemArena& arena) {
-    const ArenaLayout& layout = arena.layout();
-    if (user.dim != layout.dim) {
-      return Status::InvalidArgument("cuda scorer: user dim " +
-                                     Count(user.dim) + " != arena dim " +
-                                     Count(layout.dim));
-    }
-    const size_t expected = size_t{user.user_codes} * user.dim;
-    if (user.upe.size() != expected) {
-      return Status::InvalidArgument(
-          "cuda scorer: user upe has " + Count(user.upe.size()) +
-          " floats, expected user_codes*dim = " + Count(expected));
-    }
-    if (!user.queries.empty() && user.queries.size() != expected) {
-      return Status::InvalidArgument(
-          "cuda scorer: user queries has " + Count(user.queries.size()) +
-          " floats, expected user_codes*dim = " + Count(expected) + " (or 0)");
-    }
-    return Status::Ok();
-  }
-
   static ScoreShape ShapeOf(const DeviceArena& mirror, const UserView& user) {
     ScoreShape shape;
     shape.user_codes = user.user_codes;
@@ -300,96 +213,6 @@ class CudaScorer final : public Scorer {
     shape.has_queries = !user.queries.empty();
     shape.has_keys = mirror.layout.has_keys;
     return shape;
-  }
-
-  // The mirror of `arena` if it is the current one, else null.
-  std::shared_ptr<DeviceArena> Current(const ItemArena& arena) const {
-    std::shared_lock<std::shared_mutex> lock(mirror_mu_);
-    if (mirror_ != nullptr && mirror_->source == &arena &&
-        mirror_->capacity == arena.capacity() &&
-        SameLayout(mirror_->layout, arena.layout())) {
-      return mirror_;
-    }
-    return nullptr;
-  }
-
-  // The device mirror of `arena`, created (full upload) when it is not the
-  // current one, and caught up with rows appended since the last call.
-  Status Mirror(const ItemArena& arena,
-                std::shared_ptr<DeviceArena>* out) const {
-    const size_t size = arena.size();
-    std::shared_ptr<DeviceArena> mirror = Current(arena);
-    if (mirror != nullptr && mirror->synced_rows.load() >= size) {
-      *out = std::move(mirror);
-      return Status::Ok();
-    }
-    std::lock_guard<std::mutex> lock(upload_mu_);
-    mirror = Current(arena);
-    if (mirror == nullptr) {
-      auto fresh = std::make_shared<DeviceArena>();
-      fresh->source = &arena;
-      fresh->layout = arena.layout();
-      fresh->capacity = arena.capacity();
-      fresh->row_bytes = arena.layout().row_bytes();
-      const size_t bytes = std::max<size_t>(fresh->capacity, 1) *
-                           std::max<size_t>(fresh->row_bytes, 1);
-      Status status = fresh->data.Reserve(bytes);
-      if (status.code() == Status::Code::kResourceExhausted) {
-        // Drop the old mirror (freed once requests in flight let go of it)
-        // and try once more.
-        {
-          std::unique_lock<std::shared_mutex> wlock(mirror_mu_);
-          mirror_.reset();
-        }
-        EMBSUM_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
-        status = fresh->data.Reserve(bytes);
-      }
-      if (!status.ok()) {
-        return Status(
-            status.code(),
-            "cuda scorer: cannot mirror an arena of " + Count(fresh->capacity) +
-                " rows x " + Count(fresh->row_bytes) + " bytes on device " +
-                std::to_string(options_.device) + ": " + status.message());
-      }
-      mirror = std::move(fresh);
-      EMBSUM_SCORING_RETURN_IF_ERROR(CatchUpLocked(*mirror, arena, size));
-      EMBSUM_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(upload_stream_.get()));
-      std::unique_lock<std::shared_mutex> wlock(mirror_mu_);
-      mirror_ = mirror;
-    } else {
-      EMBSUM_SCORING_RETURN_IF_ERROR(CatchUpLocked(*mirror, arena, size));
-      EMBSUM_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(upload_stream_.get()));
-    }
-    *out = std::move(mirror);
-    return Status::Ok();
-  }
-
-  // Enqueues the upload of rows [synced_rows, size). Requires upload_mu_.
-  Status CatchUpLocked(DeviceArena& mirror, const ItemArena& arena,
-                       size_t size) const {
-    const size_t synced = mirror.synced_rows.load();
-    if (size <= synced) return Status::Ok();
-    EMBSUM_SCORING_RETURN_IF_ERROR(UploadRows(mirror, arena, synced, size));
-    mirror.synced_rows.store(size);
-    return Status::Ok();
-  }
-
-  // Enqueues the upload of rows [begin, end) on the upload stream.
-  Status UploadRows(DeviceArena& mirror, const ItemArena& arena, size_t begin,
-                    size_t end) const {
-    if (end <= begin || mirror.row_bytes == 0) return Status::Ok();
-    // Copy in slices so one huge pageable copy does not monopolize the
-    // driver's staging buffers.
-    constexpr size_t kSliceBytes = size_t{256} << 20;
-    const size_t rows_per_slice =
-        std::max<size_t>(1, kSliceBytes / mirror.row_bytes);
-    for (size_t r = begin; r < end; r += rows_per_slice) {
-      const size_t n = std::min(rows_per_slice, end - r);
-      EMBSUM_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(
-          mirror.data.as<std::byte>() + r * mirror.row_bytes, arena.row_data(r),
-          n * mirror.row_bytes, cudaMemcpyHostToDevice, upload_stream_.get()));
-    }
-    return Status::Ok();
   }
 
   // `plan` with the kernel modes of the options that are set.
@@ -611,11 +434,7 @@ class CudaScorer final : public Scorer {
   std::vector<std::unique_ptr<Worker>> workers_;
   mutable std::vector<Worker*> free_;  // guarded by workers_mu_
 
-  mutable std::shared_mutex mirror_mu_;
-  mutable std::shared_ptr<DeviceArena> mirror_;  // guarded by mirror_mu_
-  // Serializes arena uploads; guards upload_stream_ and synced_rows writes.
-  mutable std::mutex upload_mu_;
-  Stream upload_stream_;
+  mutable DeviceMirrors mirrors_;
 };
 
 }  // namespace

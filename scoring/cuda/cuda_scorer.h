@@ -24,6 +24,12 @@ struct CudaScorerOptions {
   uint32_t batch_window_us = 100;
   // Largest number of requests fused into one launch.
   uint32_t max_batch = 256;
+  // Arenas mirrored on the device at once (keyed by ItemArena::identity()).
+  // 2 lets the old and the new model both serve during a hot reload (or an
+  // old snapshot's arena finish its requests after a compaction) without
+  // re-uploading in turns; each costs one arena's capacity of device memory
+  // while it is cached.
+  int max_mirrors = 2;
   // Checking aid: fill device outputs with NaN / -1 before every launch so
   // that an output the kernel failed to write cannot pass as a result.
   // Costs one memset per launch.
@@ -41,7 +47,8 @@ struct CudaScorerOptions {
 bool CudaDeviceAvailable(std::string* why = nullptr);
 
 // Creates a CUDA scorer; Unavailable when no device. The scorer mirrors the
-// arena it is given on the device (uploaded on first use or by SyncArena).
+// arenas it is given on the device (uploaded on first use or by SyncArena),
+// up to max_mirrors of them.
 Status MakeCudaScorer(const CudaScorerOptions& options,
                       std::unique_ptr<Scorer>* out);
 

@@ -4,7 +4,8 @@
 // write survived.
 //
 //   embsum_store_crash_helper users DATA_DIR COUNT
-//     upserts users "crash-<i>" (upe[j] = i + j/1000, summary "s<i>"),
+//     upserts users "crash-<i>" (upe[j] = i + j/1000, queries = -upe when
+//     the model has them, summary "s<i>"),
 //     printing "ack <i>".
 //   embsum_store_crash_helper items DATA_DIR COUNT
 //     upserts items "crash-<i>" (cpe[j] = i + j/1000, keys = -cpe) and
@@ -47,6 +48,9 @@ int main(int argc, char** argv) {
       u.user_id = id;
       u.upe.resize(size_t{m.user_codes} * m.dim);
       for (size_t j = 0; j < u.upe.size(); ++j) u.upe[j] = i + j / 1000.0f;
+      if (m.user_queries) {
+        for (float v : u.upe) u.queries.push_back(-v);
+      }
       u.summary = "s" + std::to_string(i);
       absl::Status s = (*dir)->users().Upsert({&u, 1});
       if (!s.ok()) return Fail(s);

@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "scoring/item_arena.h"
@@ -88,7 +89,8 @@ TEST_F(ItemCatalogTest, IngestedItemsMatchTheArtifact) {
   auto snap = catalog_->Current();
   EXPECT_EQ(snap->size(), 120u);
   EXPECT_GE(snap->arena().capacity(), 120u);
-  EXPECT_EQ(snap->live().size(), snap->arena().capacity());
+  EXPECT_EQ(snap->rows(), 120u);
+  EXPECT_EQ(snap->live().size(), snap->rows());
   auto cpe = NpyArray::Open(tmp_ / "model/items/cpe.npy", "cpe");
   auto keys = NpyArray::Open(tmp_ / "model/items/keys.npy", "keys");
   ASSERT_TRUE(cpe.ok() && keys.ok());
@@ -162,11 +164,13 @@ TEST_F(ItemCatalogTest, InvalidBatchAppliesNothing) {
   } cases[] = {
       {[](ItemUpsert* i) { i->item_id = ""; }, "item record 1: empty id"},
       {[](ItemUpsert* i) { i->cpe.resize(3); },
-       "item record 1 (\"bad\"): cpe has 3 values, expected n*d = 2*16 = 32"},
+       "item record 1 (\"bad\"): cpe has 3 values; want item_codes*dim = "
+       "2*16 = 32"},
       {[](ItemUpsert* i) { i->keys.clear(); },
-       "keys has 0 values, expected n*d = 32 (the model has item keys)"},
+       "keys missing; the model has item keys (item_codes*dim = 2*16 = 32 "
+       "values)"},
       {[&](ItemUpsert* i) { i->keys[17] = nan; },
-       "keys: NaN at vector 1, element 1"},
+       "keys[17] is NaN (vector 1, element 1)"},
   };
   for (const auto& c : cases) {
     auto before = catalog_->Current();
@@ -268,14 +272,22 @@ TEST_F(ItemCatalogTest, CheckpointFoldsTheLogIntoANewSnapshot) {
 TEST_F(ItemCatalogTest, FailedAutomaticCheckpointDoesNotFailTheWrite) {
   options_.checkpoint_min_entries = 1;
   options_.checkpoint_fraction = 0;
+  bool disk_full = true;
+  options_.fault_for_testing = [&](std::string_view step) {
+    return disk_full && step == "checkpoint:write"
+               ? absl::ResourceExhaustedError("injected: no space left")
+               : absl::OkStatus();
+  };
   Reopen();
-  // Something in the way of the next snapshot's name.
+  // A leftover of an earlier failed checkpoint under the next name is
+  // never CURRENT and is replaced.
   std::filesystem::create_directories(tmp_ / "data/items/snapshot-000002/x");
   std::vector<ItemUpsert> batch = {MakeItem("p", 1), MakeItem("q", 2)};
   ASSERT_TRUE(catalog_->Upsert(batch).ok());
-  EXPECT_FALSE(catalog_->last_checkpoint_status().ok());
+  EXPECT_EQ(catalog_->last_checkpoint_status().code(),
+            absl::StatusCode::kResourceExhausted);
   EXPECT_TRUE(catalog_->Current()->FindRow("q").has_value());
-  std::filesystem::remove_all(tmp_ / "data/items/snapshot-000002");
+  disk_full = false;
   ASSERT_TRUE(catalog_->Checkpoint().ok());
   EXPECT_TRUE(catalog_->last_checkpoint_status().ok());
   EXPECT_EQ(SnapshotDirs(), std::vector<std::string>{"snapshot-000002"});
@@ -296,7 +308,7 @@ std::vector<uint32_t> BruteForceTop(const ItemSnapshot& snap,
     }
   }
   std::vector<std::pair<float, uint32_t>> scored;
-  for (uint32_t r = 0; r < snap.arena().size(); ++r) {
+  for (uint32_t r = 0; r < snap.rows(); ++r) {
     if (!snap.live()[r]) continue;
     snap.arena().ReadRow(r, cpe, keys);
     double dot = 0;
@@ -539,6 +551,130 @@ TEST_F(ItemCatalogTest, ReadersSeeConsistentSnapshotsDuringUpserts) {
   reader.join();
   EXPECT_EQ(errors.load(), 0);
   EXPECT_EQ(Row(*catalog_->Current(), "N60").first, MakeItem("N60", 19).cpe);
+}
+
+// Issue 15, item 1: a snapshot keeps its own row count while later upserts
+// grow the shared arena, and a full scan of it (what exact Retrieve does)
+// succeeds. Before, live() had capacity flags and readers cut it to
+// arena().size(), which moved between the cut and the scan.
+TEST_F(ItemCatalogTest, SnapshotKeepsItsRowCountWhileTheArenaGrows) {
+  auto before = catalog_->Current();
+  ASSERT_EQ(before->rows(), 120u);
+  std::vector<ItemUpsert> batch = {MakeItem("g1", 1), MakeItem("N3", 2)};
+  ASSERT_TRUE(catalog_->Upsert(batch).ok());
+  auto after = catalog_->Current();
+  ASSERT_EQ(&after->arena(), &before->arena()) << "same arena, appended";
+  EXPECT_EQ(after->rows(), 122u);
+  EXPECT_EQ(before->rows(), 120u);
+  EXPECT_EQ(before->live().size(), 120u);
+  EXPECT_GT(before->arena().size(), before->rows());
+  EXPECT_TRUE(before->IsLive(*before->FindRow("N3")));
+  EXPECT_FALSE(after->IsLive(*before->FindRow("N3"))) << "superseded";
+  EXPECT_FALSE(before->IsLive(120)) << "beyond the old snapshot";
+  std::vector<float> upe(3 * 16, 0.25f);
+  scoring::UserView user{3, 16, upe, {}};
+  auto scorer = scoring::MakeCpuScorer(scoring::CpuScorerOptions{1});
+  std::vector<scoring::ScoredRow> best;
+  scoring::Status s =
+      scorer->ScoreAllTopK(user, before->arena(), before->live(), 0, &best);
+  ASSERT_TRUE(s.ok()) << s.message();
+  EXPECT_EQ(best.size(), 120u);
+  for (const auto& r : best) EXPECT_LT(r.row, 120u);
+  ASSERT_TRUE(
+      scorer->ScoreAllTopK(user, after->arena(), after->live(), 0, &best).ok());
+  EXPECT_EQ(best.size(), 121u);
+}
+
+// Item 2: build, then log, then publish. A write that fails before its log
+// write is not applied, not now and not after a restart, and leaves the
+// arena's published size alone (a device mirror never copies its rows).
+TEST_F(ItemCatalogTest, WriteThatFailsBeforeItsLogWriteIsNeverApplied) {
+  std::string fail_at;
+  options_.fault_for_testing = [&](std::string_view step) {
+    return step == fail_at ? absl::UnavailableError(absl::StrCat(
+                                 "injected fault at ", std::string(step)))
+                           : absl::OkStatus();
+  };
+  Reopen();
+  auto before = catalog_->Current();
+  const size_t arena_size = before->arena().size();
+  for (const char* step : {"upsert:build", "upsert:log"}) {
+    fail_at = step;
+    std::vector<ItemUpsert> batch = {MakeItem("doomed", 1), MakeItem("N4", 9)};
+    absl::Status s = catalog_->Upsert(batch);
+    EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << step;
+    EXPECT_EQ(catalog_->Current()->version(), before->version()) << step;
+    EXPECT_EQ(catalog_->Current()->arena().size(), arena_size) << step;
+  }
+  fail_at = "delete:log";
+  std::vector<std::string> ids = {"N5"};
+  EXPECT_EQ(catalog_->Delete(ids).status().code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_TRUE(catalog_->Current()->FindRow("N5").has_value());
+  // The next write reuses the rows the failed ones wrote.
+  fail_at.clear();
+  ItemUpsert ok = MakeItem("ok", 3);
+  ASSERT_TRUE(catalog_->Upsert({&ok, 1}).ok());
+  EXPECT_EQ(*catalog_->Current()->FindRow("ok"), 120u);
+  Reopen();
+  auto reopened = catalog_->Current();
+  EXPECT_FALSE(reopened->FindRow("doomed").has_value());
+  EXPECT_TRUE(reopened->FindRow("N5").has_value());
+  EXPECT_EQ(Row(*reopened, "N4").first, Row(*before, "N4").first);
+  EXPECT_EQ(Row(*reopened, "ok").first, ok.cpe);
+  EXPECT_EQ(reopened->size(), 121u);
+}
+
+// Item 3: a checkpoint whose log trim fails still switched CURRENT; the
+// next checkpoint starts from the new snapshot instead of renaming onto it.
+TEST_F(ItemCatalogTest, FailedLogTrimDoesNotBlockTheNextCheckpoint) {
+  bool fail_trim = true;
+  options_.fault_for_testing = [&](std::string_view step) {
+    if (step == "checkpoint:trim" && fail_trim) {
+      return absl::InternalError("injected trim failure");
+    }
+    return absl::OkStatus();
+  };
+  Reopen();
+  ItemUpsert x = MakeItem("x", 3);
+  ASSERT_TRUE(catalog_->Upsert({&x, 1}).ok());
+  absl::Status s = catalog_->Checkpoint();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(SnapshotDirs(), std::vector<std::string>{"snapshot-000002"});
+  fail_trim = false;
+  ItemUpsert y = MakeItem("y", 4);
+  ASSERT_TRUE(catalog_->Upsert({&y, 1}).ok());
+  s = catalog_->Checkpoint();
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_TRUE(catalog_->last_checkpoint_status().ok());
+  EXPECT_EQ(SnapshotDirs(), std::vector<std::string>{"snapshot-000003"});
+  Reopen();
+  auto snap = catalog_->Current();
+  EXPECT_EQ(snap->size(), 122u);
+  EXPECT_EQ(Row(*snap, "x").first, x.cpe);
+  EXPECT_EQ(Row(*snap, "y").first, y.cpe);
+}
+
+// Item 4: many small writes (each indexed in its own ANN segment, merged
+// as they accumulate) keep AnnCandidates exact on a flat catalogue, across
+// deletes and supersedes.
+TEST_F(ItemCatalogTest, SmallWritesKeepTheAnnExact) {
+  std::vector<float> upe(3 * 16);
+  for (size_t i = 0; i < upe.size(); ++i) upe[i] = std::sin(float(i) * 1.3f);
+  scoring::UserView user{3, 16, upe, {}};
+  std::vector<uint32_t> rows;
+  for (int i = 0; i < 24; ++i) {
+    ItemUpsert item = MakeItem("s" + std::to_string(i % 9), 0.1f * i);
+    ASSERT_TRUE(catalog_->Upsert({&item, 1}).ok());
+    if (i % 5 == 4) {
+      std::vector<std::string> gone = {"N" + std::to_string(i + 1)};
+      ASSERT_EQ(*catalog_->Delete(gone), 1u);
+    }
+    auto snap = catalog_->Current();
+    ASSERT_TRUE(snap->AnnCandidates(user, 12, &rows).ok());
+    EXPECT_EQ(rows, BruteForceTop(*snap, user, 12)) << "after write " << i;
+  }
+  EXPECT_EQ(catalog_->Current()->size(), 120u + 9 - 4);
 }
 
 }  // namespace

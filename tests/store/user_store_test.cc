@@ -108,7 +108,6 @@ TEST_F(UserStoreTest, UpsertInsertsReplacesAndCountsAcrossReopen) {
   std::vector<UserUpsert> batch = {MakeUser("new-1", 1), MakeUser("U1", 2),
                                    MakeUser("new-1", 3)};
   batch[1].summary = "changed";
-  batch[1].queries.clear();  // Q = A from now on
   ASSERT_TRUE(users().Upsert(batch).ok());
   EXPECT_EQ(users().size(), 41u);
   Reopen();
@@ -118,7 +117,7 @@ TEST_F(UserStoreTest, UpsertInsertsReplacesAndCountsAcrossReopen) {
   EXPECT_EQ(e.upe, batch[2].upe) << "last record of a batch wins";
   ASSERT_TRUE(users().Get("U1", &e).ok());
   EXPECT_EQ(e.upe, batch[1].upe);
-  EXPECT_TRUE(e.queries.empty());
+  EXPECT_EQ(e.queries, batch[1].queries);
   EXPECT_EQ(*users().GetSummary("U1"), "changed");
   EXPECT_EQ(*users().GetSummary("new-1"), "");
   // An empty summary clears it.
@@ -138,13 +137,19 @@ TEST_F(UserStoreTest, InvalidBatchWritesNothing) {
   } cases[] = {
       {[](UserUpsert* u) { u->user_id = ""; }, "user record 1: empty id"},
       {[](UserUpsert* u) { u->upe.pop_back(); },
-       "user record 1 (\"bad\"): upe has 47 values, expected m*d = 3*16 = 48"},
+       "user record 1 (\"bad\"): upe has 47 values; want user_codes*dim = "
+       "3*16 = 48"},
       {[](UserUpsert* u) { u->queries.resize(5); },
-       "queries has 5 values, expected 0 or m*d = 48"},
+       "queries has 5 values; want user_codes*dim = 3*16 = 48"},
+      // One rule for users and items (store/embedding_rules.h): the model
+      // has user queries, so a record must carry them.
+      {[](UserUpsert* u) { u->queries.clear(); },
+       "user record 1 (\"bad\"): queries missing; the model has user queries "
+       "(user_codes*dim = 3*16 = 48 values)"},
       {[&](UserUpsert* u) { u->upe[20] = nan; },
-       "upe: NaN at vector 1, element 4"},
+       "upe[20] is NaN (vector 1, element 4)"},
       {[&](UserUpsert* u) { u->queries[47] = -inf; },
-       "queries: Inf at vector 2, element 15"},
+       "queries[47] is Inf (vector 2, element 15)"},
       {[](UserUpsert* u) { u->summary = std::string("\xff"); },
        "summary is not valid UTF-8"},
   };
@@ -160,6 +165,79 @@ TEST_F(UserStoreTest, InvalidBatchWritesNothing) {
         << "nothing of an invalid batch is written";
     EXPECT_EQ(users().size(), 40u);
   }
+}
+
+// Item 6: a model without user queries refuses records that carry them,
+// as a model without item keys refuses keys.
+TEST(UserStoreRuleTest, QueriesOnlyWhenTheModelHasThem) {
+  TempDir tmp;
+  SyntheticModelOptions model = SmallModel(tmp / "model");
+  model.user_queries = false;
+  ASSERT_TRUE(GenerateSyntheticModel(model).ok());
+  IngestOptions o;
+  o.model_dir = tmp / "model";
+  o.data_dir = tmp / "data";
+  ASSERT_TRUE(Ingest(o).ok());
+  auto dir = DataDir::Open(tmp / "data", DataDirOptions{});
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  UserUpsert u;
+  u.user_id = "with-queries";
+  u.upe.assign(48, 0.5f);
+  u.queries.assign(48, 0.25f);
+  absl::Status s = (*dir)->users().Upsert({&u, 1});
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("queries given (48 values) but the model has no user "
+                        "queries"));
+  u.queries.clear();
+  EXPECT_TRUE((*dir)->users().Upsert({&u, 1}).ok());
+}
+
+// Item 7: the embedding and the summary come from one moment. The hook
+// upserts a new embedding and summary between the two reads; both reads
+// still see the old version.
+TEST(UserStoreSnapshotTest, EmbeddingAndSummaryAreReadTogether) {
+  TempDir tmp;
+  ASSERT_TRUE(GenerateSyntheticModel(SmallModel(tmp / "model")).ok());
+  IngestOptions o;
+  o.model_dir = tmp / "model";
+  o.data_dir = tmp / "data";
+  ASSERT_TRUE(Ingest(o).ok());
+  UserStore* store = nullptr;
+  int writes = 0;
+  auto make = [](float value, const std::string& summary) {
+    UserUpsert u;
+    u.user_id = "u-snap";
+    u.upe.assign(48, value);
+    u.queries.assign(48, value);
+    u.summary = summary;
+    return u;
+  };
+  DataDirOptions options;
+  options.users.between_reads_for_testing = [&] {
+    if (writes > 0) return;
+    ++writes;
+    UserUpsert next = make(2.0f, "second");
+    ASSERT_TRUE(store->Upsert({&next, 1}).ok());
+  };
+  auto dir = DataDir::Open(tmp / "data", options);
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  store = &(*dir)->users();
+  UserUpsert first = make(1.0f, "first");
+  ASSERT_TRUE(store->Upsert({&first, 1}).ok());
+  UserEmbedding e;
+  std::string summary;
+  ASSERT_TRUE(store->GetWithSummary("u-snap", &e, &summary).ok());
+  EXPECT_EQ(writes, 1) << "the hook ran between the reads";
+  EXPECT_EQ(e.upe[0], 1.0f);
+  EXPECT_EQ(summary, "first") << "the summary of the same version";
+  ASSERT_TRUE(store->GetWithSummary("u-snap", &e, &summary).ok());
+  EXPECT_EQ(e.upe[0], 2.0f);
+  EXPECT_EQ(summary, "second");
+  // No summary asked: the embedding alone; unknown users are NotFound.
+  ASSERT_TRUE(store->GetWithSummary("u-snap", &e, nullptr).ok());
+  EXPECT_EQ(store->GetWithSummary("nobody", &e, &summary).code(),
+            absl::StatusCode::kNotFound);
 }
 
 TEST(UserRecordTest, RoundTripsAndRejectsCorruption) {

@@ -1,0 +1,37 @@
+// The one rule for embedding records, users and items alike, checked by
+// the store (UserStore::Upsert, ItemCatalog::Upsert) and by the server's
+// admin RPCs before they reach it:
+//
+//   - the embedding (user: upe, item: cpe) has codes*dim values (user:
+//     m*d, item: n*d), all finite;
+//   - the second matrix (user: queries, item: keys) is present exactly when
+//     the manifest says the model has it (user_queries, item_keys), and
+//     then has codes*dim finite values too.
+//
+// A model artifact follows the same rule (DESIGN.md section 3: queries.npy
+// and keys.npy are present iff the manifest says so).
+// Thread-safe: stateless.
+#ifndef EMBSUM_STORE_EMBEDDING_RULES_H_
+#define EMBSUM_STORE_EMBEDDING_RULES_H_
+
+#include <span>
+
+#include "absl/status/status.h"
+#include "store/manifest.h"
+
+namespace embsum::store {
+
+enum class RecordKind { kUser, kItem };
+
+// InvalidArgument naming the field and the problem, without the record's
+// name (the caller prefixes it): "keys missing; the model has item keys
+// (item_codes*dim = 2*16 = 32 values)", "upe has 3 values; want
+// user_codes*dim = 2*16 = 32", "keys[17] is NaN (vector 1, element 1)".
+absl::Status CheckEmbeddingRecord(const ModelManifest& manifest,
+                                  RecordKind kind,
+                                  std::span<const float> embedding,
+                                  std::span<const float> second);
+
+}  // namespace embsum::store
+
+#endif  // EMBSUM_STORE_EMBEDDING_RULES_H_
