@@ -16,7 +16,7 @@
 #include "common/status_macros.h"
 #include "rocksdb/write_batch.h"
 #include "store/embedding_rules.h"
-#include "store/ids.h"
+#include "store/internal/ids.h"
 #include "store/internal/item_catalog_impl.h"
 #include "store/internal/status_util.h"
 

@@ -104,6 +104,8 @@ bool Overflows(float x, DType dtype) {
     case DType::kBFloat16:
       // Round to nearest even carries into the exponent from here on.
       return magnitude >= 0x7f7f8000u;
+    case DType::kInt8:  // never a user type (user stores refuse it)
+      return false;
   }
   return false;
 }

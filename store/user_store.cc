@@ -565,7 +565,7 @@ absl::StatusOr<std::unique_ptr<UserStore>> UserStore::Open(
               &value);
   if (s.ok()) {
     const std::optional<scoring::DType> parsed = scoring::ParseDType(value);
-    if (!parsed) {
+    if (!parsed || *parsed == scoring::DType::kInt8) {
       return fail(absl::DataLossError(absl::StrCat(
           path, ": meta/user_dtype is '", internal::Sv(value.substr(0, 16)),
           "'; want fp32, fp16 or bf16")));

@@ -171,9 +171,9 @@ TEST_F(UserStoreTest, InvalidBatchWritesNothing) {
 // as a model without item keys refuses keys.
 TEST(UserStoreRuleTest, QueriesOnlyWhenTheModelHasThem) {
   TempDir tmp;
-  SyntheticModelOptions model = SmallModel(tmp / "model");
+  datagen::SyntheticModelOptions model = SmallModel(tmp / "model");
   model.user_queries = false;
-  ASSERT_TRUE(GenerateSyntheticModel(model).ok());
+  ASSERT_TRUE(datagen::GenerateSyntheticModel(model).ok());
   IngestOptions o;
   o.model_dir = tmp / "model";
   o.data_dir = tmp / "data";
@@ -386,6 +386,8 @@ TEST(UserStoreDTypeTest, IngestRecordsTheUserDTypeAndUpsertsFollowIt) {
       case scoring::DType::kBFloat16:  // 7 fraction bits
         EXPECT_EQ(stored, 1.0f);
         break;
+      case scoring::DType::kInt8:
+        FAIL() << "int8 is not a user type";
     }
     // What a 16-bit store cannot hold is refused, naming the record.
     u.upe[5] = 1e5f;
