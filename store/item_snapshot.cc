@@ -84,7 +84,6 @@ absl::Status SnapshotImpl::AnnCandidates(const scoring::UserView& user,
   return absl::OkStatus();
 }
 
-
 ItemSnapshot::AnnShape SnapshotImpl::ann_shape() const {
   AnnShape shape;
   if (main_ann_ != nullptr) {

@@ -575,9 +575,9 @@ absl::StatusOr<std::unique_ptr<UserStore>> UserStore::Open(
     return fail(absl::DataLossError(
         absl::StrCat(path, ": meta/user_dtype: ", s.ToString())));
   }
-  return std::unique_ptr<UserStore>(new RocksDbUserStore(
-      path, manifest, std::move(db), std::move(handles), count, dtype,
-      options.between_reads_for_testing));
+  return std::unique_ptr<UserStore>(
+      new RocksDbUserStore(path, manifest, std::move(db), std::move(handles),
+                           count, dtype, options.between_reads_for_testing));
 }
 
 }  // namespace embsum::store

@@ -21,10 +21,10 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "datagen/synthetic_model.h"
 #include "nlohmann/json.hpp"
 #include "rocksdb/db.h"
 #include "store/data_dir.h"
-#include "datagen/synthetic_model.h"
 
 ABSL_FLAG(std::string, work_dir, "/tmp/embsum-bench-upsert",
           "Scratch directory (model, data dir, floor database).");

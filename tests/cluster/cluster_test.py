@@ -348,7 +348,9 @@ class ClusterTest(unittest.TestCase):
         new_user = next(f"new-{i}" for i in range(1000)
                         if shard_of(f"new-{i}") == 0)
         r = admin.UpsertUsers(iter([ranking_pb2.UserRecord(
-            user_id=new_user, upe=[0.5] * dim)]), timeout=CALL_TIMEOUT_S)
+            user_id=new_user, upe=[0.5] * dim,
+            queries=[0.25] * dim if self.m.manifest["user_queries"] else [])]),
+            timeout=CALL_TIMEOUT_S)
         self.assertEqual(r.accepted, 1)
 
 

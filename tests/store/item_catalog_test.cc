@@ -13,12 +13,12 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "datagen/synthetic_model.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "scoring/item_arena.h"
 #include "scoring/scorer.h"
 #include "store/data_dir.h"
-#include "datagen/synthetic_model.h"
 #include "store/internal/npy.h"
 #include "store_test_util.h"
 

@@ -373,6 +373,7 @@ TEST(UserStoreDTypeTest, IngestRecordsTheUserDTypeAndUpsertsFollowIt) {
     UserUpsert u;
     u.user_id = "new-user";
     u.upe.assign(md, 1.0f + 1.0f / 1024.0f + 1.0f / 4096.0f);
+    u.queries.assign(md, 0.5f);  // the model has user queries
     ASSERT_TRUE(users.Upsert({&u, 1}).ok());
     ASSERT_TRUE(users.Get("new-user", &e).ok());
     const float stored = e.upe[0];
