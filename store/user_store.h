@@ -81,10 +81,10 @@ class UserStore {
                                       UserEmbedding* out,
                                       std::string* summary) const = 0;
   // Validates every record first (id; embedding and queries by the rule of
-  // store/embedding_rules.h, values that fit user_dtype(): queries present exactly when the manifest has
-  // user_queries; summary size and UTF-8): if any is invalid nothing is
-  // written and the error names the record. Otherwise
-  // one atomic WriteBatch through the WAL, synced before returning.
+  // store/embedding_rules.h, values that fit user_dtype(): queries present
+  // exactly when the manifest has user_queries; summary size and UTF-8): if any
+  // is invalid nothing is written and the error names the record. Otherwise one
+  // atomic WriteBatch through the WAL, synced before returning.
   virtual absl::Status Upsert(std::span<const UserUpsert> users) = 0;
   // Number of users (exact, maintained across upserts).
   virtual uint64_t size() const = 0;
