@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -305,6 +306,87 @@ TEST_F(ServerTest, SixteenBitUsersStayWithinTheSixteenBitContract) {
     // Rounded, so not the fp32 answer to the last bit.
     EXPECT_GT(worst, 0) << name;
   }
+}
+
+// DESIGN.md section 2's int8 contract through the server's Rank path, on
+// datagen S1 data (m 32, n 8, d 512, 500 candidates, with Q and G): the
+// same data directory served with an int8 item arena and with fp32; every
+// score within 5e-2 of fp32's (relative to the user's largest |score|) and
+// the top-10 agreeing on >= 95 % of entries over the users.
+TEST(ServerInt8Test, Int8ItemsMeetTheContractThroughRank) {
+  datagen::SyntheticModelOptions shape = embsum::testing::SmallModelOptions();
+  shape.users = 8;
+  shape.items = 500;
+  shape.dim = 512;
+  shape.user_codes = 32;
+  shape.item_codes = 8;
+  shape.user_queries = true;
+  shape.item_keys = true;
+  embsum::testing::TestModel model;
+  ASSERT_TRUE(embsum::testing::BuildTestModel(
+                  embsum::testing::MakeTempDir("server-int8"), shape, &model)
+                  .ok());
+  std::unique_ptr<scoring::Scorer> scorer = scoring::MakeCpuScorer({});
+  // Per dtype: for each user, item id -> score, and the top-10 ids.
+  struct Answer {
+    std::vector<std::map<std::string, float>> scores;
+    std::vector<std::vector<std::string>> top10;
+  };
+  auto serve = [&](scoring::DType dtype, Answer* out) {
+    store::DataDirOptions options;
+    options.items.dtype = dtype;
+    options.items.ann.enabled = false;
+    auto data = store::DataDir::Open(model.data_dir, options);
+    ASSERT_TRUE(data.ok()) << data.status();
+    ASSERT_EQ((*data)->items().Current()->arena().layout().dtype, dtype);
+    ModelSlot models(std::make_shared<const ServingModel>(*std::move(data), 1));
+    RankerCore core(RankerCoreOptions{}, &models, scorer.get(), nullptr);
+    for (const std::string& user : model.user_ids) {
+      v1::RankRequest request;
+      request.set_user_id(user);
+      for (const std::string& id : model.item_ids) {
+        request.add_candidate_ids(id);
+      }
+      v1::RankResponse response;
+      ASSERT_TRUE(core.Rank(request, &response).ok());
+      ASSERT_EQ(response.items_size(), static_cast<int>(shape.items));
+      std::map<std::string, float> scores;
+      std::vector<std::string> top;
+      for (const v1::ScoredItem& item : response.items()) {
+        scores[item.item_id()] = item.score();
+        if (top.size() < 10) top.push_back(item.item_id());
+      }
+      out->scores.push_back(std::move(scores));
+      out->top10.push_back(std::move(top));
+    }
+  };
+  Answer fp32, int8;
+  serve(scoring::DType::kFloat32, &fp32);
+  serve(scoring::DType::kInt8, &int8);
+  ASSERT_EQ(fp32.scores.size(), model.user_ids.size());
+  ASSERT_EQ(int8.scores.size(), model.user_ids.size());
+  double worst = 0.0, agreement = 0.0, any_difference = 0.0;
+  for (size_t u = 0; u < model.user_ids.size(); ++u) {
+    float scale = 0.0f;
+    for (const auto& [id, score] : fp32.scores[u]) {
+      scale = std::max(scale, std::fabs(score));
+    }
+    ASSERT_GT(scale, 0.0f);
+    for (const auto& [id, score] : fp32.scores[u]) {
+      const double error = std::fabs(double{int8.scores[u].at(id)} - score);
+      any_difference = std::max(any_difference, error);
+      worst = std::max(worst, error / scale);
+    }
+    size_t common = 0;
+    for (const std::string& id : int8.top10[u]) {
+      common += std::count(fp32.top10[u].begin(), fp32.top10[u].end(), id);
+    }
+    agreement += static_cast<double>(common) / 10.0 / model.user_ids.size();
+  }
+  EXPECT_LE(worst, 5e-2);
+  EXPECT_GE(agreement, 0.95);
+  // The int8 arena really served: quantised scores differ from fp32's.
+  EXPECT_GT(any_difference, 0.0);
 }
 
 TEST_F(ServerTest, RankUnknownUserIsNotFound) {
