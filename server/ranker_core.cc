@@ -245,7 +245,11 @@ absl::Status RankerCore::FullScan(const scoring::UserView& user,
                                   const store::ItemSnapshot& snapshot,
                                   uint32_t want,
                                   std::vector<scoring::ScoredRow>* best) const {
-  const uint32_t limit = options_.max_concurrent_scans;
+  // Scans no larger than the biggest Rank are not limited (a small
+  // catalogue falls back to scanning on every default Retrieve).
+  const uint32_t limit = snapshot.rows() > options_.max_candidates
+                             ? options_.max_concurrent_scans
+                             : 0;
   if (limit > 0) {
     uint32_t running = scans_running_.load(std::memory_order_relaxed);
     do {

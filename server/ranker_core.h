@@ -53,7 +53,9 @@ struct RankerCoreOptions {
   double retrieve_scan_fraction = 0.2;
   // Full-catalogue scans (exact = true, or the default path falling back)
   // running at once; further ones get RESOURCE_EXHAUSTED at once, so scans
-  // cannot take every worker from Rank. 0 = unlimited.
+  // cannot take every worker from Rank. 0 = unlimited. A scan of a snapshot
+  // of at most max_candidates rows costs no more than one Rank the server
+  // admits anyway, so it is not counted.
   uint32_t max_concurrent_scans = 1;
   // Tests: called inside each full scan while it holds its slot.
   std::function<void()> scan_hook;

@@ -287,6 +287,7 @@ TEST_F(RetrieveTest, FullScansBeyondTheLimitAreRefusedAndRankStillRuns) {
   RankerCoreOptions options;
   options.retrieve_recall_target = 0;
   options.max_concurrent_scans = 1;
+  options.max_candidates = 10;  // the catalogue is larger: scans are counted
   bool first = true;
   options.scan_hook = [&] {
     if (!first) return;
@@ -314,6 +315,32 @@ TEST_F(RetrieveTest, FullScansBeyondTheLimitAreRefusedAndRankStillRuns) {
   scan.join();
   ASSERT_TRUE(held.ok()) << held.status();
   EXPECT_TRUE(Retrieve(*core, user, 5, true).ok());
+}
+
+TEST_F(RetrieveTest, ScansOfACatalogueNoLargerThanARankAreNotLimited) {
+  absl::Notification in_scan, release;
+  RankerCoreOptions options;
+  options.retrieve_recall_target = 0;
+  options.max_concurrent_scans = 1;
+  ASSERT_LE(model_.item_ids.size(), options.max_candidates);
+  bool first = true;
+  options.scan_hook = [&] {
+    if (!first) return;
+    first = false;
+    in_scan.Notify();
+    release.WaitForNotification();
+  };
+  auto core = Core(options);
+  const std::string user = model_.user_ids[1];
+  absl::StatusOr<v1::RetrieveResponse> held;
+  std::thread scan([&] { held = Retrieve(*core, user, 5, true); });
+  in_scan.WaitForNotification();
+  // A second scan while the first holds its place: admitted.
+  auto second = Retrieve(*core, user, 5, true);
+  EXPECT_TRUE(second.ok()) << second.status();
+  release.Notify();
+  scan.join();
+  ASSERT_TRUE(held.ok()) << held.status();
 }
 
 class RetrieveTunerTest : public RetrieveTest {

@@ -50,7 +50,8 @@ ABSL_FLAG(uint32_t, retrieve_tune_users, 64,
 ABSL_FLAG(uint32_t, max_concurrent_retrieve_scans, 1,
           "Full-catalogue Retrieve scans (exact=true, or fallbacks) running "
           "at once; more get RESOURCE_EXHAUSTED, so they cannot starve Rank "
-          "(0 = unlimited).");
+          "(0 = unlimited). Scans of at most --max_candidates rows are not "
+          "counted.");
 ABSL_FLAG(std::string, item_dtype, "fp32",
           "Storage of the item arena: fp32, fp16, bf16 or int8 (16-bit "
           "halves memory and bandwidth, rel. error <= 2e-2; int8 quarters "
