@@ -1,5 +1,6 @@
 #include "scoring/cpu_peak.h"
 
+#include <atomic>
 #include <cstdint>
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -98,8 +99,9 @@ __attribute__((target("avx2,avxvnni"))) float Int8AvxVnni(uint64_t iterations) {
   return static_cast<float>(total);
 }
 
-// Keeps the result alive without printing it.
-volatile float g_sink;
+// Keeps the result alive without printing it. Atomic: peak loops run on
+// several threads at once.
+std::atomic<float> g_sink{0.0f};
 #endif
 
 }  // namespace
@@ -137,13 +139,15 @@ std::optional<double> RunPeakLoop(CpuIsa isa, PeakOp op, uint64_t iterations) {
   const double rounds = static_cast<double>(iterations) * 16.0;
   switch (op) {
     case PeakOp::kFp32Fma:
-      g_sink = wide ? Fp32Avx512(iterations) : Fp32Avx2(iterations);
+      g_sink.store(wide ? Fp32Avx512(iterations) : Fp32Avx2(iterations),
+                   std::memory_order_relaxed);
       return rounds * lanes * 2.0;
     case PeakOp::kBf16Dot:
-      g_sink = Bf16Avx512(iterations);
+      g_sink.store(Bf16Avx512(iterations), std::memory_order_relaxed);
       return rounds * lanes * 4.0;
     case PeakOp::kInt8Dot:
-      g_sink = wide ? Int8Avx512(iterations) : Int8AvxVnni(iterations);
+      g_sink.store(wide ? Int8Avx512(iterations) : Int8AvxVnni(iterations),
+                   std::memory_order_relaxed);
       return rounds * lanes * 8.0;
   }
 #endif

@@ -184,16 +184,23 @@ int ServeUntilStopped(const sigset_t& signals, absl::Duration reload_interval,
                   {"serving", in_service}});
         break;
       case ModelLoader::Outcome::kReloaded: {
-        const ServingModel& next = *reload.model;
+        const std::shared_ptr<const ServingModel> next = reload.model;
+        const absl::Duration open_time = absl::Now() - start;
+        // Logged once the new model is published (SwapModel also tunes
+        // Retrieve for it first): from this line on, calls get it.
+        std::shared_ptr<const ServingModel> previous =
+            server->SwapModel(std::move(reload.model));
         LogEvent("info", "reload",
                  {{"trigger", forced ? "SIGHUP" : "poll"},
-                  {"model_version", next.manifest().model_version},
+                  {"model_version", next->manifest().model_version},
                   {"previous_model_version", in_service},
-                  {"generation", std::to_string(next.generation())},
-                  {"users", std::to_string(next.users().size())},
-                  {"items", std::to_string(next.items().Current()->size())},
-                  {"open_time", absl::FormatDuration(absl::Now() - start)}});
-        Retire(server->SwapModel(std::move(reload.model)), absl::Seconds(10));
+                  {"generation", std::to_string(next->generation())},
+                  {"users", std::to_string(next->users().size())},
+                  {"items", std::to_string(next->items().Current()->size())},
+                  {"open_time", absl::FormatDuration(open_time)},
+                  {"swap_time",
+                   absl::FormatDuration(absl::Now() - start - open_time)}});
+        Retire(std::move(previous), absl::Seconds(10));
         break;
       }
     }

@@ -337,7 +337,8 @@ TEST_F(RetrieveTest, ScansOfACatalogueNoLargerThanARankAreNotLimited) {
   in_scan.WaitForNotification();
   // A second scan while the first holds its place: admitted.
   auto second = Retrieve(*core, user, 5, true);
-  EXPECT_TRUE(second.ok()) << second.status();
+  EXPECT_TRUE(second.ok()) << second.status() << " (snapshot rows "
+                           << data_->items().Current()->rows() << ")";
   release.Notify();
   scan.join();
   ASSERT_TRUE(held.ok()) << held.status();
