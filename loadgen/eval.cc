@@ -44,6 +44,26 @@ std::vector<double> CandidateScores(const Impression& imp,
   return scores;
 }
 
+// A Ranker stub on options.target (TLS as options.tls), once the channel
+// is connected; Unavailable after options.connect_timeout.
+absl::StatusOr<std::unique_ptr<v1::Ranker::Stub>> ConnectRanker(
+    const EvalOptions& options) {
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> credentials,
+                   MakeChannelCredentials(options.tls));
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(-1);
+  ApplyTlsChannelArgs(options.tls, args);
+  auto channel = grpc::CreateCustomChannel(options.target, credentials, args);
+  if (!channel->WaitForConnected(
+          std::chrono::system_clock::now() +
+          absl::ToChronoMilliseconds(options.connect_timeout))) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot connect to ", options.target, " within ",
+                     absl::FormatDuration(options.connect_timeout)));
+  }
+  return v1::Ranker::NewStub(channel);
+}
+
 }  // namespace
 
 absl::StatusOr<EvalResult> EvaluateImpressions(
@@ -149,20 +169,8 @@ absl::StatusOr<EvalResult> RunEval(const EvalOptions& options) {
   ASSIGN_OR_RETURN(std::vector<Impression> impressions,
                    ReadBehaviors(options.behaviors, read));
 
-  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> credentials,
-                   MakeChannelCredentials(options.tls));
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(-1);
-  ApplyTlsChannelArgs(options.tls, args);
-  auto channel = grpc::CreateCustomChannel(options.target, credentials, args);
-  if (!channel->WaitForConnected(
-          std::chrono::system_clock::now() +
-          absl::ToChronoMilliseconds(options.connect_timeout))) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot connect to ", options.target, " within ",
-                     absl::FormatDuration(options.connect_timeout)));
-  }
-  auto stub = v1::Ranker::NewStub(channel);
+  ASSIGN_OR_RETURN(std::unique_ptr<v1::Ranker::Stub> stub,
+                   ConnectRanker(options));
   RankFunction rank =
       [&](const v1::RankRequest& request) -> absl::StatusOr<v1::RankResponse> {
     grpc::ClientContext context;
@@ -305,20 +313,8 @@ absl::StatusOr<RetrievalResult> RunRetrievalEval(
   for (const Impression& imp : impressions) {
     if (seen.insert(imp.user_id).second) users.push_back(imp.user_id);
   }
-  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> credentials,
-                   MakeChannelCredentials(options.tls));
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(-1);
-  ApplyTlsChannelArgs(options.tls, args);
-  auto channel = grpc::CreateCustomChannel(options.target, credentials, args);
-  if (!channel->WaitForConnected(
-          std::chrono::system_clock::now() +
-          absl::ToChronoMilliseconds(options.connect_timeout))) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot connect to ", options.target, " within ",
-                     absl::FormatDuration(options.connect_timeout)));
-  }
-  auto stub = v1::Ranker::NewStub(channel);
+  ASSIGN_OR_RETURN(std::unique_ptr<v1::Ranker::Stub> stub,
+                   ConnectRanker(options));
   RetrieveFunction retrieve = [&](const v1::RetrieveRequest& request)
       -> absl::StatusOr<v1::RetrieveResponse> {
     grpc::ClientContext context;

@@ -1,7 +1,7 @@
 // Test-only: controls and counters of the fake FAISS GPU and CUDA runtime
 // definitions in fake_faiss_gpu.cc, which stand behind the declarations in
-// this directory. A "GPU index" here is a wrapper around a CPU clone of the
-// index it was copied from, so its results equal the CPU index's exactly;
+// this directory. A "GPU index" here wraps a CPU clone of its source
+// index, so its results equal the CPU index's exactly;
 // it counts calls, can be told to fail, and records any two calls that
 // overlapped in time (FAISS GPU objects are not thread-safe, so the code
 // under test must never let that happen).
