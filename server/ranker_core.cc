@@ -8,6 +8,7 @@
 #include <span>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
@@ -194,12 +195,18 @@ absl::Status RankerCore::Rank(const v1::RankRequest& request,
   seen_rows.reserve(n);
   absl::flat_hash_set<std::string_view> seen_unknown;
   uint64_t unknown = 0;
+  // One batched lookup (its cache misses overlap); this thread's buffers.
+  thread_local std::vector<std::string_view> keys;
+  thread_local std::vector<uint32_t> found;
+  keys.assign(request.candidate_ids().begin(), request.candidate_ids().end());
+  found.resize(keys.size());
+  snapshot->FindRows(keys, found);
   for (int i = 0; i < n; ++i) {
     const std::string& id = request.candidate_ids(i);
-    const std::optional<uint32_t> row = snapshot->FindRow(id);
-    if (row.has_value()) {
-      if (!seen_rows.insert(*row).second) continue;
-      rows.push_back(*row);
+    const uint32_t row = found[i];
+    if (row != store::ItemSnapshot::kNoRow) {
+      if (!seen_rows.insert(row).second) continue;
+      rows.push_back(row);
       positions.push_back(i);
     } else {
       if (!seen_unknown.insert(id).second) continue;

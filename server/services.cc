@@ -66,14 +66,23 @@ grpc::Status Refused(ServerMetrics* metrics, const WorkerPool& pool,
                    " requests waiting); retry with backoff"));
 }
 
-// Runs `work` (returning absl::Status) on the pool for a unary call and
-// finishes the call from the worker; sheds when the queue is full.
+// Where DispatchUnary may run a call's work.
+enum class Placement {
+  kPool,           // always on a worker (long calls: Retrieve, writes)
+  kHereWhenIdle,   // on this gRPC thread when the pool is idle (Rank)
+};
+
+// Runs `work` (returning absl::Status) for a unary call and finishes the
+// call from the thread that ran it; sheds when the queue is full.
 void DispatchUnary(grpc::CallbackServerContext* context,
                    grpc::ServerUnaryReactor* reactor, WorkerPool* pool,
                    ServerMetrics* metrics, RpcMetrics* rpc,
-                   Clock::time_point start,
+                   Clock::time_point start, Placement placement,
                    std::function<absl::Status()> work) {
-  const WorkerPool::Admission admission = pool->Submit(
+  auto submit = placement == Placement::kHereWhenIdle
+                    ? &WorkerPool::RunHereOrSubmit
+                    : &WorkerPool::Submit;
+  const WorkerPool::Admission admission = (pool->*submit)(
       [context, reactor, pool, rpc, start, work = std::move(work)]() {
         grpc::Status alive = CheckCallAlive(context, *pool, "while queued");
         if (!alive.ok()) {
@@ -102,7 +111,8 @@ void DispatchUnary(grpc::CallbackServerContext* context,
                                             "(--max_queue_wait); retry with "
                                             "backoff")));
       });
-  if (admission != WorkerPool::Admission::kQueued) {
+  if (admission != WorkerPool::Admission::kQueued &&
+      admission != WorkerPool::Admission::kRanInline) {
     FinishRpc(reactor, rpc, start, Refused(metrics, *pool, admission));
   }
 }
@@ -209,7 +219,7 @@ grpc::ServerUnaryReactor* RankerService::Rank(
     return reactor;
   }
   DispatchUnary(context, reactor, pool_, metrics_, rpc, start,
-                [core = core_, request, response] {
+                Placement::kHereWhenIdle, [core = core_, request, response] {
                   return core->Rank(*request, response);
                 });
   return reactor;
@@ -227,7 +237,7 @@ grpc::ServerUnaryReactor* RankerService::Retrieve(
     return reactor;
   }
   DispatchUnary(context, reactor, pool_, metrics_, rpc, start,
-                [core = core_, request, response] {
+                Placement::kPool, [core = core_, request, response] {
                   return core->Retrieve(*request, response);
                 });
   return reactor;
@@ -281,7 +291,7 @@ grpc::ServerUnaryReactor* RankerAdminService::DeleteItems(
   rpc->Started();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   DispatchUnary(context, reactor, pool_, metrics_, rpc, start,
-                [core = core_, request, response] {
+                Placement::kPool, [core = core_, request, response] {
                   return core->DeleteItems(*request, response);
                 });
   return reactor;

@@ -42,6 +42,34 @@ WorkerPool::Admission WorkerPool::Submit(absl::AnyInvocable<void()> task,
   return Admission::kQueued;
 }
 
+WorkerPool::Admission WorkerPool::RunHereOrSubmit(
+    absl::AnyInvocable<void()> task, absl::AnyInvocable<void()> expired) {
+  bool here = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return Admission::kStopped;
+    here = queue_.empty() && running_ < threads_count_;
+    if (here) ++running_;
+  }
+  if (!here) return Submit(std::move(task), std::move(expired));
+  if (queue_wait_ != nullptr) queue_wait_->Observe(0.0);
+  const absl::Time start = Now();
+  task();
+  RecordRunTime(Now() - start);
+  absl::MutexLock lock(&mu_);
+  --running_;
+  return Admission::kRanInline;
+}
+
+void WorkerPool::RecordRunTime(absl::Duration took_time) {
+  // Relaxed read-modify-write races between threads only lose an update
+  // of an estimate.
+  const int64_t took = absl::ToInt64Nanoseconds(took_time);
+  const int64_t mean = mean_run_ns_.load(std::memory_order_relaxed);
+  mean_run_ns_.store(mean == 0 ? took : mean + (took - mean) / 8,
+                     std::memory_order_relaxed);
+}
+
 absl::Duration WorkerPool::mean_run_time() const {
   return absl::Nanoseconds(mean_run_ns_.load(std::memory_order_relaxed));
 }
@@ -69,12 +97,15 @@ void WorkerPool::Run() {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(
           +[](WorkerPool* pool) ABSL_EXCLUSIVE_LOCKS_REQUIRED(pool->mu_) {
-            return pool->stopping_ || !pool->queue_.empty();
+            return (pool->stopping_ && pool->queue_.empty()) ||
+                   (!pool->queue_.empty() &&
+                    pool->running_ < pool->threads_count_);
           },
           this));
       if (queue_.empty()) return;  // stopping and drained
       task = std::move(queue_.front());
       queue_.pop_front();
+      ++running_;
     }
     const absl::Time start = Now();
     if (queue_wait_ != nullptr) {
@@ -83,15 +114,12 @@ void WorkerPool::Run() {
     if (max_queue_wait_ > absl::ZeroDuration() && task.expired != nullptr &&
         start - task.queued_at > max_queue_wait_) {
       task.expired();
-      continue;
+    } else {
+      task.run();
+      RecordRunTime(Now() - start);
     }
-    task.run();
-    // Relaxed read-modify-write races between workers only lose an update
-    // of an estimate.
-    const int64_t took = absl::ToInt64Nanoseconds(Now() - start);
-    const int64_t mean = mean_run_ns_.load(std::memory_order_relaxed);
-    mean_run_ns_.store(mean == 0 ? took : mean + (took - mean) / 8,
-                       std::memory_order_relaxed);
+    absl::MutexLock lock(&mu_);
+    --running_;
   }
 }
 

@@ -1,6 +1,7 @@
 // A fixed set of worker threads fed by a bounded FIFO admission queue. The
 // service hands every scoring or store call to it so that gRPC threads never
-// block; when the queue is full, or the wait it would mean is longer than
+// block on a busy server (a short call that finds it idle runs on the gRPC
+// thread instead, within the same thread budget: RunHereOrSubmit); when the queue is full, or the wait it would mean is longer than
 // max_queue_wait, Submit refuses at once and the caller answers
 // RESOURCE_EXHAUSTED (load shedding instead of unbounded latency).
 //
@@ -63,12 +64,22 @@ class WorkerPool {
     kQueueFull,    // queue_capacity tasks are waiting
     kWaitTooLong,  // the expected wait exceeds max_queue_wait
     kStopped,      // Shutdown was called
+    kRanInline,    // RunHereOrSubmit ran the task on the calling thread
   };
   // Queues `task`, or refuses it (and drops it unrun). A queued task either
   // runs, or, when it waited longer than max_queue_wait, `expired` runs
   // instead on the worker (null: the task runs anyway).
   Admission Submit(absl::AnyInvocable<void()> task,
                    absl::AnyInvocable<void()> expired);
+  // Runs `task` here, on the calling thread, when the pool has a free
+  // thread's worth of budget and nothing queued (kRanInline, after it ran):
+  // a call that arrives at an idle server skips the hand-off to a worker
+  // and back. Otherwise the same as Submit. An inline task counts against
+  // `threads` like a worker's, so workers and inline callers together
+  // never run more than `threads` tasks. For short tasks only: the caller
+  // (a gRPC thread) does nothing else meanwhile.
+  Admission RunHereOrSubmit(absl::AnyInvocable<void()> task,
+                            absl::AnyInvocable<void()> expired);
   // Submit without an expiry: true when queued.
   bool TrySubmit(absl::AnyInvocable<void()> task) {
     return Submit(std::move(task), nullptr) == Admission::kQueued;
@@ -93,6 +104,8 @@ class WorkerPool {
     absl::Time queued_at;
   };
   void Run();
+  // Updates mean_run_ns_ with one task's run time.
+  void RecordRunTime(absl::Duration took);
 
   const size_t capacity_;
   const int threads_count_;
@@ -103,6 +116,7 @@ class WorkerPool {
   mutable absl::Mutex mu_;
   std::deque<Task> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  int running_ ABSL_GUARDED_BY(mu_) = 0;  // tasks running, inline or not
   std::vector<std::thread> threads_;
   absl::Mutex join_mu_;  // serialises Shutdown's joins
 };

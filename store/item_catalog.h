@@ -45,6 +45,12 @@ class ItemSnapshot {
   virtual uint32_t rows() const = 0;
   // Row of a live item, or nullopt for unknown/deleted ids.
   virtual std::optional<uint32_t> FindRow(std::string_view item_id) const = 0;
+  // FindRow for many ids at once: rows[i] is the row of item_ids[i], or
+  // kNoRow (rows.size() == item_ids.size()). The same answers as FindRow in
+  // a loop, with the cache misses of neighbouring lookups overlapped.
+  static constexpr uint32_t kNoRow = UINT32_MAX;
+  virtual void FindRows(std::span<const std::string_view> item_ids,
+                        std::span<uint32_t> rows) const = 0;
   // Id of row `row` (< rows()).
   virtual const std::string& ItemId(uint32_t row) const = 0;
   // Whether row `row` holds a live item in this snapshot (false for
@@ -153,8 +159,9 @@ struct ItemCatalogOptions {
 // succeeded is acknowledged and published.
 //
 // Cost of a write of b items to a catalogue of N: O(b log N) for the id map
-// (a persistent hash trie) and the liveness pages (copy-on-write, 16384 rows
-// a page), O(b) for the arena rows and a flat ANN segment of the new rows,
+// (a persistent hash trie of the recent writes over a flat table, refolded
+// in O(N) every max(1024, N/16) entries) and the liveness pages
+// (copy-on-write, 16384 rows a page), O(b) for the arena rows and a flat ANN segment of the new rows,
 // plus, amortised, merging ANN segments (O(b log b)) and rebuilding the main
 // ANN index once the recent rows pass AnnOptions::tail_max_rows (O(N) every
 // max(tail_max_rows, N/20) rows), a new arena when the old one is full or

@@ -53,6 +53,10 @@ class SnapshotImpl final : public ItemSnapshot {
   std::optional<uint32_t> FindRow(std::string_view item_id) const override {
     return map_.Find(item_id, state_->row_ids);
   }
+  void FindRows(std::span<const std::string_view> item_ids,
+                std::span<uint32_t> rows) const override {
+    map_.FindMany(item_ids, state_->row_ids, rows);
+  }
   const std::string& ItemId(uint32_t row) const override {
     return state_->row_ids[row];
   }

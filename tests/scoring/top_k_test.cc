@@ -54,5 +54,32 @@ TEST(SelectTopKTest, MatchesStableSortOnRandomScores) {
   }
 }
 
+TEST(SelectTopKTest, OrdersSignsInfinitiesZerosAndNansLikeTheComparator) {
+  const float inf = std::numeric_limits<float>::infinity();
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float tiny = std::numeric_limits<float>::denorm_min();
+  std::vector<float> scores = {-0.0f, 0.0f, -inf, inf, -nan, nan, -1.5f,
+                               1.5f,  tiny, -tiny, -3e38f, 3e38f};
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal(0.0f, 10.0f);
+  for (int i = 0; i < 500; ++i) scores.push_back(normal(rng));
+  for (int i = 0; i < 20; ++i) scores.push_back(scores[rng() % 12]);
+  std::shuffle(scores.begin(), scores.end(), rng);
+  // Higher first, NaN last, ties (+0 == -0, NaN with NaN) by index.
+  std::vector<uint32_t> want(scores.size());
+  std::iota(want.begin(), want.end(), 0u);
+  std::stable_sort(want.begin(), want.end(), [&](uint32_t x, uint32_t y) {
+    const bool nx = std::isnan(scores[x]);
+    const bool ny = std::isnan(scores[y]);
+    if (nx != ny) return ny;
+    return !nx && scores[x] > scores[y];
+  });
+  for (uint32_t k : {0u, 1u, 13u, 260u}) {
+    std::vector<uint32_t> prefix(want.begin(),
+                                 want.begin() + (k == 0 ? want.size() : k));
+    EXPECT_EQ(TopK(scores, k), prefix) << "k=" << k;
+  }
+}
+
 }  // namespace
 }  // namespace embsum::scoring

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <thread>
 #include <vector>
 
 #include "absl/synchronization/notification.h"
@@ -81,6 +82,72 @@ TEST(WorkerPoolTest, ObservesEachTasksQueueWait) {
   const metrics::Histogram::Snapshot snapshot = waits.Read();
   EXPECT_EQ(snapshot.count, 2u);
   EXPECT_GE(snapshot.sum, absl::ToDoubleSeconds(held));
+}
+
+TEST(WorkerPoolTest, AnIdlePoolRunsTheTaskOnTheCallingThread) {
+  metrics::Histogram waits(metrics::DecadeBuckets(1e-6, 10));
+  WorkerPool pool({.threads = 2, .queue_capacity = 10, .queue_wait = &waits});
+  std::thread::id ran_on;
+  EXPECT_EQ(pool.RunHereOrSubmit([&] { ran_on = std::this_thread::get_id(); },
+                                 nullptr),
+            WorkerPool::Admission::kRanInline);
+  EXPECT_EQ(ran_on, std::this_thread::get_id());
+  EXPECT_EQ(waits.Read().count, 1u);  // a wait of zero, still observed
+  EXPECT_GT(pool.mean_run_time(), absl::ZeroDuration());
+}
+
+TEST(WorkerPoolTest, ABusyPoolQueuesWhatWouldHaveRunInline) {
+  WorkerPool pool({.threads = 1, .queue_capacity = 10});
+  absl::Notification started, release;
+  ASSERT_TRUE(pool.TrySubmit([&] {
+    started.Notify();
+    release.WaitForNotification();
+  }));
+  started.WaitForNotification();
+  std::thread::id ran_on;
+  absl::Notification ran;
+  EXPECT_EQ(pool.RunHereOrSubmit(
+                [&] {
+                  ran_on = std::this_thread::get_id();
+                  ran.Notify();
+                },
+                nullptr),
+            WorkerPool::Admission::kQueued);
+  release.Notify();
+  ran.WaitForNotification();
+  EXPECT_NE(ran_on, std::this_thread::get_id());
+  pool.Shutdown();
+  EXPECT_EQ(pool.RunHereOrSubmit([] {}, nullptr),
+            WorkerPool::Admission::kStopped);
+}
+
+TEST(WorkerPoolTest, AnInlineTaskHoldsAThreadOfTheBudget) {
+  WorkerPool pool({.threads = 1, .queue_capacity = 10});
+  absl::Notification inline_started, release;
+  std::atomic<bool> inline_running{false};
+  std::thread caller([&] {
+    EXPECT_EQ(pool.RunHereOrSubmit(
+                  [&] {
+                    inline_running = true;
+                    inline_started.Notify();
+                    release.WaitForNotification();
+                    inline_running = false;
+                  },
+                  nullptr),
+              WorkerPool::Admission::kRanInline);
+  });
+  inline_started.WaitForNotification();
+  // The one thread's budget is taken: a queued task waits for it, and a
+  // second caller does not run inline either.
+  std::atomic<int> overlapped{0};
+  ASSERT_TRUE(pool.TrySubmit([&] { overlapped += inline_running ? 1 : 0; }));
+  EXPECT_EQ(pool.RunHereOrSubmit(
+                [&] { overlapped += inline_running ? 1 : 0; }, nullptr),
+            WorkerPool::Admission::kQueued);
+  release.Notify();
+  caller.join();
+  pool.Shutdown();
+  EXPECT_EQ(overlapped.load(), 0);
 }
 
 TEST(WorkerPoolTest, ShutdownRunsQueuedTasksThenRefuses) {

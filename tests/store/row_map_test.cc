@@ -1,9 +1,11 @@
-// The persistent id -> row map and copy-on-write liveness behind item
+// The layered id -> row map and copy-on-write liveness behind item
 // snapshots (store/internal/row_map.h).
 #include "store/internal/row_map.h"
 
+#include <algorithm>
 #include <random>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -74,24 +76,126 @@ TEST(RowMapTest, ACopyIsUnchangedByWritesToTheOther) {
   EXPECT_EQ(after.size(), 2u);
 }
 
-TEST(RowMapTest, AWriteAddsNodesOnlyAlongItsPath) {
-  RowIds ids(100001);
+TEST(RowMapTest, AWriteToACopyAddsTrieNodesOnlyAlongItsPath) {
+  RowIds ids(100003);
   std::vector<uint32_t> rows;
   for (uint32_t r = 0; r < 100000; ++r) {
     ids[r] = "id" + std::to_string(r);
     rows.push_back(r);
   }
-  const RowMap base = RowMap::Build(ids, rows);
-  const size_t nodes = base.NodeCountForTesting();
-  EXPECT_GT(nodes, 64u);
-  // A write replaces the nodes on its path (about log64(N) of them) and
-  // adds at most the few a split needs; the source keeps its own.
+  RowMap base = RowMap::Build(ids, rows);
+  EXPECT_EQ(base.recent_entries(), 0u);
+  ids[100000] = "a";
+  ids[100001] = "b";
+  base.Set("a", 100000, ids);
+  base.Set("b", 100001, ids);
+  const size_t nodes = base.RecentNodeCountForTesting();
+  // A write replaces the trie nodes on its path and adds at most the few a
+  // split needs; the source keeps its own, and the flat base is shared.
   RowMap copy = base;
-  ids[100000] = "fresh";
-  copy.Set("fresh", 100000, ids);
-  EXPECT_LE(copy.NodeCountForTesting(), nodes + 4);
-  EXPECT_EQ(base.NodeCountForTesting(), nodes);
+  ids[100002] = "fresh";
+  copy.Set("fresh", 100002, ids);
+  EXPECT_LE(copy.RecentNodeCountForTesting(), nodes + 4);
+  EXPECT_EQ(base.RecentNodeCountForTesting(), nodes);
   EXPECT_FALSE(base.Find("fresh", ids).has_value());
+  EXPECT_EQ(copy.Find("fresh", ids), std::optional<uint32_t>(100002));
+}
+
+TEST(RowMapTest, DeletingABaseIdHidesItUntilItIsWrittenAgain) {
+  RowIds ids = {"x", "y", "x"};
+  RowMap map = RowMap::Build(ids, std::vector<uint32_t>{0, 1});
+  EXPECT_EQ(map.Erase("x", ids), std::optional<uint32_t>(0));
+  EXPECT_FALSE(map.Find("x", ids).has_value());
+  EXPECT_FALSE(map.Erase("x", ids).has_value());
+  EXPECT_EQ(map.size(), 1u);
+  // The tombstone is replaced, not counted as a row that was replaced.
+  EXPECT_FALSE(map.Set("x", 2, ids).has_value());
+  EXPECT_EQ(map.Find("x", ids), std::optional<uint32_t>(2));
+  EXPECT_EQ(map.size(), 2u);
+  EXPECT_EQ(map.Erase("x", ids), std::optional<uint32_t>(2));
+  EXPECT_EQ(map.size(), 1u);
+  EXPECT_FALSE(map.Find("x", ids).has_value());
+}
+
+TEST(RowMapTest, RecentWritesAreFoldedIntoTheBaseAndACopyKeepsItsView) {
+  const uint32_t base_rows = 20000;
+  const size_t limit = std::max(RowMap::kMinRecent,
+                                size_t{base_rows} / RowMap::kRecentDivisor);
+  RowIds ids(base_rows + limit + 1);
+  std::vector<uint32_t> rows;
+  for (uint32_t r = 0; r < base_rows; ++r) {
+    ids[r] = "item-" + std::to_string(r);
+    rows.push_back(r);
+  }
+  RowMap map = RowMap::Build(ids, rows);
+  RowMap before;
+  // Half the writes delete base ids, half rewrite others to new rows.
+  uint32_t next = base_rows;
+  for (size_t w = 0; w < limit; ++w) {
+    if (w == limit / 2) before = map;
+    const std::string id = "item-" + std::to_string(w);
+    if (w % 2 == 0) {
+      ASSERT_TRUE(map.Erase(id, ids).has_value());
+    } else {
+      ids[next] = id;
+      ASSERT_EQ(map.Set(id, next, ids), std::optional<uint32_t>(w));
+      ++next;
+    }
+  }
+  EXPECT_EQ(map.recent_entries(), limit);
+  // One more write passes the limit: the trie is folded into a new base.
+  ids[next] = "new";
+  map.Set("new", next, ids);
+  EXPECT_EQ(map.recent_entries(), 0u);
+  EXPECT_EQ(map.size(), base_rows - (limit + 1) / 2 + 1);
+  for (size_t w = 0; w < limit; ++w) {
+    const std::string id = "item-" + std::to_string(w);
+    if (w % 2 == 0) {
+      EXPECT_FALSE(map.Find(id, ids).has_value()) << id;
+    } else {
+      ASSERT_TRUE(map.Find(id, ids).has_value()) << id;
+      EXPECT_GE(*map.Find(id, ids), base_rows) << id;
+    }
+  }
+  EXPECT_EQ(map.Find("item-19999", ids), std::optional<uint32_t>(19999));
+  EXPECT_EQ(map.Find("new", ids), std::optional<uint32_t>(next));
+  // The copy taken halfway still answers as it did then.
+  EXPECT_FALSE(before.Find("item-0", ids).has_value());
+  EXPECT_EQ(before.Find("item-" + std::to_string(limit - 1), ids),
+            std::optional<uint32_t>(limit - 1));
+  EXPECT_FALSE(before.Find("new", ids).has_value());
+}
+
+TEST(RowMapTest, FindManyGivesFindsAnswers) {
+  RowIds ids(3000);
+  std::vector<uint32_t> rows;
+  for (uint32_t r = 0; r < 2000; ++r) {
+    // Long ids too: their bytes live outside the string object.
+    ids[r] = (r % 3 == 0 ? "a-long-item-identifier-" : "i") + std::to_string(r);
+    rows.push_back(r);
+  }
+  RowMap map = RowMap::Build(ids, rows);
+  for (uint32_t r = 0; r < 100; ++r) map.Erase(ids[r * 7], ids);
+  for (uint32_t r = 2000; r < 2100; ++r) {
+    ids[r] = ids[r - 1000];
+    map.Set(ids[r], r, ids);
+  }
+  std::vector<std::string> keys;
+  for (uint32_t r = 0; r < 2100; r += 3) keys.push_back(ids[r]);
+  keys.push_back("absent");
+  keys.push_back("");
+  std::vector<std::string_view> views(keys.begin(), keys.end());
+  std::vector<uint32_t> got(keys.size());
+  map.FindMany(views, ids, got);
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const std::optional<uint32_t> want = map.Find(keys[i], ids);
+    EXPECT_EQ(got[i], want.value_or(RowMap::kNoRow)) << keys[i];
+  }
+  EXPECT_EQ(got[keys.size() - 2], RowMap::kNoRow);
+  const RowMap empty;
+  std::vector<uint32_t> none(views.size());
+  empty.FindMany(views, ids, none);
+  for (uint32_t r : none) EXPECT_EQ(r, RowMap::kNoRow);
 }
 
 TEST(LiveMaskTest, CopiesShareUntouchedPages) {
