@@ -14,7 +14,8 @@
 #      CONCURRENCIES), open loop at 50% and 80% of it. /metrics is scraped
 #      before and after each of these phases, so the server's scoring time,
 #      handling time, per-phase Rank breakdown (embsum_rank_phase_seconds)
-#      and queue wait are known per phase, not averaged over the whole run
+#      and queue wait are known per phase, not averaged over the whole run;
+#      then 80% again with constant (evenly spaced) arrivals
 #   5. summary.md (the table, with each target's verdict) and summary.json
 #      (figures, per-phase server means, targets) under OUT
 #
@@ -173,6 +174,10 @@ for pct in 50 80; do
   phase "rank_open_$pct" --rate="$RATE" --csv="$OUT/rank_open_$pct.csv" \
     --svg="$OUT/rank_open_$pct.svg"
 done
+# The same 80% load with evenly spaced arrivals: what the server adds when
+# arrivals do not bunch (compare the queueing floor in summary.md).
+RATE=$($PY -c "print(round($CAPACITY * 80 / 100, 1))")
+phase rank_open_80_constant --rate="$RATE" --arrival=constant
 kill -TERM "$SERVER_PID" && wait "$SERVER_PID" || true
 unset 'PIDS[-1]'
 

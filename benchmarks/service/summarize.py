@@ -20,11 +20,20 @@ DESIGN.md section 8 are computed from figures of the same run:
                  no errors
   scoring_in_server: embsum_scoring_seconds mean over the c=1 phase <= 1.1 x
                  the kernel all-threads p50
+
+Beside open_loop_80 it reports the queueing floor of that phase: the p99
+time in system of Poisson arrivals at the same rate to `cores` servers that
+each take exactly cores / capacity per request (M/D/c, first come first
+served, simulated with a fixed seed). No server of that capacity that runs
+one request per core does better; a target below it cannot be met at 80% of
+capacity with Poisson arrivals, whatever the request path costs.
 """
 
 import glob
+import heapq
 import json
 import os
+import random
 import re
 import sys
 
@@ -104,6 +113,23 @@ def server_phase(out, phase):
             "rank_phase_mean_seconds": parts}
 
 
+def md_c_p99(cores, service, rate, arrivals=200000, seed=7):
+    """p99 time in system of M/D/c: Poisson arrivals at `rate`, `cores`
+    first-come-first-served servers, each request taking `service`."""
+    rng = random.Random(seed)
+    free = [0.0] * cores
+    heapq.heapify(free)
+    now = 0.0
+    times = []
+    for _ in range(arrivals):
+        now += rng.expovariate(rate)
+        start = max(now, heapq.heappop(free))
+        heapq.heappush(free, start + service)
+        times.append(start + service - now)
+    times.sort()
+    return times[int(0.99 * len(times))]
+
+
 def target(value, bound, at_most=True, extra_ok=True):
     if value is None or bound is None or bound <= 0:
         return {"value": value, "bound": bound, "ratio": None, "met": None}
@@ -129,6 +155,7 @@ def table(out):
     one = load_if(os.path.join(out, "rank_c1_one.json"))
     best = best_closed(out)
     opens = {p: load_if(os.path.join(out, "rank_open_%d.json" % p)) for p in (50, 80)}
+    constant80 = load_if(os.path.join(out, "rank_open_80_constant.json"))
     bench = load_if(os.path.join(out, "bench_scoring.json"))
     bench1 = load_if(os.path.join(out, "bench_scoring_1t.json"))
     host = load_if(os.path.join(out, "host.json")) or {}
@@ -148,7 +175,12 @@ def table(out):
     for p in (50, 80):
         if opens[p]:
             phases["rank_open_%d" % p] = server_phase(out, "rank_open_%d" % p)
+    if constant80:
+        phases["rank_open_80_constant"] = server_phase(out, "rank_open_80_constant")
     c1 = phases["rank_c1"]
+    queueing_floor = None
+    if opens[80] and cores and best["qps"] > 0:
+        queueing_floor = md_c_p99(cores, cores / best["qps"], opens[80]["rate"])
 
     targets = {
         "rank_c1": target(rank_p50, None if kernel_all is None else kernel_all + 2 * floor),
@@ -199,6 +231,17 @@ def table(out):
             "%s / %s / %s (%.0f OK/s, %d errors)" % (
                 ms(r["latency_seconds"]["p50"]), ms(r["latency_seconds"]["p99"]),
                 ms(r["latency_seconds"]["p999"]), r["qps"], r["errors"])))
+    if queueing_floor is not None:
+        rows.append((
+            "  queueing floor at that rate: M/D/%d p99, %s per request (cores / capacity)" % (
+                cores, ms(cores / best["qps"])),
+            ms(queueing_floor)))
+    if constant80:
+        rows.append((
+            "Rank open loop at 80%% of capacity (%.0f /s offered, constant spacing): p50 / p99 / p99.9" % constant80["rate"],
+            "%s / %s / %s (%.0f OK/s, %d errors)" % (
+                ms(constant80["latency_seconds"]["p50"]), ms(constant80["latency_seconds"]["p99"]),
+                ms(constant80["latency_seconds"]["p999"]), constant80["qps"], constant80["errors"])))
     labels = {
         "rank_c1": "Target: Rank p50 c=1 <= kernel all-threads p50 + 2 x echo p50",
         "rank_one_c1": "Target: Rank(1) p50 c=1 <= 2 x echo p50",
@@ -238,6 +281,11 @@ def table(out):
                                "errors": opens[p]["errors"],
                                "latency_seconds": opens[p]["latency_seconds"]}
                       for p in (50, 80) if opens[p]},
+        "open_loop_80_queueing_floor_p99_seconds": queueing_floor,
+        "open_loop_80_constant": ({"rate": constant80["rate"], "qps": constant80["qps"],
+                                   "errors": constant80["errors"],
+                                   "latency_seconds": constant80["latency_seconds"]}
+                                  if constant80 else None),
         "server_phases": phases,
         "targets": targets,
         "request_bytes": rank1["mean_request_bytes"],

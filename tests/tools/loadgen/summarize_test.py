@@ -77,6 +77,7 @@ def main():
             "rank_open_50.json": report(1500, 0.0011, rate=1500),
             # p99 6 ms > 5 x 1 ms: the open-loop target is missed.
             "rank_open_80.json": report(2400, 0.0020, rate=2400, p99=0.006),
+            "rank_open_80_constant.json": report(2400, 0.0013, rate=2400, p99=0.0025),
             "bench_scoring.json": {"ours_seconds_p50": 0.0009, "ours_seconds_min": 0.00085,
                                    "sgemm_bound_seconds_p50": 0.0007, "dtype": "fp32",
                                    "user_codes": 32, "item_codes": 8, "dim": 512},
@@ -134,6 +135,26 @@ def main():
                 "capacity %r" % targets["capacity"])
         t.check(targets["open_loop_80"]["met"] is False, "open loop %r" % targets["open_loop_80"])
         t.check(targets["scoring_in_server"]["met"] is True, "scoring %r" % targets["scoring_in_server"])
+        # The queueing floor of the 80% phase: M/D/2 at 2400/s with 2 / 3000 s
+        # per request (utilisation 0.8) has a p99 of about 6.3 services.
+        floor = summary["open_loop_80_queueing_floor_p99_seconds"]
+        service = 2 / 3000
+        t.check(floor is not None and 5.5 * service < floor < 7.0 * service,
+                "queueing floor %r for a %g s service" % (floor, service))
+        t.check("M/D/2 p99, 0.667 ms per request (cores / capacity) | %.3f ms |" % (floor * 1e3)
+                in table, "table lacks the queueing floor")
+        t.check("constant spacing): p50 / p99 / p99.9 | 1.300 ms / 2.500 ms / 5.200 ms" in table,
+                "table lacks the constant-arrival phase")
+        t.check(summary["open_loop_80_constant"]["latency_seconds"]["p99"] == 0.0025,
+                "constant phase %r" % summary["open_loop_80_constant"])
+        sys.path.insert(0, os.path.dirname(os.path.abspath(summarize)))
+        import summarize as s  # noqa: E402
+        # Light load: nobody waits, the p99 is the service time.
+        t.check(abs(s.md_c_p99(2, 1.0, 0.01) - 1.0) < 1e-9, "M/D/2 at light load")
+        # Busier is slower; one server at 0.5 is slower than two at 0.5 each.
+        t.check(s.md_c_p99(2, 1.0, 1.6) > s.md_c_p99(2, 1.0, 1.0) > s.md_c_p99(2, 1.0, 0.2),
+                "M/D/2 p99 grows with the load")
+        t.check(s.md_c_p99(1, 1.0, 0.5) > s.md_c_p99(2, 1.0, 1.0), "pooling two servers helps")
         c1 = summary["server_phases"]["rank_c1"]
         t.check(close(c1["scoring_mean_seconds"], 0.0008), "c1 scoring %r" % c1)
         t.check(close(c1["handling_minus_scoring_seconds"], 0.0002), "c1 outside %r" % c1)
