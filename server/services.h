@@ -2,8 +2,8 @@
 // --admin_listen). Handlers never block a gRPC thread on a busy server or
 // on store writes: they validate cheaply, hand the work to a bounded
 // WorkerPool and Finish from the worker. A Rank that finds the pool idle
-// (nothing queued, a thread's budget free) runs on the gRPC thread that
-// received it and finishes there, skipping two thread hand-offs
+// (nothing queued, nothing running) runs on the gRPC thread that received
+// it and finishes there, skipping two thread hand-offs
 // (WorkerPool::RunHereOrSubmit); Retrieve, whose full scans are long, and
 // the admin calls always go to the pool. A full queue is answered RESOURCE_EXHAUSTED at
 // once (counted in embsum_shed_total). Deadlines and cancellation are

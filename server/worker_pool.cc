@@ -48,7 +48,7 @@ WorkerPool::Admission WorkerPool::RunHereOrSubmit(
   {
     absl::MutexLock lock(&mu_);
     if (stopping_) return Admission::kStopped;
-    here = queue_.empty() && running_ < threads_count_;
+    here = queue_.empty() && running_ == 0;
     if (here) ++running_;
   }
   if (!here) return Submit(std::move(task), std::move(expired));

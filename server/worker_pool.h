@@ -71,13 +71,16 @@ class WorkerPool {
   // instead on the worker (null: the task runs anyway).
   Admission Submit(absl::AnyInvocable<void()> task,
                    absl::AnyInvocable<void()> expired);
-  // Runs `task` here, on the calling thread, when the pool has a free
-  // thread's worth of budget and nothing queued (kRanInline, after it ran):
-  // a call that arrives at an idle server skips the hand-off to a worker
-  // and back. Otherwise the same as Submit. An inline task counts against
+  // Runs `task` here, on the calling thread, when the pool is idle: no task
+  // running (inline or not) and none queued (kRanInline, after it ran). A
+  // call that arrives at an idle server skips the hand-off to a worker and
+  // back. Otherwise the same as Submit. An inline task counts against
   // `threads` like a worker's, so workers and inline callers together
-  // never run more than `threads` tasks. For short tasks only: the caller
-  // (a gRPC thread) does nothing else meanwhile.
+  // never run more than `threads` tasks. Only one task runs inline at a
+  // time, so at most one of the callers' threads (gRPC's, which also read
+  // the sockets) is held while others arrive: what waits then waits in this
+  // pool's queue, where admission sees it, not unread in gRPC. For short
+  // tasks only.
   Admission RunHereOrSubmit(absl::AnyInvocable<void()> task,
                             absl::AnyInvocable<void()> expired);
   // Submit without an expiry: true when queued.

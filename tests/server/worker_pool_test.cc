@@ -121,6 +121,30 @@ TEST(WorkerPoolTest, ABusyPoolQueuesWhatWouldHaveRunInline) {
             WorkerPool::Admission::kStopped);
 }
 
+TEST(WorkerPoolTest, OnlyAnIdlePoolRunsInlineEvenWithBudgetLeft) {
+  // Two threads' budget, one task running on a worker: a second call is
+  // queued for the other worker rather than holding its caller's thread.
+  WorkerPool pool({.threads = 2, .queue_capacity = 10});
+  absl::Notification started, release;
+  ASSERT_TRUE(pool.TrySubmit([&] {
+    started.Notify();
+    release.WaitForNotification();
+  }));
+  started.WaitForNotification();
+  std::thread::id ran_on;
+  absl::Notification ran;
+  EXPECT_EQ(pool.RunHereOrSubmit(
+                [&] {
+                  ran_on = std::this_thread::get_id();
+                  ran.Notify();
+                },
+                nullptr),
+            WorkerPool::Admission::kQueued);
+  ran.WaitForNotification();  // on the free worker, while the first runs
+  EXPECT_NE(ran_on, std::this_thread::get_id());
+  release.Notify();
+}
+
 TEST(WorkerPoolTest, AnInlineTaskHoldsAThreadOfTheBudget) {
   WorkerPool pool({.threads = 1, .queue_capacity = 10});
   absl::Notification inline_started, release;
