@@ -68,8 +68,8 @@ grpc::Status Refused(ServerMetrics* metrics, const WorkerPool& pool,
 
 // Where DispatchUnary may run a call's work.
 enum class Placement {
-  kPool,           // always on a worker (long calls: Retrieve, writes)
-  kHereWhenIdle,   // on this gRPC thread when the pool is idle (Rank)
+  kPool,          // always on a worker (long calls: Retrieve, writes)
+  kHereWhenIdle,  // on this gRPC thread when the pool is idle (Rank)
 };
 
 // Runs `work` (returning absl::Status) for a unary call and finishes the
@@ -236,8 +236,8 @@ grpc::ServerUnaryReactor* RankerService::Retrieve(
     FinishRpc(reactor, rpc, start, ToGrpcStatus(s));
     return reactor;
   }
-  DispatchUnary(context, reactor, pool_, metrics_, rpc, start,
-                Placement::kPool, [core = core_, request, response] {
+  DispatchUnary(context, reactor, pool_, metrics_, rpc, start, Placement::kPool,
+                [core = core_, request, response] {
                   return core->Retrieve(*request, response);
                 });
   return reactor;
@@ -290,8 +290,8 @@ grpc::ServerUnaryReactor* RankerAdminService::DeleteItems(
   RpcMetrics* rpc = &metrics_->delete_items();
   rpc->Started();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  DispatchUnary(context, reactor, pool_, metrics_, rpc, start,
-                Placement::kPool, [core = core_, request, response] {
+  DispatchUnary(context, reactor, pool_, metrics_, rpc, start, Placement::kPool,
+                [core = core_, request, response] {
                   return core->DeleteItems(*request, response);
                 });
   return reactor;

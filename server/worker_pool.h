@@ -1,9 +1,10 @@
 // A fixed set of worker threads fed by a bounded FIFO admission queue. The
 // service hands every scoring or store call to it so that gRPC threads never
 // block on a busy server (a short call that finds it idle runs on the gRPC
-// thread instead, within the same thread budget: RunHereOrSubmit); when the queue is full, or the wait it would mean is longer than
-// max_queue_wait, Submit refuses at once and the caller answers
-// RESOURCE_EXHAUSTED (load shedding instead of unbounded latency).
+// thread instead, within the same thread budget: RunHereOrSubmit); when the
+// queue is full, or the wait it would mean is longer than max_queue_wait,
+// Submit refuses at once and the caller answers RESOURCE_EXHAUSTED (load
+// shedding instead of unbounded latency).
 //
 // Thread-safety: all methods are safe to call concurrently.
 #ifndef EMBSUM_SERVER_WORKER_POOL_H_

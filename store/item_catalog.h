@@ -161,14 +161,14 @@ struct ItemCatalogOptions {
 // Cost of a write of b items to a catalogue of N: O(b log N) for the id map
 // (a persistent hash trie of the recent writes over a flat table, refolded
 // in O(N) every max(1024, N/16) entries) and the liveness pages
-// (copy-on-write, 16384 rows a page), O(b) for the arena rows and a flat ANN segment of the new rows,
-// plus, amortised, merging ANN segments (O(b log b)) and rebuilding the main
-// ANN index once the recent rows pass AnnOptions::tail_max_rows (O(N) every
-// max(tail_max_rows, N/20) rows), a new arena when the old one is full or
-// mostly dead (O(N), geometric), and a checkpoint when the log passes its
-// threshold (O(N) every max(checkpoint_min_entries, checkpoint_fraction*N)
-// entries). The amortised parts run on the writing thread, under the
-// writer's lock.
+// (copy-on-write, 16384 rows a page), O(b) for the arena rows and a flat ANN
+// segment of the new rows, plus, amortised, merging ANN segments (O(b log b))
+// and rebuilding the main ANN index once the recent rows pass
+// AnnOptions::tail_max_rows (O(N) every max(tail_max_rows, N/20) rows), a new
+// arena when the old one is full or mostly dead (O(N), geometric), and a
+// checkpoint when the log passes its threshold (O(N) every
+// max(checkpoint_min_entries, checkpoint_fraction*N) entries). The amortised
+// parts run on the writing thread, under the writer's lock.
 class ItemCatalog {
  public:
   static absl::StatusOr<std::unique_ptr<ItemCatalog>> Open(

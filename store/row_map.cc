@@ -11,7 +11,8 @@ RowMap::RowMap() = default;
 RowMap RowMap::Build(const RowIds& ids, std::span<const uint32_t> rows) {
   RowMap map;
   map.size_ = rows.size();
-  if (!rows.empty()) map.base_ = std::make_shared<const FlatRowIndex>(ids, rows);
+  if (!rows.empty())
+    map.base_ = std::make_shared<const FlatRowIndex>(ids, rows);
   return map;
 }
 
@@ -37,8 +38,8 @@ std::optional<uint32_t> RowMap::Find(std::string_view id,
   return row;
 }
 
-void RowMap::FindMany(std::span<const std::string_view> keys,
-                      const RowIds& ids, std::span<uint32_t> rows) const {
+void RowMap::FindMany(std::span<const std::string_view> keys, const RowIds& ids,
+                      std::span<uint32_t> rows) const {
   // In blocks small enough that what a block prefetched is still in L1
   // when it is read: first every slot, then every id a slot names, then
   // the lookups themselves.

@@ -58,8 +58,8 @@ TEST(SelectTopKTest, OrdersSignsInfinitiesZerosAndNansLikeTheComparator) {
   const float inf = std::numeric_limits<float>::infinity();
   const float nan = std::numeric_limits<float>::quiet_NaN();
   const float tiny = std::numeric_limits<float>::denorm_min();
-  std::vector<float> scores = {-0.0f, 0.0f, -inf, inf, -nan, nan, -1.5f,
-                               1.5f,  tiny, -tiny, -3e38f, 3e38f};
+  std::vector<float> scores = {-0.0f, 0.0f, -inf, inf,   -nan,   nan,
+                               -1.5f, 1.5f, tiny, -tiny, -3e38f, 3e38f};
   std::mt19937 rng(5);
   std::normal_distribution<float> normal(0.0f, 10.0f);
   for (int i = 0; i < 500; ++i) scores.push_back(normal(rng));

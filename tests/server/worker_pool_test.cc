@@ -96,26 +96,42 @@ TEST(WorkerPoolTest, AnIdlePoolRunsTheTaskOnTheCallingThread) {
   EXPECT_GT(pool.mean_run_time(), absl::ZeroDuration());
 }
 
-TEST(WorkerPoolTest, ABusyPoolQueuesWhatWouldHaveRunInline) {
-  WorkerPool pool({.threads = 1, .queue_capacity = 10});
-  absl::Notification started, release;
-  ASSERT_TRUE(pool.TrySubmit([&] {
+// Occupies one worker of `pool` with a task that returns once `release`
+// is notified.
+void HoldOneWorker(WorkerPool& pool, absl::Notification& release) {
+  absl::Notification started;
+  ASSERT_TRUE(pool.TrySubmit([&started, &release] {
     started.Notify();
     release.WaitForNotification();
   }));
   started.WaitForNotification();
-  std::thread::id ran_on;
+}
+
+// A task for RunHereOrSubmit that records the thread it ran on.
+struct Probe {
+  // Atomic: absl::Notification's fast path is invisible to TSan (Debian's
+  // absl is not instrumented).
+  std::atomic<std::thread::id> ran_on;
   absl::Notification ran;
-  EXPECT_EQ(pool.RunHereOrSubmit(
-                [&] {
-                  ran_on = std::this_thread::get_id();
-                  ran.Notify();
-                },
-                nullptr),
-            WorkerPool::Admission::kQueued);
+  WorkerPool::Admission RunHereOrSubmit(WorkerPool& pool) {
+    return pool.RunHereOrSubmit(
+        [this] {
+          ran_on = std::this_thread::get_id();
+          ran.Notify();
+        },
+        nullptr);
+  }
+};
+
+TEST(WorkerPoolTest, ABusyPoolQueuesWhatWouldHaveRunInline) {
+  WorkerPool pool({.threads = 1, .queue_capacity = 10});
+  absl::Notification release;
+  HoldOneWorker(pool, release);
+  Probe probe;
+  EXPECT_EQ(probe.RunHereOrSubmit(pool), WorkerPool::Admission::kQueued);
   release.Notify();
-  ran.WaitForNotification();
-  EXPECT_NE(ran_on, std::this_thread::get_id());
+  probe.ran.WaitForNotification();
+  EXPECT_NE(probe.ran_on, std::this_thread::get_id());
   pool.Shutdown();
   EXPECT_EQ(pool.RunHereOrSubmit([] {}, nullptr),
             WorkerPool::Admission::kStopped);
@@ -125,23 +141,12 @@ TEST(WorkerPoolTest, OnlyAnIdlePoolRunsInlineEvenWithBudgetLeft) {
   // Two threads' budget, one task running on a worker: a second call is
   // queued for the other worker rather than holding its caller's thread.
   WorkerPool pool({.threads = 2, .queue_capacity = 10});
-  absl::Notification started, release;
-  ASSERT_TRUE(pool.TrySubmit([&] {
-    started.Notify();
-    release.WaitForNotification();
-  }));
-  started.WaitForNotification();
-  std::thread::id ran_on;
-  absl::Notification ran;
-  EXPECT_EQ(pool.RunHereOrSubmit(
-                [&] {
-                  ran_on = std::this_thread::get_id();
-                  ran.Notify();
-                },
-                nullptr),
-            WorkerPool::Admission::kQueued);
-  ran.WaitForNotification();  // on the free worker, while the first runs
-  EXPECT_NE(ran_on, std::this_thread::get_id());
+  absl::Notification release;
+  HoldOneWorker(pool, release);
+  Probe probe;
+  EXPECT_EQ(probe.RunHereOrSubmit(pool), WorkerPool::Admission::kQueued);
+  probe.ran.WaitForNotification();  // on the free worker, while the first runs
+  EXPECT_NE(probe.ran_on, std::this_thread::get_id());
   release.Notify();
 }
 
@@ -165,8 +170,8 @@ TEST(WorkerPoolTest, AnInlineTaskHoldsAThreadOfTheBudget) {
   // second caller does not run inline either.
   std::atomic<int> overlapped{0};
   ASSERT_TRUE(pool.TrySubmit([&] { overlapped += inline_running ? 1 : 0; }));
-  EXPECT_EQ(pool.RunHereOrSubmit(
-                [&] { overlapped += inline_running ? 1 : 0; }, nullptr),
+  EXPECT_EQ(pool.RunHereOrSubmit([&] { overlapped += inline_running ? 1 : 0; },
+                                 nullptr),
             WorkerPool::Admission::kQueued);
   release.Notify();
   caller.join();

@@ -119,8 +119,8 @@ TEST(RowMapTest, DeletingABaseIdHidesItUntilItIsWrittenAgain) {
 
 TEST(RowMapTest, RecentWritesAreFoldedIntoTheBaseAndACopyKeepsItsView) {
   const uint32_t base_rows = 20000;
-  const size_t limit = std::max(RowMap::kMinRecent,
-                                size_t{base_rows} / RowMap::kRecentDivisor);
+  const size_t limit =
+      std::max(RowMap::kMinRecent, size_t{base_rows} / RowMap::kRecentDivisor);
   RowIds ids(base_rows + limit + 1);
   std::vector<uint32_t> rows;
   for (uint32_t r = 0; r < base_rows; ++r) {
