@@ -10,6 +10,19 @@
 
 namespace embsum::loadgen {
 
+EchoService::EchoService(size_t sweep_bytes) : sweep_(sweep_bytes, 1) {}
+
+uint64_t EchoService::Sweep() const {
+  uint64_t sum = 0;
+  for (size_t i = 0; i < sweep_.size(); i += 64) sum += sweep_[i];
+  return sum;
+}
+
+SweepStats EchoService::sweep_stats() const {
+  return SweepStats{sweep_calls_.load(std::memory_order_relaxed),
+                    sweep_nanos_.load(std::memory_order_relaxed) * 1e-9};
+}
+
 grpc::ServerUnaryReactor* EchoService::Echo(
     grpc::CallbackServerContext* context, const v1::EchoRequest* request,
     v1::EchoResponse* response) {
@@ -32,20 +45,31 @@ grpc::ServerUnaryReactor* EchoService::Echo(
       out->append(in, 0, std::min<size_t>(in.size(), n - out->size()));
     }
   }
+  if (!sweep_.empty()) {
+    const auto start = std::chrono::steady_clock::now();
+    sweep_sink_.fetch_add(Sweep(), std::memory_order_relaxed);
+    sweep_nanos_.fetch_add(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                               std::chrono::steady_clock::now() - start)
+                               .count(),
+                           std::memory_order_relaxed);
+    sweep_calls_.fetch_add(1, std::memory_order_relaxed);
+  }
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }
 
 absl::StatusOr<std::unique_ptr<EchoServer>> EchoServer::Start(
-    const std::string& address, const TlsServerOptions& tls) {
+    const std::string& address, const TlsServerOptions& tls,
+    size_t sweep_bytes) {
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
       MakeServerCredentials(tls);
   if (!credentials.ok()) return credentials.status();
   std::unique_ptr<EchoServer> server(new EchoServer);
+  server->service_ = std::make_unique<EchoService>(sweep_bytes);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   builder.AddListeningPort(address, *credentials, &server->port_);
-  builder.RegisterService(&server->service_);
+  builder.RegisterService(server->service_.get());
   builder.SetMaxReceiveMessageSize(-1);
   builder.SetMaxSendMessageSize(-1);
   server->server_ = builder.BuildAndStart();

@@ -6,7 +6,8 @@
 #   1. embsum-datagen + embsum-ingest: a synthetic S1 model and data dir
 #   2. gRPC floor: embsum-echo-server driven by embsum-loadgen
 #      --target_kind=echo with Rank-sized payloads (concurrency 1, and
-#      closed-loop capacity)
+#      closed-loop capacity); then concurrency 1 again with the server
+#      sweeping SWEEP_BYTES before each answer (the cold floor)
 #   3. the kernel alone: embsum-bench-scoring on the same shapes and arena
 #      size, all threads and one thread, on the same (otherwise idle) box
 #   4. embsum-server: unloaded Rank latency (concurrency 1; also with one
@@ -26,7 +27,8 @@
 # [benchmarks/service/results/<UTC time>], USERS [1000], ITEMS [10000],
 # DIM [512], USER_CODES [32], ITEM_CODES [8], CANDIDATES [500],
 # DURATION [10] and WARMUP [2] seconds per run, CONCURRENCIES [1 2 4 8 16],
-# CHANNELS [4], LOADGEN_THREADS [1], USER_DTYPE [] (embsum-ingest
+# CHANNELS [4], LOADGEN_THREADS [1], SWEEP_BYTES [auto: twice cpu0's L2;
+# 0 skips the cold echo floor], USER_DTYPE [] (embsum-ingest
 # --user_dtype: fp32, fp16 or bf16; empty = the artifact's), SERVER_FLAGS []
 # (extra embsum-server flags, e.g. --item_dtype=bf16; the scoring benchmark
 # follows its dtype), and the binaries LOADGEN, ECHO_SERVER, SERVER, DATAGEN,
@@ -49,6 +51,7 @@ CONCURRENCIES=${CONCURRENCIES:-1 2 4 8 16}
 CHANNELS=${CHANNELS:-4}
 LOADGEN_THREADS=${LOADGEN_THREADS:-1}
 USER_DTYPE=${USER_DTYPE:-}
+SWEEP_BYTES=${SWEEP_BYTES:-auto}
 read -r -a EXTRA_SERVER_FLAGS <<<"${SERVER_FLAGS:-}"
 BENCH_DTYPE=fp32
 for f in "${EXTRA_SERVER_FLAGS[@]}"; do
@@ -125,6 +128,27 @@ record "${LG[@]}" --target="127.0.0.1:$ECHO_PORT" --target_kind=echo --concurren
   --json="$OUT/echo_capacity.json" >"$OUT/echo_capacity.txt"
 kill -TERM "${PIDS[-1]}" && wait "${PIDS[-1]}" || true
 unset 'PIDS[-1]'
+# The same floor with the caches as cold as a Rank leaves them: the echo
+# server reads SWEEP_BYTES (default twice cpu0's L2) before each answer and
+# prints its mean sweep time at exit; summarize.py subtracts it.
+if [[ $SWEEP_BYTES == auto ]]; then
+  L2=$(cat /sys/devices/system/cpu/cpu0/cache/index2/size 2>/dev/null || echo 2048K)
+  case $L2 in
+    *K) SWEEP_BYTES=$(( ${L2%K} * 1024 * 2 )) ;;
+    *M) SWEEP_BYTES=$(( ${L2%M} * 1024 * 1024 * 2 )) ;;
+    *) SWEEP_BYTES=$(( L2 * 2 )) ;;
+  esac
+fi
+if [[ $SWEEP_BYTES != 0 ]]; then
+  ECHO_PORT=$(free_port)
+  note "$ECHO_SERVER" --listen="127.0.0.1:$ECHO_PORT" --sweep_bytes="$SWEEP_BYTES" \&
+  "$ECHO_SERVER" --listen="127.0.0.1:$ECHO_PORT" --sweep_bytes="$SWEEP_BYTES" >"$OUT/echo_cold.log" 2>&1 &
+  PIDS+=($!)
+  record "${LG[@]}" --target="127.0.0.1:$ECHO_PORT" --target_kind=echo --concurrency=1 \
+    --json="$OUT/echo_cold_c1.json" >"$OUT/echo_cold_c1.txt"
+  kill -TERM "${PIDS[-1]}" && wait "${PIDS[-1]}" || true
+  unset 'PIDS[-1]'
+fi
 
 log "3/5 the kernel alone"
 if [[ -n $BENCH_SCORING && -x $BENCH_SCORING ]]; then

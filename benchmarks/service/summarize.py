@@ -21,6 +21,12 @@ DESIGN.md section 8 are computed from figures of the same run:
   scoring_in_server: embsum_scoring_seconds mean over the c=1 phase <= 1.1 x
                  the kernel all-threads p50
 
+Beside rank_c1 it reports the cold echo floor: the echo p50 at concurrency
+1 while the echo server reads SWEEP_BYTES of memory before each answer,
+minus its mean sweep time (echo_cold_c1.json, echo_cold.log), i.e. the
+transport a request pays once its own work has evicted L1 and L2, and the
+c=1 p50 against kernel all-threads + 2 x that floor.
+
 Beside open_loop_80 it reports the queueing floor of that phase: the p99
 time in system of Poisson arrivals at the same rate to `cores` servers that
 each take exactly cores / capacity per request (M/D/c, first come first
@@ -130,6 +136,21 @@ def md_c_p99(cores, service, rate, arrivals=200000, seed=7):
     return times[int(0.99 * len(times))]
 
 
+def cold_echo_floor(out):
+    """(floor seconds, sweep bytes) from echo_cold_c1.json and echo_cold.log,
+    or (None, None) when the run has no cold echo phase."""
+    report = load_if(os.path.join(out, "echo_cold_c1.json"))
+    path = os.path.join(out, "echo_cold.log")
+    if not report or not os.path.exists(path):
+        return None, None
+    with open(path) as f:
+        m = re.search(r"swept (\d+) bytes before each of (\d+) answers, "
+                      r"mean_sweep_seconds=([0-9.eE+-]+)", f.read())
+    if not m or int(m.group(2)) == 0:
+        return None, None
+    return report["latency_seconds"]["p50"] - float(m.group(3)), int(m.group(1))
+
+
 def target(value, bound, at_most=True, extra_ok=True):
     if value is None or bound is None or bound <= 0:
         return {"value": value, "bound": bound, "ratio": None, "met": None}
@@ -178,6 +199,9 @@ def table(out):
     if constant80:
         phases["rank_open_80_constant"] = server_phase(out, "rank_open_80_constant")
     c1 = phases["rank_c1"]
+    cold_floor, sweep_bytes = cold_echo_floor(out)
+    cold_bound = (kernel_all + 2 * cold_floor
+                  if cold_floor is not None and kernel_all is not None else None)
     queueing_floor = None
     if opens[80] and cores and best["qps"] > 0:
         queueing_floor = md_c_p99(cores, cores / best["qps"], opens[80]["rate"])
@@ -211,6 +235,9 @@ def table(out):
         ("  server, c=1 Rank phases: user; lookup; score; top_k; response",
          "; ".join(ms(c1["rank_phase_mean_seconds"][p]) for p in PHASES)),
     ]
+    if cold_floor is not None:
+        rows.insert(2, ("gRPC echo floor with cold caches (%d bytes swept before each answer): "
+                        "p50 - mean sweep" % sweep_bytes, ms(cold_floor)))
     if one:
         o = phases["rank_c1_one"]
         rows.append(("Rank with 1 candidate, concurrency 1: p50; server handling mean; scoring mean",
@@ -249,6 +276,7 @@ def table(out):
         "open_loop_80": "Target: open loop 80%: p99 <= 5 x c=1 p50, no errors",
         "scoring_in_server": "Target: scoring in the server (c=1 mean) <= 1.1 x kernel all-threads p50",
     }
+    cold = target(rank_p50, cold_bound)
     for key, label in labels.items():
         t = targets[key]
         if key == "capacity":
@@ -257,6 +285,10 @@ def table(out):
         else:
             shown = "%s vs %s" % (ms(t["value"]), ms(t["bound"]))
         rows.append((label, "%s: %s" % (shown, verdict(t))))
+        if key == "rank_c1" and cold["ratio"] is not None:
+            rows.append(("  the same p50 vs kernel all-threads p50 + 2 x the cold echo floor",
+                         "%s vs %s: ratio %.2f" % (ms(cold["value"]), ms(cold["bound"]),
+                                                   cold["ratio"])))
 
     print("| S1: m=%d n=%d d=%d, %s candidates | measured |" % (
         bench["user_codes"] if bench else 32, bench["item_codes"] if bench else 8,
@@ -281,6 +313,9 @@ def table(out):
                                "errors": opens[p]["errors"],
                                "latency_seconds": opens[p]["latency_seconds"]}
                       for p in (50, 80) if opens[p]},
+        "echo_cold_floor_p50_seconds": cold_floor,
+        "echo_cold_sweep_bytes": sweep_bytes,
+        "rank_c1_vs_cold_floor": cold,
         "open_loop_80_queueing_floor_p99_seconds": queueing_floor,
         "open_loop_80_constant": ({"rate": constant80["rate"], "qps": constant80["qps"],
                                    "errors": constant80["errors"],

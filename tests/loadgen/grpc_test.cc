@@ -111,6 +111,33 @@ TEST(EchoServer, EchoesThePayloadToTheRequestedSize) {
   EXPECT_THAT(too_big.error_message(), HasSubstr("response_bytes"));
 }
 
+TEST(EchoServer, SweepsItsBufferBeforeEachAnswerWhenAsked) {
+  for (size_t sweep_bytes : {size_t{0}, size_t{1} << 20}) {
+    auto server = EchoServer::Start("127.0.0.1:0", {}, sweep_bytes);
+    ASSERT_TRUE(server.ok()) << server.status();
+    auto stub = v1::Echo::NewStub(
+        grpc::CreateChannel(absl::StrCat("127.0.0.1:", (*server)->port()),
+                            grpc::InsecureChannelCredentials()));
+    v1::EchoRequest request;
+    request.set_payload("xy");
+    request.set_response_bytes(5);
+    for (int i = 0; i < 3; ++i) {
+      v1::EchoResponse response;
+      grpc::ClientContext context;
+      ASSERT_TRUE(stub->Echo(&context, request, &response).ok());
+      EXPECT_EQ(response.payload(), "xyxyx");
+    }
+    const SweepStats sweep = (*server)->sweep_stats();
+    if (sweep_bytes == 0) {
+      EXPECT_EQ(sweep.calls, 0u);
+      EXPECT_EQ(sweep.seconds, 0.0);
+    } else {
+      EXPECT_EQ(sweep.calls, 3u);
+      EXPECT_GT(sweep.seconds, 0.0);
+    }
+  }
+}
+
 TEST(GrpcTarget, EchoRunHasNoErrorsAndRankSizedResponses) {
   auto server = EchoServer::Start("127.0.0.1:0");
   ASSERT_TRUE(server.ok());
