@@ -5,9 +5,10 @@
 // (nothing queued, nothing running) runs on the gRPC thread that received
 // it and finishes there, skipping two thread hand-offs
 // (WorkerPool::RunHereOrSubmit); Retrieve, whose full scans are long, and
-// the admin calls always go to the pool. A full queue is answered RESOURCE_EXHAUSTED at
-// once (counted in embsum_shed_total). Deadlines and cancellation are
-// checked when a worker picks the call up and again after the work.
+// the admin calls always go to the pool. A full queue is answered
+// RESOURCE_EXHAUSTED at once (counted in embsum_shed_total). Deadlines and
+// cancellation are checked when a worker picks the call up and again after the
+// work.
 //
 // Thread-safety: gRPC calls the handlers concurrently; they are safe.
 #ifndef EMBSUM_SERVER_SERVICES_H_
