@@ -66,8 +66,11 @@ void RowMap::FindMany(std::span<const std::string_view> keys, const RowIds& ids,
 std::optional<uint32_t> RowMap::Set(std::string_view id, uint32_t row,
                                     const RowIds& ids) {
   const uint64_t hash = HashItemId(id);
-  const uint32_t old = FindHashed(hash, id, ids);
-  recent_.Set(hash, id, row, ids);
+  // A recent entry (live or a tombstone) overrides the base.
+  const std::optional<uint32_t> prev = recent_.Set(hash, id, row, ids);
+  const uint32_t old = !prev                     ? BaseFind(hash, id, ids)
+                       : (*prev & kDeleted) != 0 ? kNoRow
+                                                 : *prev;
   std::optional<uint32_t> replaced;
   if (old != kNoRow) {
     replaced = old;
@@ -80,9 +83,12 @@ std::optional<uint32_t> RowMap::Set(std::string_view id, uint32_t row,
 
 std::optional<uint32_t> RowMap::Erase(std::string_view id, const RowIds& ids) {
   const uint64_t hash = HashItemId(id);
-  const uint32_t row = FindHashed(hash, id, ids);
-  if (row == kNoRow) return std::nullopt;
+  std::optional<uint32_t> entry;
+  if (!recent_.empty()) entry = recent_.Find(hash, id, ids);
+  if (entry && (*entry & kDeleted) != 0) return std::nullopt;
   const uint32_t base_row = BaseFind(hash, id, ids);
+  const uint32_t row = entry ? *entry : base_row;
+  if (row == kNoRow) return std::nullopt;
   if (base_row != kNoRow) {
     recent_.Set(hash, id, base_row | kDeleted, ids);  // hides the base id
   } else {

@@ -90,12 +90,16 @@ class FakeRankerServer {
   int port_ = 0;
 };
 
+std::unique_ptr<v1::Echo::Stub> EchoStub(const EchoServer& server) {
+  return v1::Echo::NewStub(
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", server.port()),
+                          grpc::InsecureChannelCredentials()));
+}
+
 TEST(EchoServer, EchoesThePayloadToTheRequestedSize) {
   auto server = EchoServer::Start("127.0.0.1:0");
   ASSERT_TRUE(server.ok()) << server.status();
-  auto stub = v1::Echo::NewStub(
-      grpc::CreateChannel(absl::StrCat("127.0.0.1:", (*server)->port()),
-                          grpc::InsecureChannelCredentials()));
+  auto stub = EchoStub(**server);
   v1::EchoRequest request;
   request.set_payload("abc");
   request.set_response_bytes(8);
@@ -115,9 +119,7 @@ TEST(EchoServer, SweepsItsBufferBeforeEachAnswerWhenAsked) {
   for (size_t sweep_bytes : {size_t{0}, size_t{1} << 20}) {
     auto server = EchoServer::Start("127.0.0.1:0", {}, sweep_bytes);
     ASSERT_TRUE(server.ok()) << server.status();
-    auto stub = v1::Echo::NewStub(
-        grpc::CreateChannel(absl::StrCat("127.0.0.1:", (*server)->port()),
-                            grpc::InsecureChannelCredentials()));
+    auto stub = EchoStub(**server);
     v1::EchoRequest request;
     request.set_payload("xy");
     request.set_response_bytes(5);
