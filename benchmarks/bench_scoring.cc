@@ -500,7 +500,7 @@ int RunScoringBench(int argc, char** argv) {
 
   const double flops = 4.0 * m * n * d * static_cast<double>(c_count);
   // The peak loops: fp32 FMA of the widest vector family the CPU has (the
-  // bound DESIGN.md section 6 names), and the dot-product rates.
+  // bound docs/design.md section 6 names), and the dot-product rates.
   scoring::CpuIsa peak_isa = isa;
   if (!scoring::PeakSupported(peak_isa, scoring::PeakOp::kFp32Fma)) {
     peak_isa = scoring::BestCpuIsa();

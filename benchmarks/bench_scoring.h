@@ -1,4 +1,4 @@
-// embsum-bench-scoring (DESIGN.md section 6, contract): times our scorer,
+// embsum-bench-scoring (docs/design.md section 6, contract): times our scorer,
 // the two sgemm products of the same shapes (the bound) and FAISS
 // IndexFlatIP over the same CPE rows (the peer) in one run, and prints the
 // ratios. Compiled by benchmarks/CMakeLists.txt and by benchmarks/gpu/ (on

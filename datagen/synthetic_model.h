@@ -1,5 +1,5 @@
 // embsum::datagen, the synthetic model behind embsum-datagen, the tests
-// and embsum-server --demo: writes a DESIGN.md section 3 artifact with
+// and embsum-server --demo: writes a docs/design.md section 3 artifact with
 // planted topic structure plus MIND-format behaviors.tsv, so ranking
 // quality is measurable. Deterministic by seed. Thread-safe: stateless.
 #ifndef EMBSUM_DATAGEN_SYNTHETIC_MODEL_H_

@@ -1,5 +1,5 @@
 // Readers for the inputs embsum-loadgen and embsum-eval draw requests from:
-// the id lists of a DESIGN.md section 3 artifact and MIND-format
+// the id lists of a docs/design.md section 3 artifact and MIND-format
 // behaviors.tsv impressions. Thread-safety: stateless functions.
 #ifndef EMBSUM_LOADGEN_BEHAVIORS_H_
 #define EMBSUM_LOADGEN_BEHAVIORS_H_

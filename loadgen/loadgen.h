@@ -1,7 +1,7 @@
 // embsum-loadgen as a library call: builds the request pool, connects, runs
 // one closed-loop, open-loop or sweep test, prints progress and the text
 // report, and writes the JSON/CSV/SVG files. tools/loadgen/main.cc maps the
-// flags of DESIGN.md section 6 onto LoadgenConfig.
+// flags of docs/design.md section 6 onto LoadgenConfig.
 #ifndef EMBSUM_LOADGEN_LOADGEN_H_
 #define EMBSUM_LOADGEN_LOADGEN_H_
 

@@ -1,4 +1,4 @@
-// Report writers for embsum-loadgen: a text summary, the JSON of DESIGN.md
+// Report writers for embsum-loadgen: a text summary, the JSON of docs/design.md
 // section 6, a CSV percentile spectrum and an SVG percentile plot.
 // Thread-safety: stateless functions.
 #ifndef EMBSUM_LOADGEN_REPORT_H_

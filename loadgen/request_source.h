@@ -1,6 +1,6 @@
 // Where embsum-loadgen's requests come from: users and candidate lists drawn
-// from a DESIGN.md section 3 artifact (users/ids.txt, items/ids.txt) with a
-// configurable candidate-count distribution, or replayed from MIND-format
+// from a docs/design.md section 3 artifact (users/ids.txt, items/ids.txt) with
+// a configurable candidate-count distribution, or replayed from MIND-format
 // impressions. Requests are built once, before the run, into a pool of
 // serialized messages, so the client spends no CPU building them while it
 // measures. Thread-safety: a built RequestPool is immutable and safe to read
@@ -64,7 +64,7 @@ struct RequestPool {
   std::string method;                 // "/embsum.v1.Ranker/Rank" or Echo's
   std::vector<std::string> payloads;  // serialized request messages
   // The user id of each payload, sent as the x-user-id header (Envoy's
-  // consistent-hash key, DESIGN.md section 9); Echo calls carry it too, so
+  // consistent-hash key, docs/design.md section 9); Echo calls carry it too, so
   // the floor pays for the same header. Empty for an id that is not a valid
   // header value (UserIdHeader): such calls go without it.
   std::vector<std::string> user_ids;

@@ -3,7 +3,7 @@
 // products, int8 dot products), with enough independent accumulators to
 // hide their latency and no memory traffic. embsum-bench-scoring divides a
 // request's FLOPs by these rates to get the physical limit of the request
-// (DESIGN.md section 6). Thread-safe: stateless; each call runs on the
+// (docs/design.md section 6). Thread-safe: stateless; each call runs on the
 // calling thread only.
 #ifndef EMBSUM_SCORING_CPU_PEAK_H_
 #define EMBSUM_SCORING_CPU_PEAK_H_

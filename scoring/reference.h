@@ -1,4 +1,4 @@
-// Float64 reference implementation of DESIGN.md section 2: the oracle of
+// Float64 reference implementation of docs/design.md section 2: the oracle of
 // every test. Slow and simple on purpose. Thread-safe: stateless.
 #ifndef EMBSUM_SCORING_REFERENCE_H_
 #define EMBSUM_SCORING_REFERENCE_H_

@@ -1,4 +1,4 @@
-// The EmbSum relevance function of DESIGN.md section 2, batch-first:
+// The EmbSum relevance function of docs/design.md section 2, batch-first:
 //
 //   K = A B^T, L = Q G^T (m x n), w = softmax over all m*n entries of L,
 //   score = sum_ij w_ij K_ij, top_user_code = argmax_i sum_j w_ij K_ij.
@@ -113,8 +113,8 @@ struct CpuScorerOptions {
   size_t parallel_min_work = size_t{1} << 22;
   // fp16 item storage on CPUs with AVX512_BF16: true lets the avx512bf16
   // family multiply it as bf16 dot products (items and user vectors rounded
-  // to bf16, ~4e-3 relative per element, within DESIGN.md's 2e-2 for 16-bit
-  // storage), and dispatch keeps that family for fp16 only where it
+  // to bf16, ~4e-3 relative per element, within docs/design.md's 2e-2 for
+  // 16-bit storage), and dispatch keeps that family for fp16 only where it
   // measures faster than the fp32-product ones; false: fp16 is always
   // widened to fp32 (products exact for the stored values, still half the
   // memory). bf16 storage on avx512bf16 always uses bf16 dot products.

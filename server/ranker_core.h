@@ -1,5 +1,5 @@
 // The service's request logic, independent of the transport: validates a
-// request, reads the stores, scores, and fills the response (DESIGN.md
+// request, reads the stores, scores, and fills the response (docs/design.md
 // section 5 semantics). The gRPC services call it from worker threads.
 //
 // Thread-safety: every method is safe to call concurrently (the stores and
@@ -150,7 +150,7 @@ class RankerCore {
   ServerMetrics* metrics_;
 };
 
-// An id of DESIGN.md section 3: 1..256 bytes of UTF-8 without control
+// An id of docs/design.md section 3: 1..256 bytes of UTF-8 without control
 // characters. `what` names the field in the error ("user_id").
 absl::Status ValidateId(const std::string& id, const std::string& what);
 

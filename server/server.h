@@ -1,7 +1,8 @@
 // The gRPC side of embsum-server: two grpc::Server instances (Ranker on
 // --listen, RankerAdmin on --admin_listen: write RPCs never share a port with
 // Ranker), each with grpc.health.v1.Health and server reflection, optional
-// TLS / mutual TLS, the worker pools and the metrics of DESIGN.md section 7.
+// TLS / mutual TLS, the worker pools and the metrics of docs/design.md
+// section 7.
 //
 // Thread-safety: Shutdown may be called from any thread, once; the accessors
 // are safe at any time.

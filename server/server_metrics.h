@@ -1,4 +1,4 @@
-// The service's metrics (DESIGN.md section 7 names), registered once at
+// The service's metrics (docs/design.md section 7 names), registered once at
 // start-up; request paths only touch lock-free counters and histograms.
 // Thread-safe.
 #ifndef EMBSUM_SERVER_SERVER_METRICS_H_

@@ -1,8 +1,8 @@
-// The server's side of user sharding (DESIGN.md section 9, docs/operations.md
-// "Sharded deployment"): a data directory built for shard I of N serves and
-// accepts only the users of shard I. A call for another shard's user is a
-// routing error, not an unknown user, so it is FAILED_PRECONDITION naming
-// both shards: the proxy (or writer) sent it to the wrong replica group.
+// The server's side of user sharding (docs/design.md section 9,
+// docs/operations.md "Sharded deployment"): a data directory built for shard I
+// of N serves and accepts only the users of shard I. A call for another shard's
+// user is a routing error, not an unknown user, so it is FAILED_PRECONDITION
+// naming both shards: the proxy (or writer) sent it to the wrong replica group.
 // Thread-safe: a pure function.
 #ifndef EMBSUM_SERVER_SHARD_H_
 #define EMBSUM_SERVER_SHARD_H_

@@ -60,7 +60,7 @@ struct IngestOptions {
   ShardSpec shard;
   // Element type of the stored users (embsum-ingest --user_dtype): fp16 or
   // bf16 halve the per-request user read and the cache footprint, within
-  // DESIGN.md section 2's 16-bit accuracy; upserts are rounded to it.
+  // docs/design.md section 2's 16-bit accuracy; upserts are rounded to it.
   // nullopt keeps the artifact's type (fp32 or fp16).
   std::optional<scoring::DType> user_dtype;
   // Progress lines (rows/s, ETA) for large artifacts; null = silent.
@@ -70,7 +70,7 @@ struct IngestOptions {
   double progress_interval_s = 1.0;
 };
 
-// DESIGN.md section 3 artifact -> data directory. Builds into a temporary
+// docs/design.md section 3 artifact -> data directory. Builds into a temporary
 // directory next to the target and renames atomically; on any error the
 // existing data directory is untouched and the message names the file, the
 // row and the problem.

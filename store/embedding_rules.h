@@ -8,7 +8,7 @@
 //     the manifest says the model has it (user_queries, item_keys), and
 //     then has codes*dim finite values too.
 //
-// A model artifact follows the same rule (DESIGN.md section 3: queries.npy
+// A model artifact follows the same rule (docs/design.md section 3: queries.npy
 // and keys.npy are present iff the manifest says so).
 // Thread-safe: stateless.
 #ifndef EMBSUM_STORE_EMBEDDING_RULES_H_

@@ -1,5 +1,5 @@
-// Items (DESIGN.md section 4): the exact-scoring arena, the id <-> row map,
-// and the FAISS ANN index for Retrieve, published together as immutable
+// Items (docs/design.md section 4): the exact-scoring arena, the id <-> row
+// map, and the FAISS ANN index for Retrieve, published together as immutable
 // snapshots. Upserts and deletes are durable when acknowledged (RocksDB log
 // plus FAISS snapshot files, replayed at open).
 #ifndef EMBSUM_STORE_ITEM_CATALOG_H_

@@ -1,5 +1,5 @@
-// The model manifest of DESIGN.md section 3 (MODEL_DIR/manifest.json), also
-// kept in the data directory. Thread-safe: a value type.
+// The model manifest of docs/design.md section 3 (MODEL_DIR/manifest.json),
+// also kept in the data directory. Thread-safe: a value type.
 #ifndef EMBSUM_STORE_MANIFEST_H_
 #define EMBSUM_STORE_MANIFEST_H_
 

@@ -1,4 +1,4 @@
-// User shards (DESIGN.md section 9, contract): a user belongs to shard
+// User shards (docs/design.md section 9, contract): a user belongs to shard
 // crc32(user_id) mod shards, where crc32 is the IEEE CRC-32 of the UTF-8
 // bytes (zlib's crc32(), HAProxy's `crc32` converter without avalanche).
 // A data directory built with `embsum-ingest --shards=N --shard=I` holds the

@@ -1,6 +1,6 @@
-// Users in RocksDB (DESIGN.md section 4): key = user id, value = a versioned
-// binary record (m, d, dtype, A, optional Q); summaries in their own column
-// family; the manifest in a meta column family.
+// Users in RocksDB (docs/design.md section 4): key = user id, value = a
+// versioned binary record (m, d, dtype, A, optional Q); summaries in their own
+// column family; the manifest in a meta column family.
 //
 // Thread-safety: all methods are safe to call concurrently.
 #ifndef EMBSUM_STORE_USER_STORE_H_

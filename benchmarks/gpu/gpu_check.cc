@@ -506,7 +506,7 @@ void CheckCorrectness(const Flags& flags, std::mt19937_64& rng, Report& report,
           variant_unwritten, variant_mismatches));
   *ok = *ok && variant_mismatches == 0;
 
-  // 16-bit storage against the fp32 inputs (the DESIGN.md contract).
+  // 16-bit storage against the fp32 inputs (the docs/design.md contract).
   {
     double worst = 0;
     for (DType dtype : {DType::kFloat16, DType::kBFloat16}) {

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Measures the service Performance table (DESIGN.md section 8) in one go, at
+# Measures the service Performance table (docs/design.md section 8) in one go, at
 # shape S1 (m=32, n=8, d=512) with 500 candidates per Rank, and checks every
 # target against figures of the same run:
 #

@@ -10,7 +10,7 @@ Every server-side figure is taken per phase of the run: run_s1.sh scrapes
 /metrics before and after each loadgen run (metrics_<phase>_before.txt,
 metrics_<phase>_after.txt) and a histogram's mean over the phase is
 (sum after - sum before) / (count after - count before). The targets of
-DESIGN.md section 8 are computed from figures of the same run:
+docs/design.md section 8 are computed from figures of the same run:
 
   rank_c1:       Rank(C) p50 at concurrency 1 <= kernel all-threads p50
                  + 2 x echo p50

@@ -1,4 +1,4 @@
-// The fused EmbSum kernel (DESIGN.md section 2) and its user-preparation
+// The fused EmbSum kernel (docs/design.md section 2) and its user-preparation
 // pass. See fragment_layout.h for the data layout and launch_plan.h for how
 // a launch is shaped.
 //

@@ -8,7 +8,7 @@
 // half.h (whose inline functions must keep the default target); nothing from
 // the standard library is instantiated here.
 //
-// Algorithm, per candidate row (see DESIGN.md section 2):
+// Algorithm, per candidate row (see docs/design.md section 2):
 //  1. The user matrices A and Q are rearranged once per request into
 //     "panels" of P = NV * kLanes user rows: panel[k][lane] = x[row][k], so
 //     one vector load gives one k for P user rows.

@@ -1,4 +1,4 @@
-// The model artifact of DESIGN.md section 3, opened and checked: manifest,
+// The model artifact of docs/design.md section 3, opened and checked: manifest,
 // ids, memory-mapped .npy arrays with shapes and counts cross-checked, and
 // summaries. Values (NaN/Inf) are checked row by row by the consumer with
 // CheckFiniteRow, so a large artifact is read once.

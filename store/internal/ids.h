@@ -1,5 +1,5 @@
 // Readers of the id lists and the summaries of the model artifact
-// (DESIGN.md section 3), and the id rule shared with the upsert paths.
+// (docs/design.md section 3), and the id rule shared with the upsert paths.
 // Thread-safe: stateless functions.
 #ifndef EMBSUM_STORE_INTERNAL_IDS_H_
 #define EMBSUM_STORE_INTERNAL_IDS_H_

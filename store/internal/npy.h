@@ -1,6 +1,6 @@
 // A strict reader and a streaming writer for NumPy .npy files holding
 // little-endian float32 ('<f4') or float16 ('<f2') arrays in C order, as the
-// model artifact of DESIGN.md section 3 uses. Versions 1.0, 2.0 and 3.0.
+// model artifact of docs/design.md section 3 uses. Versions 1.0, 2.0 and 3.0.
 #ifndef EMBSUM_STORE_INTERNAL_NPY_H_
 #define EMBSUM_STORE_INTERNAL_NPY_H_
 

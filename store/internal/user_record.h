@@ -1,4 +1,4 @@
-// The versioned binary value of a user in RocksDB (DESIGN.md section 4).
+// The versioned binary value of a user in RocksDB (docs/design.md section 4).
 //
 // Version 2 (written now), little-endian:
 //   byte 0     version (2)

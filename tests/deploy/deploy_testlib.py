@@ -1,5 +1,5 @@
 """Shared helpers of the tests/deploy checks: repository paths, the server's
-flags, the metric names of DESIGN.md section 7, PromQL name extraction.
+flags, the metric names of docs/design.md section 7, PromQL name extraction.
 
 Every test script takes the same options (see parse_args) and then runs its
 unittest cases; ctest passes them from tests/deploy/CMakeLists.txt.
@@ -17,7 +17,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "python"))
 import embsum_unittest  # noqa: E402  (exits SKIP_RETURN_CODE when all skip)
 
-# Server flags and defaults of DESIGN.md section 6 (contract). Used only
+# Server flags and defaults of docs/design.md section 6 (contract). Used only
 # when neither the embsum-server binary nor its source is available; tests
 # check that the binary or source agrees with them.
 CONTRACT_FLAG_DEFAULTS = {
@@ -28,12 +28,12 @@ CONTRACT_FLAG_DEFAULTS = {
     "demo": "false",
 }
 # Flags the manifests and the Dockerfile may pass when the binary is not
-# available to say which flags exist (section 5 and 6 of DESIGN.md).
+# available to say which flags exist (section 5 and 6 of docs/design.md).
 CONTRACT_FLAGS = set(CONTRACT_FLAG_DEFAULTS) | {
     "backend", "max_candidates", "item_dtype", "tls_cert", "tls_key", "tls_client_ca",
 }
 
-# Metric names of DESIGN.md section 7 (contract), with the series a
+# Metric names of docs/design.md section 7 (contract), with the series a
 # histogram exposes, plus grpc_server_started_total, the hot-reload series
 # (server/model_loader.h) and Prometheus's `up`.
 HISTOGRAMS = ("grpc_server_handling_seconds", "embsum_rank_candidates",
@@ -132,7 +132,7 @@ _server_flags = None
 def server_flags():
     """(flags {name: default}, where they come from): the binary's --helpfull
     when --server is given, else the ABSL_FLAGs of tools/server/main.cc, else
-    the contract of DESIGN.md section 6."""
+    the contract of docs/design.md section 6."""
     global _server_flags
     if _server_flags is None:
         if OPTIONS.server:
@@ -153,7 +153,7 @@ def server_flags():
             flags = dict(CONTRACT_FLAG_DEFAULTS)
             for name in CONTRACT_FLAGS:
                 flags.setdefault(name, None)
-            _server_flags = (flags, "DESIGN.md section 6 (no server binary or source)")
+            _server_flags = (flags, "docs/design.md section 6 (no server binary or source)")
     return _server_flags
 
 

@@ -1,6 +1,6 @@
 """Real processes for the fault and security tests: embsum-datagen,
 embsum-ingest and embsum-server started as children, plus a numpy reference
-of the scoring function (DESIGN.md section 2) to check what a server returns.
+of the scoring function (docs/design.md section 2) to check what a server returns.
 
 Binaries come from the environment ctest sets: EMBSUM_SERVER, EMBSUM_INGEST,
 EMBSUM_DATAGEN; PYTHONPATH holds the generated embsum.v1 stubs.

@@ -7,7 +7,7 @@ under traffic.
 
 After every fault the data directory must open, hold everything that was
 acknowledged, hold nothing half-applied, and score exactly as the numpy
-reference of DESIGN.md section 2 says. A corrupt file must be a clear
+reference of docs/design.md section 2 says. A corrupt file must be a clear
 refusal at start-up (exit 1, event=start_failed naming the problem), never
 a crash. Run by ctest with EMBSUM_SERVER, EMBSUM_INGEST, EMBSUM_DATAGEN and
 PYTHONPATH set.

@@ -31,7 +31,7 @@ using ::embsum::scoring::testing::TestSeed;
 
 constexpr double kFp32Tolerance = 1e-5;
 constexpr double k16BitTolerance = 2e-2;
-// DESIGN.md section 2: int8 item storage (per-row symmetric scales).
+// docs/design.md section 2: int8 item storage (per-row symmetric scales).
 constexpr double kInt8Tolerance = 5e-2;
 // Against the reference on exactly the values the kernel multiplies (the
 // storage-rounded items, and for bf16 dot products the bf16 user): only
@@ -55,7 +55,7 @@ constexpr Shape kShapes[] = {
 // vectors; logits of a well-trained attention head). 16-bit storage perturbs
 // a logit by about 2^-9 of its size, and the softmax turns that into a
 // relative score error of about 2^-9 times the spread of the logits, so the
-// 2e-2 bound of DESIGN.md holds for logit spreads up to a few units.
+// 2e-2 bound of docs/design.md holds for logit spreads up to a few units.
 struct Model {
   Shape shape;
   bool queries = false;
@@ -481,9 +481,9 @@ TEST(CpuScorerTest, ForcedIsaRunsForEveryDtype) {
   }
 }
 
-// int8 storage meets DESIGN.md's contract on realistic data: planted topics
-// (each item and user code is a topic direction plus noise, so logits spread
-// over several units as in datagen S1), S1 shape, 500 candidates: score
+// int8 storage meets docs/design.md's contract on realistic data: planted
+// topics (each item and user code is a topic direction plus noise, so logits
+// spread over several units as in datagen S1), S1 shape, 500 candidates: score
 // relative error <= 5e-2 and the top-10 agrees with fp32's on >= 95% of
 // entries, averaged over users. Every family with int8 support.
 TEST(CpuScorerTest, Int8MeetsTheAccuracyContract) {

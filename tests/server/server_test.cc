@@ -269,8 +269,8 @@ TEST_F(ServerTest, RankEqualsTheFloat64ReferenceOnIngestedData) {
 
 TEST_F(ServerTest, SixteenBitUsersStayWithinTheSixteenBitContract) {
   // The same artifact ingested with users stored as fp16 and as bf16: every
-  // score within DESIGN.md section 2's 2e-2 of the float64 reference on the
-  // fp32 artifact, and the same answer layout.
+  // score within docs/design.md section 2's 2e-2 of the float64 reference on
+  // the fp32 artifact, and the same answer layout.
   std::unique_ptr<scoring::Scorer> scorer = scoring::MakeCpuScorer({});
   for (scoring::DType dtype :
        {scoring::DType::kFloat16, scoring::DType::kBFloat16}) {
@@ -308,7 +308,7 @@ TEST_F(ServerTest, SixteenBitUsersStayWithinTheSixteenBitContract) {
   }
 }
 
-// DESIGN.md section 2's int8 contract through the server's Rank path, on
+// docs/design.md section 2's int8 contract through the server's Rank path, on
 // datagen S1 data (m 32, n 8, d 512, 500 candidates, with Q and G): the
 // same data directory served with an int8 item arena and with fp32; every
 // score within 5e-2 of fp32's (relative to the user's largest |score|) and

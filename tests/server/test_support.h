@@ -41,7 +41,7 @@ struct TestModel {
   std::vector<std::string> item_ids;
   NpyF32 upe, queries, cpe, keys;  // queries/keys empty when absent
 
-  // The float64 reference of DESIGN.md section 2 for user u, item i
+  // The float64 reference of docs/design.md section 2 for user u, item i
   // (indices into user_ids / item_ids).
   scoring::ReferenceResult Reference(size_t u, size_t i) const;
 };

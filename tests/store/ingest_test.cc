@@ -1,5 +1,5 @@
 // Ingest: artifact -> data directory round trips, and every rejection class
-// of DESIGN.md section 3 with the existing data directory left untouched.
+// of docs/design.md section 3 with the existing data directory left untouched.
 #include <cmath>
 #include <cstring>
 #include <filesystem>

@@ -456,7 +456,7 @@ TEST_F(ItemCatalogTest, Int8ArenaQuantizesPerRowAtLoadAndUpsert) {
   near(got_keys, x.keys);
 }
 
-// DESIGN.md section 2's int8 contract on datagen S1 data (m 32, n 8,
+// docs/design.md section 2's int8 contract on datagen S1 data (m 32, n 8,
 // d 512, 500 candidates, with Q and G): every score within 5e-2 of fp32
 // storage, relative to the largest |score| of the user's candidates, and
 // the top-10 agreeing with fp32's on >= 95 % of entries over the users.

@@ -1,5 +1,5 @@
-// embsum-datagen: a synthetic DESIGN.md section 3 model artifact with planted
-// topic structure plus MIND-format behaviors.tsv. See docs/store.md.
+// embsum-datagen: a synthetic docs/design.md section 3 model artifact with
+// planted topic structure plus MIND-format behaviors.tsv. See docs/store.md.
 #include <cstdio>
 #include <string>
 

@@ -1,6 +1,6 @@
 // embsum-eval: AUC, MRR, nDCG@5 and nDCG@10 of a running server over
-// MIND-format impressions (DESIGN.md section 6); with --retrieval, recall@k
-// of the default Retrieve against exact=true, and both latencies.
+// MIND-format impressions (docs/design.md section 6); with --retrieval,
+// recall@k of the default Retrieve against exact=true, and both latencies.
 //   embsum-eval --target=HOST:PORT --behaviors=FILE [--retrieval]
 #include <cstdint>
 #include <iostream>

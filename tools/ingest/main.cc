@@ -1,4 +1,4 @@
-// embsum-ingest: a DESIGN.md section 3 model artifact -> a data directory
+// embsum-ingest: a docs/design.md section 3 model artifact -> a data directory
 // (users in RocksDB, items as FAISS snapshots). See docs/store.md.
 #include <chrono>
 #include <cstdint>
@@ -14,7 +14,7 @@
 #include "store/data_dir.h"
 
 ABSL_FLAG(std::string, model_dir, "",
-          "Model artifact directory (DESIGN.md §3).");
+          "Model artifact directory (docs/design.md §3).");
 ABSL_FLAG(std::string, data_dir, "", "Data directory to create.");
 ABSL_FLAG(bool, force, false, "Replace an existing data directory.");
 ABSL_FLAG(uint32_t, shards, 1,

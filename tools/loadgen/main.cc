@@ -1,4 +1,4 @@
-// embsum-loadgen: the bundled benchmark client (DESIGN.md section 6).
+// embsum-loadgen: the bundled benchmark client (docs/design.md section 6).
 //   embsum-loadgen --target=HOST:PORT --model_dir=DIR --candidates=500
 //       (--concurrency=N | --rate=QPS) --duration=SECONDS --json=FILE
 #include <cstdint>

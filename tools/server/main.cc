@@ -1,4 +1,5 @@
-// embsum-server: the EmbSum online scoring service (DESIGN.md sections 5-7).
+// embsum-server: the EmbSum online scoring service (docs/design.md sections
+// 5-7).
 //   embsum-server --data_dir=DIR [--listen=0.0.0.0:50051]
 //                 [--admin_listen=127.0.0.1:50052]
 //                 [--metrics_listen=0.0.0.0:9464]

@@ -1,4 +1,4 @@
-// embsum-datagen as a user runs it: flags of DESIGN.md section 6.
+// embsum-datagen as a user runs it: flags of docs/design.md section 6.
 #include <sys/wait.h>
 
 #include <string>

@@ -89,7 +89,7 @@ def wait_for_line(log_path, pattern, proc, timeout=30):
 
 
 def check_load_report(path, expect_zero_errors=True):
-    """Checks the JSON report of embsum-loadgen (DESIGN.md section 6)."""
+    """Checks the JSON report of embsum-loadgen (docs/design.md section 6)."""
     with open(path) as f:
         report = json.load(f)
     for key in ("qps", "errors", "codes", "latency_seconds"):
