@@ -14,6 +14,8 @@ PACKAGES=(
   python3 python3-grpcio python3-protobuf python3-numpy python3-yaml
   clang libclang-rt-14-dev libomp-dev
   haproxy zlib1g-dev
+  nats-server libnats-dev
+  python3-torch
 )
 
 missing=()
