@@ -124,11 +124,18 @@ ServerMetrics::ServerMetrics(metrics::Registry* registry,
                         "Candidate ids of Rank requests that are not in the "
                         "catalogue.")
            .WithLabels({});
-  shed_ = &registry
-               ->AddCounter("embsum_shed_total",
-                            "Requests refused with RESOURCE_EXHAUSTED because "
-                            "the admission queue was full.")
-               .WithLabels({});
+  auto& shed = registry->AddCounter(
+      "embsum_shed_total",
+      "Calls refused with RESOURCE_EXHAUSTED without being worked on, by "
+      "reason: queue_full (--queue_size calls already waiting), "
+      "predicted_wait (the calls waiting would outlast --max_queue_wait), "
+      "waited (it waited past --max_queue_wait).",
+      {"reason"});
+  shed_[static_cast<int>(ShedReason::kQueueFull)] =
+      &shed.WithLabels({"queue_full"});
+  shed_[static_cast<int>(ShedReason::kPredictedWait)] =
+      &shed.WithLabels({"predicted_wait"});
+  shed_[static_cast<int>(ShedReason::kWaited)] = &shed.WithLabels({"waited"});
 }
 
 void ServerMetrics::ObserveRankPhases(const RankTimings& timings) {

@@ -75,7 +75,17 @@ class ServerMetrics {
   // embsum_blas_info{core} = 1: the BLAS core in use.
   void SetBlasInfo(const std::string& core);
   metrics::Counter& unknown_items() { return *unknown_items_; }
-  metrics::Counter& shed() { return *shed_; }
+  // Why a call was refused with RESOURCE_EXHAUSTED (embsum_shed_total's
+  // reason label).
+  enum class ShedReason {
+    kQueueFull,      // "queue_full": --queue_size calls already waiting
+    kPredictedWait,  // "predicted_wait": those waiting would outlast
+                     // --max_queue_wait
+    kWaited,         // "waited": it waited past --max_queue_wait
+  };
+  metrics::Counter& shed(ShedReason reason) {
+    return *shed_[static_cast<int>(reason)];
+  }
 
   // embsum_users, embsum_items (read at scrape time, so they follow
   // upserts and reloads) and embsum_model_info{model_version} = 1. Call
@@ -119,7 +129,7 @@ class ServerMetrics {
   metrics::Family<metrics::Gauge>* threads_;
   metrics::Family<metrics::Gauge>* blas_info_;
   metrics::Counter* unknown_items_;
-  metrics::Counter* shed_;
+  metrics::Counter* shed_[3];
   metrics::Family<metrics::Gauge>* model_info_ = nullptr;
   absl::Mutex model_mu_;
   std::string model_version_ ABSL_GUARDED_BY(model_mu_);

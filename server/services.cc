@@ -53,7 +53,10 @@ grpc::Status Refused(ServerMetrics* metrics, const WorkerPool& pool,
   if (why == WorkerPool::Admission::kStopped) {
     return grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down");
   }
-  metrics->shed().Increment();
+  metrics->shed(why == WorkerPool::Admission::kWaitTooLong
+                    ? ServerMetrics::ShedReason::kPredictedWait
+                    : ServerMetrics::ShedReason::kQueueFull)
+      .Increment();
   if (why == WorkerPool::Admission::kWaitTooLong) {
     return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                         absl::StrCat("server overloaded: the ", pool.queued(),
@@ -99,7 +102,7 @@ void DispatchUnary(grpc::CallbackServerContext* context,
       },
       // Waited past --max_queue_wait: refused without being worked on.
       [reactor, rpc, start, metrics]() {
-        metrics->shed().Increment();
+        metrics->shed(ServerMetrics::ShedReason::kWaited).Increment();
         const double waited =
             std::chrono::duration<double, std::milli>(Clock::now() - start)
                 .count();

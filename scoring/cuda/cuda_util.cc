@@ -43,38 +43,6 @@ Status CudaStatus(cudaError_t error, std::string_view what,
   }
 }
 
-Status DeviceBuffer::Reserve(size_t bytes) {
-  if (bytes <= bytes_) return Status::Ok();
-  Reset();
-  void* ptr = nullptr;
-  EMBSUM_CUDA_RETURN_IF_ERROR(cudaMalloc(&ptr, bytes));
-  ptr_ = ptr;
-  bytes_ = bytes;
-  return Status::Ok();
-}
-
-void DeviceBuffer::Reset() {
-  if (ptr_ != nullptr) cudaFree(ptr_);
-  ptr_ = nullptr;
-  bytes_ = 0;
-}
-
-Status PinnedBuffer::Reserve(size_t bytes) {
-  if (bytes <= bytes_) return Status::Ok();
-  Reset();
-  void* ptr = nullptr;
-  EMBSUM_CUDA_RETURN_IF_ERROR(cudaMallocHost(&ptr, bytes));
-  ptr_ = ptr;
-  bytes_ = bytes;
-  return Status::Ok();
-}
-
-void PinnedBuffer::Reset() {
-  if (ptr_ != nullptr) cudaFreeHost(ptr_);
-  ptr_ = nullptr;
-  bytes_ = 0;
-}
-
 Stream::~Stream() {
   if (stream_ != nullptr) cudaStreamDestroy(stream_);
 }

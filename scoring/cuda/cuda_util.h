@@ -40,15 +40,31 @@ Status CudaStatus(cudaError_t error, std::string_view what,
     if (!embsum_status_.ok()) return embsum_status_;   \
   } while (false)
 
-// Device memory. Move-only; frees on destruction.
-class DeviceBuffer {
+// How a CudaBuffer gets and returns its memory.
+struct DeviceMemory {  // device global memory
+  static cudaError_t Allocate(void** ptr, size_t bytes) {
+    return cudaMalloc(ptr, bytes);
+  }
+  static void Free(void* ptr) { cudaFree(ptr); }
+};
+struct PinnedHostMemory {  // page-locked host memory, for asynchronous copies
+  static cudaError_t Allocate(void** ptr, size_t bytes) {
+    return cudaMallocHost(ptr, bytes);
+  }
+  static void Free(void* ptr) { cudaFreeHost(ptr); }
+};
+
+// An owned allocation of `Memory` (DeviceMemory or PinnedHostMemory).
+// Move-only; frees on destruction.
+template <typename Memory>
+class CudaBuffer {
  public:
-  DeviceBuffer() = default;
-  ~DeviceBuffer() { Reset(); }
-  DeviceBuffer(DeviceBuffer&& other) noexcept
+  CudaBuffer() = default;
+  ~CudaBuffer() { Reset(); }
+  CudaBuffer(CudaBuffer&& other) noexcept
       : ptr_(std::exchange(other.ptr_, nullptr)),
         bytes_(std::exchange(other.bytes_, 0)) {}
-  DeviceBuffer& operator=(DeviceBuffer&& other) noexcept {
+  CudaBuffer& operator=(CudaBuffer&& other) noexcept {
     if (this != &other) {
       Reset();
       ptr_ = std::exchange(other.ptr_, nullptr);
@@ -56,13 +72,25 @@ class DeviceBuffer {
     }
     return *this;
   }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  CudaBuffer(const CudaBuffer&) = delete;
+  CudaBuffer& operator=(const CudaBuffer&) = delete;
 
   // Makes the buffer hold at least `bytes` (contents are not kept when it
   // grows).
-  Status Reserve(size_t bytes);
-  void Reset();
+  Status Reserve(size_t bytes) {
+    if (bytes <= bytes_) return Status::Ok();
+    Reset();
+    void* ptr = nullptr;
+    EMBSUM_CUDA_RETURN_IF_ERROR(Memory::Allocate(&ptr, bytes));
+    ptr_ = ptr;
+    bytes_ = bytes;
+    return Status::Ok();
+  }
+  void Reset() {
+    if (ptr_ != nullptr) Memory::Free(ptr_);
+    ptr_ = nullptr;
+    bytes_ = 0;
+  }
 
   void* get() const { return ptr_; }
   template <typename T>
@@ -76,39 +104,8 @@ class DeviceBuffer {
   size_t bytes_ = 0;
 };
 
-// Page-locked host memory for asynchronous copies. Move-only.
-class PinnedBuffer {
- public:
-  PinnedBuffer() = default;
-  ~PinnedBuffer() { Reset(); }
-  PinnedBuffer(PinnedBuffer&& other) noexcept
-      : ptr_(std::exchange(other.ptr_, nullptr)),
-        bytes_(std::exchange(other.bytes_, 0)) {}
-  PinnedBuffer& operator=(PinnedBuffer&& other) noexcept {
-    if (this != &other) {
-      Reset();
-      ptr_ = std::exchange(other.ptr_, nullptr);
-      bytes_ = std::exchange(other.bytes_, 0);
-    }
-    return *this;
-  }
-  PinnedBuffer(const PinnedBuffer&) = delete;
-  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
-
-  Status Reserve(size_t bytes);
-  void Reset();
-
-  void* get() const { return ptr_; }
-  template <typename T>
-  T* as() const {
-    return static_cast<T*>(ptr_);
-  }
-  size_t bytes() const { return bytes_; }
-
- private:
-  void* ptr_ = nullptr;
-  size_t bytes_ = 0;
-};
+using DeviceBuffer = CudaBuffer<DeviceMemory>;
+using PinnedBuffer = CudaBuffer<PinnedHostMemory>;
 
 // A non-blocking stream. Move-only.
 class Stream {

@@ -878,6 +878,10 @@ Status LaunchFusedScore(const FusedBatch& batch, const LaunchPlan& plan,
       return Launch<__half>(args, plan, batch.num_users, stream);
     case DType::kBFloat16:
       return Launch<__nv_bfloat16>(args, plan, batch.num_users, stream);
+    case DType::kInt8:
+      return Status::InvalidArgument(
+          "fused score: int8 items are scored on the CPU only (the CUDA "
+          "scorer refuses them at start-up)");
   }
   return Status::InvalidArgument("fused score: unknown dtype");
 }

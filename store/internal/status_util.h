@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "rocksdb/status.h"
@@ -24,6 +25,16 @@ inline absl::Status FromRocksDb(const rocksdb::Status& s,
                                 absl::string_view context) {
   if (s.ok()) return absl::OkStatus();
   std::string message = absl::StrCat(context, ": ", s.ToString());
+  if (s.IsIOError() && absl::StrContains(s.ToString(), "/LOCK")) {
+    // RocksDB's own words ("While lock file: ...: Resource temporarily
+    // unavailable") do not say that another process holds the directory.
+    return absl::UnavailableError(absl::StrCat(
+        context,
+        ": held by another process (its LOCK file is taken; an earlier "
+        "server that has not exited yet, or a running embsum-ingest?); stop "
+        "it and retry. RocksDB: ",
+        s.ToString()));
+  }
   switch (s.code()) {
     case rocksdb::Status::kNotFound:
       return absl::NotFoundError(message);

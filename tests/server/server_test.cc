@@ -830,7 +830,8 @@ TEST_F(ServerTest, BurstBeyondTheQueueIsShedWhileHealthAnswers) {
               static_cast<int>(model_.item_ids.size()));
   }
   const std::string text = registry_.Serialize();
-  EXPECT_THAT(text, HasSubstr("embsum_shed_total 1\n"));
+  EXPECT_THAT(text, HasSubstr("embsum_shed_total{reason=\"queue_full\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("embsum_shed_total{reason=\"waited\"} 0\n"));
   EXPECT_THAT(text,
               HasSubstr("grpc_server_handled_total{grpc_service=\"embsum.v1."
                         "Ranker\",grpc_method=\"Rank\",grpc_code=\"RESOURCE_"
@@ -881,7 +882,8 @@ TEST_F(ServerTest, CallsThatWaitedPastMaxQueueWaitAreShedUnscored) {
   EXPECT_THAT(waiting.status.error_message(),
               HasSubstr("in the admission queue (--max_queue_wait)"));
   EXPECT_EQ(scorer_.calls(), 1);  // the expired call was never scored
-  EXPECT_THAT(registry.Serialize(), HasSubstr("embsum_shed_total 1\n"));
+  EXPECT_THAT(registry.Serialize(),
+              HasSubstr("embsum_shed_total{reason=\"waited\"} 1\n"));
   (*server)->Shutdown(absl::Seconds(5));
 }
 
@@ -966,7 +968,10 @@ TEST_F(ServerTest, MetricsCountRequestsAndModel) {
   EXPECT_THAT(text, HasSubstr("embsum_items 300\n"));
   EXPECT_THAT(
       text, HasSubstr("embsum_model_info{model_version=\"test-model-7\"} 1\n"));
-  EXPECT_THAT(text, HasSubstr("embsum_shed_total 0\n"));
+  for (const char* reason : {"queue_full", "predicted_wait", "waited"}) {
+    EXPECT_THAT(text, HasSubstr(absl::StrCat("embsum_shed_total{reason=\"",
+                                             reason, "\"} 0\n")));
+  }
   // The scoring kernel for the arena's dtype, from Scorer::kernel_info.
   EXPECT_THAT(text, HasSubstr("embsum_scorer_info{kernel=\""));
   EXPECT_THAT(text, HasSubstr(",dtype=\"fp32\"} 1\n"));

@@ -78,6 +78,13 @@ TEST_F(UserStoreTest, IngestedUsersMatchTheArtifact) {
   EXPECT_FALSE(summary->empty());
 }
 
+TEST_F(UserStoreTest, SecondOpenOfAHeldDirectorySaysItIsHeld) {
+  auto second = DataDir::Open(tmp_ / "data", DataDirOptions{});
+  ASSERT_FALSE(second.ok());
+  EXPECT_THAT(second.status().message(), HasSubstr("held by another process"));
+  EXPECT_THAT(second.status().message(), HasSubstr(tmp_ / "data"));
+}
+
 TEST_F(UserStoreTest, UnknownUserIsNotFound) {
   UserEmbedding e;
   absl::Status s = users().Get("nobody", &e);

@@ -6,6 +6,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "common/tool_flags.h"
 #include "datagen/synthetic_model.h"
 
 namespace {
@@ -35,6 +36,7 @@ ABSL_FLAG(std::string, model_version, kDefaults.model_version,
           "model_version in manifest.json.");
 
 int main(int argc, char** argv) {
+  embsum::ShowOwnFlagsInHelp();
   absl::SetProgramUsageMessage(
       "Writes a synthetic model artifact:\n"
       "  embsum-datagen --out=DIR --users=U --items=N --dim=d --user_codes=m "

@@ -9,6 +9,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "common/tool_flags.h"
 #include "loadgen/echo_service.h"
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:50061",
@@ -24,6 +25,7 @@ ABSL_FLAG(std::string, tls_client_ca, "",
           "PEM roots for client certificates (requires mTLS)");
 
 int main(int argc, char** argv) {
+  embsum::ShowOwnFlagsInHelp();
   absl::SetProgramUsageMessage("embsum-echo-server --listen=HOST:PORT");
   absl::ParseCommandLine(argc, argv);
   // Block the stop signals in every thread (gRPC's inherit the mask) and

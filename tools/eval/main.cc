@@ -11,6 +11,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/numbers.h"
+#include "common/tool_flags.h"
 #include "loadgen/eval.h"
 #include "loadgen/report.h"
 #include "nlohmann/json.hpp"
@@ -101,6 +102,7 @@ int RunRetrieval(const embsum::loadgen::EvalOptions& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  embsum::ShowOwnFlagsInHelp();
   absl::SetProgramUsageMessage(
       "embsum-eval --target=HOST:PORT --behaviors=FILE");
   absl::ParseCommandLine(argc, argv);

@@ -10,6 +10,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_format.h"
 #include "common/openblas_core.h"
+#include "common/tool_flags.h"
 #include "scoring/dtype.h"
 #include "store/data_dir.h"
 
@@ -31,6 +32,7 @@ ABSL_FLAG(double, progress_interval_s, 1.0,
 int main(int argc, char** argv) {
   // First, before any thread: FAISS's BLAS on this CPU's widest kernels.
   embsum::MaybeReexecForOpenBlas(argv);
+  embsum::ShowOwnFlagsInHelp();
   absl::SetProgramUsageMessage(
       "Builds a data directory from a model artifact:\n"
       "  embsum-ingest --model_dir=MODEL --data_dir=DATA [--force]\n"

@@ -8,6 +8,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "common/tool_flags.h"
 #include "loadgen/loadgen.h"
 
 ABSL_FLAG(std::string, target, "", "HOST:PORT of the server");
@@ -66,6 +67,7 @@ ABSL_FLAG(std::string, csv, "", "write the CSV percentile spectrum here");
 ABSL_FLAG(std::string, svg, "", "write an SVG percentile plot here");
 
 int main(int argc, char** argv) {
+  embsum::ShowOwnFlagsInHelp();
   absl::SetProgramUsageMessage(
       "embsum-loadgen --target=HOST:PORT --model_dir=DIR --candidates=500 "
       "(--concurrency=N | --rate=QPS) --duration=SECONDS --json=FILE");

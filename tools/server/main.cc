@@ -15,6 +15,7 @@
 #include "absl/flags/usage.h"
 #include "absl/time/time.h"
 #include "common/openblas_core.h"
+#include "common/tool_flags.h"
 #include "scoring/dtype.h"
 #include "server/app.h"
 #include "server/log.h"
@@ -98,6 +99,7 @@ ABSL_FLAG(uint64_t, demo_seed, 1, "--demo: random seed.");
 int main(int argc, char** argv) {
   // First, before any thread: FAISS's BLAS on this CPU's widest kernels.
   embsum::MaybeReexecForOpenBlas(argv);
+  embsum::ShowOwnFlagsInHelp();
   absl::SetProgramUsageMessage(
       "EmbSum online scoring service.\n"
       "  embsum-server --data_dir=DIR [--listen=HOST:PORT] "

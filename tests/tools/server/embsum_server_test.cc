@@ -262,7 +262,7 @@ TEST_F(EmbsumServerTest, PromtoolIsCleanOnTheRealMetrics) {
   for (const char* name :
        {"grpc_server_handled_total{", "grpc_server_handling_seconds_bucket{",
         "embsum_rank_candidates_bucket{", "embsum_scoring_seconds_bucket{",
-        "embsum_unknown_items_total ", "embsum_shed_total ", "embsum_users ",
+        "embsum_unknown_items_total ", "embsum_shed_total{", "embsum_users ",
         "embsum_items ", "embsum_model_info{", "process_cpu_seconds_total ",
         "process_resident_memory_bytes ", "process_start_time_seconds "}) {
     EXPECT_THAT(text, HasSubstr(std::string("\n") + name)) << name;

@@ -1,0 +1,23 @@
+#include "common/tool_flags.h"
+
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
+#include "absl/strings/string_view.h"
+
+namespace embsum {
+namespace {
+
+bool DefinedInMain(absl::string_view filename) {
+  return absl::EndsWith(filename, "main.cc");
+}
+
+}  // namespace
+
+void ShowOwnFlagsInHelp() {
+  absl::FlagsUsageConfig config;
+  config.contains_help_flags = DefinedInMain;
+  config.contains_helpshort_flags = DefinedInMain;
+  absl::SetFlagsUsageConfig(config);
+}
+
+}  // namespace embsum
