@@ -16,7 +16,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/status_macros.h"
-#include "datagen/synthetic_model.h"
 #include "metrics/http_server.h"
 #include "metrics/metrics.h"
 #include "metrics/process_metrics.h"
@@ -62,33 +61,6 @@ std::string FirstLine(const std::string& path) {
   std::string line;
   std::getline(in, line);
   return line;
-}
-
-absl::Status BuildDemo(const DemoOptions& shape, const std::string& root,
-                       std::string* data_dir) {
-  datagen::SyntheticModelOptions model;
-  model.out_dir = root + "/model";
-  model.users = shape.users;
-  model.items = shape.items;
-  model.dim = shape.dim;
-  model.user_codes = shape.user_codes;
-  model.item_codes = shape.item_codes;
-  model.seed = shape.seed;
-  model.model_version = "demo-1";
-  LogEvent("info", "demo_generate",
-           {{"dir", model.out_dir},
-            {"users", std::to_string(shape.users)},
-            {"items", std::to_string(shape.items)},
-            {"dim", std::to_string(shape.dim)},
-            {"user_codes", std::to_string(shape.user_codes)},
-            {"item_codes", std::to_string(shape.item_codes)}});
-  RETURN_IF_ERROR(datagen::GenerateSyntheticModel(model));
-  store::IngestOptions ingest;
-  ingest.model_dir = model.out_dir;
-  ingest.data_dir = root + "/data";
-  RETURN_IF_ERROR(store::Ingest(ingest));
-  *data_dir = ingest.data_dir;
-  return absl::OkStatus();
 }
 
 // The Python stubs the build generates next to the binary.
@@ -232,8 +204,11 @@ int RunApp(const AppOptions& options) {
     absl::StatusOr<TempDir> dir = TempDir::Make();
     if (!dir.ok()) return fail(dir.status());
     demo_dir.emplace(*std::move(dir));
-    if (absl::Status s =
-            BuildDemo(options.demo_shape, demo_dir->path(), &data_dir);
+    if (!options.build_demo) {
+      return fail(absl::FailedPreconditionError(
+          "--demo: this binary has no demo model builder"));
+    }
+    if (absl::Status s = options.build_demo(demo_dir->path(), &data_dir);
         !s.ok()) {
       return fail(s);
     }

@@ -9,8 +9,10 @@
 #define EMBSUM_SERVER_APP_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "scoring/dtype.h"
 #include "server/server.h"
@@ -18,21 +20,19 @@
 
 namespace embsum::server {
 
-struct DemoOptions {
-  uint64_t users = 1000;
-  uint64_t items = 5000;
-  uint32_t dim = 64;
-  uint32_t user_codes = 8;
-  uint32_t item_codes = 4;
-  uint64_t seed = 1;
-};
+// Builds a demo model under `root` (a fresh temporary directory) and sets
+// `data_dir` to the data directory it made. The executable supplies it
+// (tools/server/demo_model.h), so the server library does not link the
+// synthetic-data generator.
+using DemoBuilder =
+    std::function<absl::Status(const std::string& root, std::string* data_dir)>;
 
 struct AppOptions {
   std::string data_dir;
-  // Builds a synthetic model into a temporary data directory (removed at
-  // exit) instead of opening data_dir.
+  // Builds a model with build_demo into a temporary directory (removed at
+  // exit) and serves it instead of opening data_dir.
   bool demo = false;
-  DemoOptions demo_shape;
+  DemoBuilder build_demo;
   // auto | cpu | cuda.
   std::string backend = "auto";
   scoring::DType item_dtype = scoring::DType::kFloat32;

@@ -20,6 +20,7 @@
 #include "server/app.h"
 #include "server/log.h"
 #include "store/item_catalog.h"
+#include "tools/server/demo_model.h"
 
 ABSL_FLAG(std::string, data_dir, "",
           "Data directory written by embsum-ingest.");
@@ -110,12 +111,17 @@ int main(int argc, char** argv) {
   embsum::server::AppOptions options;
   options.data_dir = absl::GetFlag(FLAGS_data_dir);
   options.demo = absl::GetFlag(FLAGS_demo);
-  options.demo_shape = {.users = absl::GetFlag(FLAGS_demo_users),
-                        .items = absl::GetFlag(FLAGS_demo_items),
-                        .dim = absl::GetFlag(FLAGS_demo_dim),
-                        .user_codes = absl::GetFlag(FLAGS_demo_user_codes),
-                        .item_codes = absl::GetFlag(FLAGS_demo_item_codes),
-                        .seed = absl::GetFlag(FLAGS_demo_seed)};
+  const embsum::server::DemoShape demo_shape = {
+      .users = absl::GetFlag(FLAGS_demo_users),
+      .items = absl::GetFlag(FLAGS_demo_items),
+      .dim = absl::GetFlag(FLAGS_demo_dim),
+      .user_codes = absl::GetFlag(FLAGS_demo_user_codes),
+      .item_codes = absl::GetFlag(FLAGS_demo_item_codes),
+      .seed = absl::GetFlag(FLAGS_demo_seed)};
+  options.build_demo = [demo_shape](const std::string& root,
+                                    std::string* data_dir) {
+    return embsum::server::BuildDemoModel(demo_shape, root, data_dir);
+  };
   options.backend = absl::GetFlag(FLAGS_backend);
   const std::string dtype = absl::GetFlag(FLAGS_item_dtype);
   const std::optional<embsum::scoring::DType> parsed =
