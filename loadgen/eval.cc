@@ -17,6 +17,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/status_macros.h"
 #include "embsum/v1/ranking.grpc.pb.h"
+#include "loadgen/grpc_status.h"
 #include "loadgen/request_source.h"
 
 namespace embsum::loadgen {
@@ -184,8 +185,7 @@ absl::StatusOr<EvalResult> RunEval(const EvalOptions& options) {
     v1::RankResponse response;
     grpc::Status status = stub->Rank(&context, request, &response);
     if (!status.ok()) {
-      return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                          status.error_message());
+      return FromGrpcStatus(status);
     }
     return response;
   };
@@ -327,8 +327,7 @@ absl::StatusOr<RetrievalResult> RunRetrievalEval(
     v1::RetrieveResponse response;
     grpc::Status status = stub->Retrieve(&context, request, &response);
     if (!status.ok()) {
-      return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                          status.error_message());
+      return FromGrpcStatus(status);
     }
     return response;
   };

@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "loadgen/grpc_status.h"
 #include "loadgen/target.h"
 
 namespace embsum::loadgen {
@@ -99,8 +100,7 @@ class GrpcTarget final : public Target {
     bool ok = false;
     while (cq->Next(&tag, &ok)) {
       std::unique_ptr<Call> call(static_cast<Call*>(tag));
-      const auto code =
-          static_cast<absl::StatusCode>(call->status.error_code());
+      const absl::StatusCode code = FromGrpcCode(call->status.error_code());
       const size_t bytes = call->status.ok() ? call->response.Length() : 0;
       call->done(code, bytes);
     }

@@ -14,6 +14,7 @@
 #include "embsum/v1/ranking.grpc.pb.h"
 #include "loadgen/behaviors.h"
 #include "loadgen/driver.h"
+#include "loadgen/grpc_status.h"
 #include "loadgen/report.h"
 #include "loadgen/request_source.h"
 #include "loadgen/sweep.h"
@@ -92,8 +93,7 @@ absl::StatusOr<v1::ModelInfo> FetchModelInfo(const LoadgenConfig& config) {
   const grpc::Status s =
       stub->GetModelInfo(&context, v1::GetModelInfoRequest(), &info);
   if (!s.ok()) {
-    return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
-                        s.error_message());
+    return FromGrpcStatus(s);
   }
   return info;
 }

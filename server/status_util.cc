@@ -2,12 +2,12 @@
 
 #include <string>
 
+#include "common/status_conversion.h"
+
 namespace embsum::server {
 
 absl::Status ToAbslStatus(const scoring::Status& status) {
-  if (status.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(status.code()),
-                      status.message());
+  return FromScoringStatus(status);
 }
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {

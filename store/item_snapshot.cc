@@ -10,12 +10,6 @@
 
 namespace embsum::store::internal {
 
-absl::Status FromScoring(const scoring::Status& s, absl::string_view context) {
-  if (s.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(s.code()),
-                      absl::StrCat(context, ": ", s.message()));
-}
-
 std::span<const uint8_t> SnapshotImpl::live() const {
   std::call_once(flat_once_, [this] {
     flat_live_.resize(rows_);

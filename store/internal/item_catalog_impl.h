@@ -23,6 +23,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "common/published.h"
+#include "common/status_conversion.h"
 #include "rocksdb/db.h"
 #include "scoring/item_arena.h"
 #include "scoring/status.h"
@@ -33,7 +34,11 @@
 
 namespace embsum::store::internal {
 
-absl::Status FromScoring(const scoring::Status& s, absl::string_view context);
+// A scoring error with `context` ("context: message"), same code.
+inline absl::Status FromScoring(const scoring::Status& s,
+                                absl::string_view context) {
+  return FromScoringStatus(s, context);
+}
 
 // The arena and its row -> id table, shared by every snapshot over it.
 // A row (data and id) is written before the first snapshot that covers it
