@@ -7,8 +7,11 @@
 namespace embsum {
 namespace {
 
+// The executable's main.cc (or *_main.cc) and the shared flag files of
+// tools/ (*_flags.cc).
 bool DefinedInMain(absl::string_view filename) {
-  return absl::EndsWith(filename, "main.cc");
+  return absl::EndsWith(filename, "main.cc") ||
+         absl::EndsWith(filename, "_flags.cc");
 }
 
 }  // namespace

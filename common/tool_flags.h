@@ -5,7 +5,8 @@
 namespace embsum {
 
 // Makes `--help` and `--helpshort` list the flags the executable's own
-// main.cc (or *_main.cc) defines. Abseil's default lists only flags defined
+// main.cc (or *_main.cc) defines, and those of shared flag files
+// (tools/client_flags/*_flags.cc). Abseil's default lists only flags defined
 // in a file named after the program ("embsum-server.cc"), which none of ours
 // is, so `--help` printed "No flags matched". Call once in main, before
 // absl::ParseCommandLine. Not thread-safe with concurrent flag parsing.

@@ -15,6 +15,7 @@
 #include "loadgen/eval.h"
 #include "loadgen/report.h"
 #include "nlohmann/json.hpp"
+#include "tools/client_flags/tls_client_flags.h"
 
 ABSL_FLAG(std::string, target, "", "HOST:PORT of embsum-server");
 ABSL_FLAG(std::string, behaviors, "", "MIND-format behaviors.tsv");
@@ -26,13 +27,6 @@ ABSL_FLAG(uint64_t, seed, 1, "seed for --shuffle_labels");
 ABSL_FLAG(double, deadline, 10, "per-call deadline, seconds");
 ABSL_FLAG(double, connect_timeout, 10,
           "seconds to wait for the server to accept connections");
-ABSL_FLAG(bool, tls, false, "connect with TLS (implied by the --tls_* files)");
-ABSL_FLAG(std::string, tls_ca_cert, "",
-          "PEM roots that sign the server certificate (default: system roots)");
-ABSL_FLAG(std::string, tls_cert, "", "PEM client certificate, for mTLS");
-ABSL_FLAG(std::string, tls_key, "", "PEM key of --tls_cert");
-ABSL_FLAG(std::string, tls_server_name, "",
-          "verify the server certificate against this name, not the host");
 ABSL_FLAG(std::string, json, "", "also write the metrics as JSON here");
 ABSL_FLAG(bool, retrieval, false,
           "evaluate Retrieve instead of Rank: for the users of --behaviors, "
@@ -116,12 +110,7 @@ int main(int argc, char** argv) {
   o.deadline = absl::Milliseconds(absl::GetFlag(FLAGS_deadline) * 1e3);
   o.connect_timeout =
       absl::Milliseconds(absl::GetFlag(FLAGS_connect_timeout) * 1e3);
-  o.tls.ca_cert = absl::GetFlag(FLAGS_tls_ca_cert);
-  o.tls.cert = absl::GetFlag(FLAGS_tls_cert);
-  o.tls.key = absl::GetFlag(FLAGS_tls_key);
-  o.tls.server_name = absl::GetFlag(FLAGS_tls_server_name);
-  o.tls.enabled = absl::GetFlag(FLAGS_tls) || !o.tls.ca_cert.empty() ||
-                  !o.tls.cert.empty() || !o.tls.server_name.empty();
+  o.tls = embsum::tools::TlsClientOptionsFromFlags();
   if (absl::GetFlag(FLAGS_retrieval)) return RunRetrieval(o);
   auto result = embsum::loadgen::RunEval(o);
   if (!result.ok()) {

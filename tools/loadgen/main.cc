@@ -10,6 +10,7 @@
 #include "absl/flags/usage.h"
 #include "common/tool_flags.h"
 #include "loadgen/loadgen.h"
+#include "tools/client_flags/tls_client_flags.h"
 
 ABSL_FLAG(std::string, target, "", "HOST:PORT of the server");
 ABSL_FLAG(std::string, target_kind, "rank",
@@ -54,13 +55,6 @@ ABSL_FLAG(int32_t, threads, 1, "client completion-queue threads");
 ABSL_FLAG(double, deadline, 10, "per-request deadline, seconds");
 ABSL_FLAG(double, connect_timeout, 10,
           "seconds to wait for the target to accept connections");
-ABSL_FLAG(bool, tls, false, "connect with TLS (implied by the --tls_* files)");
-ABSL_FLAG(std::string, tls_ca_cert, "",
-          "PEM roots that sign the server certificate (default: system roots)");
-ABSL_FLAG(std::string, tls_cert, "", "PEM client certificate, for mTLS");
-ABSL_FLAG(std::string, tls_key, "", "PEM key of --tls_cert");
-ABSL_FLAG(std::string, tls_server_name, "",
-          "verify the server certificate against this name, not the host");
 ABSL_FLAG(bool, progress, true, "print a progress line each second (stderr)");
 ABSL_FLAG(std::string, json, "", "write the JSON report here");
 ABSL_FLAG(std::string, csv, "", "write the CSV percentile spectrum here");
@@ -99,12 +93,7 @@ int main(int argc, char** argv) {
   c.threads = absl::GetFlag(FLAGS_threads);
   c.deadline_seconds = absl::GetFlag(FLAGS_deadline);
   c.connect_timeout_seconds = absl::GetFlag(FLAGS_connect_timeout);
-  c.tls.ca_cert = absl::GetFlag(FLAGS_tls_ca_cert);
-  c.tls.cert = absl::GetFlag(FLAGS_tls_cert);
-  c.tls.key = absl::GetFlag(FLAGS_tls_key);
-  c.tls.server_name = absl::GetFlag(FLAGS_tls_server_name);
-  c.tls.enabled = absl::GetFlag(FLAGS_tls) || !c.tls.ca_cert.empty() ||
-                  !c.tls.cert.empty() || !c.tls.server_name.empty();
+  c.tls = embsum::tools::TlsClientOptionsFromFlags();
   c.progress = absl::GetFlag(FLAGS_progress);
   c.json_path = absl::GetFlag(FLAGS_json);
   c.csv_path = absl::GetFlag(FLAGS_csv);
