@@ -143,6 +143,31 @@ class ServerTest : public ::testing::Test {
     if (server_ != nullptr) server_->Shutdown(absl::Seconds(5));
   }
 
+  // A second server over the same model and gated scorer, with one worker,
+  // whose queue waits and deadlines run on a fake clock (starting at the
+  // real time) that the test moves by hand.
+  struct FakeClockServer {
+    std::atomic<int64_t> now_ns{absl::ToUnixNanos(absl::Now())};
+    metrics::Registry registry;
+    std::unique_ptr<Server> server;
+    std::unique_ptr<v1::Ranker::Stub> ranker;
+  };
+  void StartFakeClockServer(absl::Duration max_queue_wait,
+                            FakeClockServer* fake) {
+    ServerOptions options;
+    options.listen = "127.0.0.1:0";
+    options.admin_listen = "127.0.0.1:0";
+    options.workers = 1;
+    options.max_queue_wait = max_queue_wait;
+    options.clock = [fake] { return absl::FromUnixNanos(fake->now_ns.load()); };
+    auto server = Server::Start(options, data_, &scorer_, &fake->registry);
+    ASSERT_TRUE(server.ok()) << server.status();
+    fake->server = *std::move(server);
+    fake->ranker = v1::Ranker::NewStub(
+        grpc::CreateChannel("127.0.0.1:" + std::to_string(fake->server->port()),
+                            grpc::InsecureChannelCredentials()));
+  }
+
   grpc::Status Rank(const v1::RankRequest& request, v1::RankResponse* response,
                     v1::Ranker::Stub* stub = nullptr) {
     grpc::ClientContext context;
@@ -839,22 +864,8 @@ TEST_F(ServerTest, BurstBeyondTheQueueIsShedWhileHealthAnswers) {
 }
 
 TEST_F(ServerTest, CallsThatWaitedPastMaxQueueWaitAreShedUnscored) {
-  ServerOptions options;
-  options.listen = "127.0.0.1:0";
-  options.admin_listen = "127.0.0.1:0";
-  options.workers = 1;
-  options.max_queue_wait = absl::Milliseconds(30);
-  // Queue waits run on a fake clock that starts at the real time.
-  std::atomic<int64_t> fake_now_ns{absl::ToUnixNanos(absl::Now())};
-  options.clock = [&fake_now_ns] {
-    return absl::FromUnixNanos(fake_now_ns.load());
-  };
-  metrics::Registry registry;
-  auto server = Server::Start(options, data_, &scorer_, &registry);
-  ASSERT_TRUE(server.ok()) << server.status();
-  auto stub = v1::Ranker::NewStub(
-      grpc::CreateChannel("127.0.0.1:" + std::to_string((*server)->port()),
-                          grpc::InsecureChannelCredentials()));
+  FakeClockServer fake;
+  ASSERT_NO_FATAL_FAILURE(StartFakeClockServer(absl::Milliseconds(30), &fake));
   scorer_.Close();
   struct Pending {
     grpc::ClientContext context;
@@ -865,15 +876,15 @@ TEST_F(ServerTest, CallsThatWaitedPastMaxQueueWaitAreShedUnscored) {
   Pending running, waiting;
   const v1::RankRequest request = AllItemsRequest(0);
   for (Pending* p : {&running, &waiting}) {
-    stub->async()->Rank(&p->context, &request, &p->response,
-                        [p](grpc::Status s) {
-                          p->status = s;
-                          p->done.Notify();
-                        });
+    fake.ranker->async()->Rank(&p->context, &request, &p->response,
+                               [p](grpc::Status s) {
+                                 p->status = s;
+                                 p->done.Notify();
+                               });
     if (p == &running) scorer_.AwaitWaiting(1);
   }
-  while ((*server)->queued_calls() < 1) std::this_thread::yield();
-  fake_now_ns += absl::ToInt64Nanoseconds(absl::Milliseconds(31));
+  while (fake.server->queued_calls() < 1) std::this_thread::yield();
+  fake.now_ns += absl::ToInt64Nanoseconds(absl::Milliseconds(31));
   scorer_.Open();
   running.done.WaitForNotification();
   waiting.done.WaitForNotification();
@@ -882,57 +893,44 @@ TEST_F(ServerTest, CallsThatWaitedPastMaxQueueWaitAreShedUnscored) {
   EXPECT_THAT(waiting.status.error_message(),
               HasSubstr("in the admission queue (--max_queue_wait)"));
   EXPECT_EQ(scorer_.calls(), 1);  // the expired call was never scored
-  EXPECT_THAT(registry.Serialize(),
+  EXPECT_THAT(fake.registry.Serialize(),
               HasSubstr("embsum_shed_total{reason=\"waited\"} 1\n"));
-  (*server)->Shutdown(absl::Seconds(5));
+  fake.server->Shutdown(absl::Seconds(5));
 }
 
 TEST_F(ServerTest, DeadlinePassedWhileQueuedIsNotScored) {
   // The worker checks deadlines against a fake clock that starts at the
   // real time: moved an hour on, every queued call's deadline has passed
   // when the worker takes it, however late the cancellation arrives.
-  ServerOptions options;
-  options.listen = "127.0.0.1:0";
-  options.admin_listen = "127.0.0.1:0";
-  options.workers = 1;
-  options.max_queue_wait = absl::ZeroDuration();
-  std::atomic<int64_t> fake_now_ns{absl::ToUnixNanos(absl::Now())};
-  options.clock = [&fake_now_ns] {
-    return absl::FromUnixNanos(fake_now_ns.load());
-  };
-  metrics::Registry registry;
-  auto server = Server::Start(options, data_, &scorer_, &registry);
-  ASSERT_TRUE(server.ok()) << server.status();
-  auto ranker = v1::Ranker::NewStub(
-      grpc::CreateChannel("127.0.0.1:" + std::to_string((*server)->port()),
-                          grpc::InsecureChannelCredentials()));
+  FakeClockServer fake;
+  ASSERT_NO_FATAL_FAILURE(StartFakeClockServer(absl::ZeroDuration(), &fake));
   scorer_.Close();
   // Occupy the worker.
   grpc::ClientContext blocker_context;
   v1::RankResponse blocker_response;
   absl::Notification blocker_done;
   const v1::RankRequest request = AllItemsRequest(0);
-  ranker->async()->Rank(&blocker_context, &request, &blocker_response,
-                        [&](grpc::Status) { blocker_done.Notify(); });
+  fake.ranker->async()->Rank(&blocker_context, &request, &blocker_response,
+                             [&](grpc::Status) { blocker_done.Notify(); });
   scorer_.AwaitWaiting(1);
   // This one waits in the queue past its deadline.
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() +
                        std::chrono::milliseconds(200));
   v1::RankResponse response;
-  EXPECT_EQ(ranker->Rank(&context, request, &response).error_code(),
+  EXPECT_EQ(fake.ranker->Rank(&context, request, &response).error_code(),
             grpc::StatusCode::DEADLINE_EXCEEDED);
-  fake_now_ns += absl::ToInt64Nanoseconds(absl::Hours(1));
+  fake.now_ns += absl::ToInt64Nanoseconds(absl::Hours(1));
   scorer_.Open();
   blocker_done.WaitForNotification();
   // Shutdown returns once every call has finished: the worker saw the
   // expired call and finished it without scoring (as cancelled when the
   // client's cancellation arrived first).
-  (*server)->Shutdown(absl::Seconds(5));
+  fake.server->Shutdown(absl::Seconds(5));
   const std::string want =
       "grpc_server_handled_total{grpc_service=\"embsum.v1.Ranker\","
       "grpc_method=\"Rank\",grpc_code=\"";
-  const std::string text = registry.Serialize();
+  const std::string text = fake.registry.Serialize();
   EXPECT_THAT(text,
               HasSubstr("embsum_scoring_seconds_count{backend=\"cpu\"} 1\n"));
   EXPECT_THAT(text, HasSubstr(want + "OK\"} 1\n"));
