@@ -7,6 +7,10 @@
 #ifndef EMBSUM_SCORING_INTERNAL_CPU_KERNELS_H_
 #define EMBSUM_SCORING_INTERNAL_CPU_KERNELS_H_
 
+#ifndef EMBSUM_SCORING_INTERNAL_ACCESS
+#error "scoring/internal/ is private to embsum::scoring: include scoring/'s public headers, or link embsum::scoring_internal (tests, benchmarks)"
+#endif
+
 #include <cstddef>
 #include <cstdint>
 

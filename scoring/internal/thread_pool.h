@@ -14,6 +14,10 @@
 #ifndef EMBSUM_SCORING_INTERNAL_THREAD_POOL_H_
 #define EMBSUM_SCORING_INTERNAL_THREAD_POOL_H_
 
+#ifndef EMBSUM_SCORING_INTERNAL_ACCESS
+#error "scoring/internal/ is private to embsum::scoring: include scoring/'s public headers, or link embsum::scoring_internal (tests, benchmarks)"
+#endif
+
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>

@@ -4,6 +4,10 @@
 #ifndef EMBSUM_STORE_INTERNAL_IDS_H_
 #define EMBSUM_STORE_INTERNAL_IDS_H_
 
+#ifndef EMBSUM_STORE_INTERNAL_ACCESS
+#error "store/internal/ is private to embsum::store: include store/'s public headers, or link embsum::store_internal (tests, fuzz, datagen)"
+#endif
+
 #include <cstdint>
 #include <string>
 #include <string_view>

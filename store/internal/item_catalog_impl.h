@@ -8,6 +8,10 @@
 #ifndef EMBSUM_STORE_INTERNAL_ITEM_CATALOG_IMPL_H_
 #define EMBSUM_STORE_INTERNAL_ITEM_CATALOG_IMPL_H_
 
+#ifndef EMBSUM_STORE_INTERNAL_ACCESS
+#error "store/internal/ is private to embsum::store: include store/'s public headers, or link embsum::store_internal (tests, fuzz, datagen)"
+#endif
+
 #include <cstdint>
 #include <memory>
 #include <mutex>
