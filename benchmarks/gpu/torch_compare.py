@@ -49,7 +49,7 @@ def compare(dump_dir, out_json):
         score = (w * k).sum(dim=(1, 2))
         magnitude = (w * k.abs()).sum(dim=(1, 2))
         # Sensitivity of the score to relative errors in the products of
-        # both dot products (see Ref in gpu_check.cc): the error scale.
+        # both dot products (see Ref in gpu_check_common.h): the error scale.
         abs_k = torch.einsum("id,cjd->cij", a.abs(), b.abs())
         abs_l = torch.einsum("id,cjd->cij", q.abs(), g.abs())
         condition = (w * (abs_k + (k - score[:, None, None]).abs() * abs_l)).sum(dim=(1, 2))
