@@ -20,6 +20,10 @@
 //     and the per-row sums for top_user_code, vectorised over user rows.
 // 16-bit storage is widened to fp32 per candidate block (L1-resident), or,
 // for bf16 storage with Ops::kBf16Dot, multiplied directly with vdpbf16ps.
+// A policy with Ops::kTiles (the AMX family, kernels_amx.cc) computes the
+// bf16 and int8 products of step 2 with its own tile routine
+// (Ops::TileProduct) on panels laid out for it (see BuildPanels) and keeps
+// this file's fp32 products and step 3.
 #ifndef EMBSUM_SCORING_INTERNAL_CPU_KERNELS_INL_H_
 #define EMBSUM_SCORING_INTERNAL_CPU_KERNELS_INL_H_
 
@@ -55,26 +59,39 @@ inline bool UsesInt8Dot(Products products) {
   return O::kInt8Dot && products == Products::kInt8;
 }
 
-// Offset of the per-row user scales in an int8 panel buffer.
+// Offset of the per-row user scales in an int8 panel buffer: quad panels
+// (d rounded up to 4), or with Ops::kTiles row-major rows of d rounded up
+// to 64 (one tile row of k per 64 bytes).
+template <class O>
 inline size_t Int8ScalesOffset(size_t rows, uint32_t d) {
-  return RoundUp(rows * RoundUp(d, 4), 64);
+  return RoundUp(rows * RoundUp(d, O::kTiles ? 64 : 4), 64);
+}
+
+// bf16 pairs per panel row: d rounded up to 2, or with Ops::kTiles to 32
+// (the k of one tile), zero-padded.
+template <class O>
+inline size_t Bf16PanelPairs(uint32_t d) {
+  return RoundUp(d, O::kTiles ? 32 : 2) / 2;
 }
 
 template <class O>
 size_t PanelBytes(uint32_t m, uint32_t d, Products products) {
   const size_t rows = size_t{PanelCount<O>(m)} * PanelWidth<O>(m);
   if (UsesInt8Dot<O>(products)) {
-    return Int8ScalesOffset(rows, d) + rows * sizeof(float);
+    return Int8ScalesOffset<O>(rows, d) + rows * sizeof(float);
   }
   if (UsesBf16Dot<O>(products)) {
-    return rows * RoundUp(d, 2) * sizeof(uint16_t);
+    return rows * Bf16PanelPairs<O>(d) * 2 * sizeof(uint16_t);
   }
   return rows * d * sizeof(float);
 }
 
 // fp32 panels: out[(p * d + k) * P + lane] = x[(p * P + lane) * d + k], zero
 // for rows >= m. bf16 pair panels: out[((p * d2 + kp) * P + lane) * 2 + h] =
-// bf16(x[p * P + lane][2 * kp + h]), zero past d or m (d2 = ceil(d / 2)).
+// bf16(x[p * P + lane][2 * kp + h]), zero past d or m (d2 =
+// Bf16PanelPairs<O>(d)). With Ops::kTiles, int8 panels are rows instead:
+// out[i * d64 + k] = s8 round(x[i][k] / s_i), zero past d or m (d64 = d
+// rounded up to 64), then the scales.
 template <class O>
 void BuildPanels(const float* x, uint32_t m, uint32_t d, Products products,
                  void* out) {
@@ -85,7 +102,30 @@ void BuildPanels(const float* x, uint32_t m, uint32_t d, Products products,
   constexpr size_t kBlock = 16;
   const uint32_t width = PanelWidth<O>(m);
   const uint32_t panels = PanelCount<O>(m);
-  if constexpr (O::kInt8Dot) {
+  if constexpr (O::kTiles) {
+    if (products == Products::kInt8) {
+      const size_t d64 = RoundUp(d, 64);
+      const size_t rows = size_t{panels} * width;
+      auto* bytes = static_cast<int8_t*>(out);
+      auto* scales =
+          reinterpret_cast<float*>(bytes + Int8ScalesOffset<O>(rows, d));
+      for (size_t i = 0; i < rows * d64; ++i) bytes[i] = 0;
+      for (uint32_t i = 0; i < m; ++i) {
+        const float* row = x + size_t{i} * d;
+        float max_abs = 0.0f;
+        for (uint32_t k = 0; k < d; ++k) {
+          const float v = row[k] < 0 ? -row[k] : row[k];
+          if (v > max_abs && v <= __FLT_MAX__) max_abs = v;
+        }
+        const float scale = max_abs / 127.0f;
+        scales[i] = scale;
+        O::QuantizeS8(row, d, scale > 0.0f ? 1.0f / scale : 0.0f,
+                      bytes + size_t{i} * d64);
+      }
+      for (size_t i = m; i < rows; ++i) scales[i] = 0.0f;
+      return;
+    }
+  } else if constexpr (O::kInt8Dot) {
     if (products == Products::kInt8) {
       // u8 quad panels: out[((p * d4/4 + kq) * P + lane) * 4 + r] =
       // 128 + round(x[p * P + lane][4 * kq + r] / s_row), 128 (zero) past d
@@ -94,7 +134,7 @@ void BuildPanels(const float* x, uint32_t m, uint32_t d, Products products,
       const size_t rows = size_t{panels} * width;
       auto* bytes = static_cast<uint8_t*>(out);
       auto* scales =
-          reinterpret_cast<float*>(bytes + Int8ScalesOffset(rows, d));
+          reinterpret_cast<float*>(bytes + Int8ScalesOffset<O>(rows, d));
       for (size_t i = 0; i < rows * d4; ++i) bytes[i] = 128;
       // One row at a time: quantized contiguously into `quantized` (d4
       // bytes, 128 past d), then copied out quad by quad.
@@ -131,7 +171,7 @@ void BuildPanels(const float* x, uint32_t m, uint32_t d, Products products,
     if (products == Products::kBf16) {
       // Transpose a block of 2 * kBlock k into fp32 first, then pack each
       // pair of k rows into bf16 pairs with the vector converter.
-      const size_t pairs = (d + 1) / 2;
+      const size_t pairs = Bf16PanelPairs<O>(d);
       auto* panel = static_cast<uint16_t*>(out);
       alignas(64) float block[2 * kBlock][2 * O::kLanes];
       for (uint32_t p = 0; p < panels; ++p) {
@@ -176,13 +216,15 @@ void BuildPanels(const float* x, uint32_t m, uint32_t d, Products products,
 // Scratch (floats, each part 16-float aligned): K tile, L tile (n x i_pad
 // each, [j][i] layout), row bias (i_pad: 0, or -inf for padding rows), row
 // sums (i_pad), and one converted n*d block: fp32 for 16-bit storage with
-// fp32 products, bf16 for fp16 storage with bf16 products.
+// fp32 products, bf16 for fp16 storage with bf16 products; then, with
+// Ops::kTiles, the tile routine's own scratch.
 template <class O>
 size_t ScratchFloats(uint32_t m, uint32_t n, uint32_t d, DType dtype,
                      Products /*products*/) {
   const size_t i_pad = size_t{PanelCount<O>(m)} * PanelWidth<O>(m);
   size_t total = 2 * RoundUp(size_t{n} * i_pad, 16) + 2 * RoundUp(i_pad, 16);
   if (dtype != DType::kFloat32) total += RoundUp(size_t{n} * d, 16);
+  if constexpr (O::kTiles) total += RoundUp(O::TileScratchFloats(i_pad, n), 16);
   return total;
 }
 
@@ -262,7 +304,7 @@ inline void DispatchTile(int j_count, bool bf16_dot, const void* panel,
                          const Prefetch& prefetch) {
   if constexpr (J <= MaxTileRows<O, NV>()) {
     if (j_count == J) {
-      if constexpr (O::kBf16Dot) {
+      if constexpr (O::kBf16Dot && !O::kTiles) {
         if (bf16_dot) {
           O::template TileBf16<NV, J>(static_cast<const uint16_t*>(panel),
                                       static_cast<const uint16_t*>(items), d,
@@ -402,7 +444,7 @@ template <class O>
 void ProductInt8(const void* panels, const std::byte* block, uint32_t m,
                  uint32_t n, uint32_t d, float* out, const std::byte* prefetch,
                  size_t prefetch_lines) {
-  if constexpr (O::kInt8Dot) {
+  if constexpr (O::kInt8Dot && !O::kTiles) {
     const uint32_t width = PanelWidth<O>(m);
     const uint32_t panel_count = PanelCount<O>(m);
     const size_t i_pad = size_t{panel_count} * width;
@@ -410,7 +452,7 @@ void ProductInt8(const void* panels, const std::byte* block, uint32_t m,
     const size_t kquads = d4 / 4;
     const auto* panel_bytes = static_cast<const uint8_t*>(panels);
     const auto* user_scales = reinterpret_cast<const float*>(
-        panel_bytes + Int8ScalesOffset(i_pad, d));
+        panel_bytes + Int8ScalesOffset<O>(i_pad, d));
     const auto* values = reinterpret_cast<const int8_t*>(block);
     const auto* scales = reinterpret_cast<const float*>(block + size_t{n} * d4);
     const auto* sums = reinterpret_cast<const int32_t*>(block + size_t{n} * d4 +
@@ -493,6 +535,31 @@ inline void NarrowBlock(const std::byte* src, size_t count, float* dst) {
   }
 }
 
+// One product (K or L) of a candidate block into out ([j][i], i_pad
+// columns): the tile routine for the bf16 and int8 products of a policy
+// with Ops::kTiles, else Product / ProductInt8.
+template <class O>
+inline void RunProduct(const void* panels, const void* items, bool bf16_dot,
+                       bool int8_dot, uint32_t m, uint32_t n, uint32_t d,
+                       float* out, float* tile_scratch,
+                       const std::byte* prefetch, size_t prefetch_lines) {
+  if constexpr (O::kTiles) {
+    if (bf16_dot || int8_dot) {
+      O::TileProduct(int8_dot, panels, items, m, n, d, out, tile_scratch,
+                     prefetch, prefetch_lines);
+      return;
+    }
+  } else {
+    (void)tile_scratch;
+  }
+  if (int8_dot) {
+    ProductInt8<O>(panels, static_cast<const std::byte*>(items), m, n, d, out,
+                   prefetch, prefetch_lines);
+  } else {
+    Product<O>(panels, items, bf16_dot, m, n, d, out, prefetch, prefetch_lines);
+  }
+}
+
 template <class O>
 void ScoreRows(const KernelArgs& args, const uint32_t* rows, size_t count,
                float* scores, int32_t* codes, float* scratch) {
@@ -515,6 +582,11 @@ void ScoreRows(const KernelArgs& args, const uint32_t* rows, size_t count,
   float* bias = l_tile + RoundUp(size_t{n} * i_pad, 16);
   float* row_sums = bias + RoundUp(i_pad, 16);
   float* widened = row_sums + RoundUp(i_pad, 16);
+  float* tile_scratch =
+      widened + (args.dtype != DType::kFloat32 ? RoundUp(block, 16) : 0);
+  if constexpr (O::kTiles) {
+    if (bf16_dot || int8_dot) O::BeginTiles(n, int8_dot);
+  }
   for (size_t i = 0; i < i_pad; ++i) {
     bias[i] = i < m ? 0.0f : -__builtin_inff();
   }
@@ -539,12 +611,8 @@ void ScoreRows(const KernelArgs& args, const uint32_t* rows, size_t count,
       NarrowBlock<O>(row, block, widened);
       b = widened;
     }
-    if (int8_dot) {
-      ProductInt8<O>(args.a_panels, row, m, n, d, k_tile, next, first_lines);
-    } else {
-      Product<O>(args.a_panels, b, bf16_dot, m, n, d, k_tile, next,
-                 first_lines);
-    }
+    RunProduct<O>(args.a_panels, b, bf16_dot, int8_dot, m, n, d, k_tile,
+                  tile_scratch, next, first_lines);
     const float* logits = k_tile;
     if (!args.logits_equal_matches) {
       const void* g = b;
@@ -560,13 +628,8 @@ void ScoreRows(const KernelArgs& args, const uint32_t* rows, size_t count,
       }
       const std::byte* next_half =
           next == nullptr ? nullptr : next + first_lines * 64;
-      if (int8_dot) {
-        ProductInt8<O>(args.q_panels, static_cast<const std::byte*>(g), m, n, d,
-                       l_tile, next_half, lines - first_lines);
-      } else {
-        Product<O>(args.q_panels, g, bf16_dot, m, n, d, l_tile, next_half,
-                   lines - first_lines);
-      }
+      RunProduct<O>(args.q_panels, g, bf16_dot, int8_dot, m, n, d, l_tile,
+                    tile_scratch, next_half, lines - first_lines);
       logits = l_tile;
     }
 
