@@ -68,6 +68,16 @@ struct TileConfig {
 };
 static_assert(sizeof(TileConfig) == 64);
 
+// ldtilecfg / sttilecfg with the whole 64 bytes as the memory operand.
+// (GCC 12's _tile_loadconfig and _tile_storeconfig name only the first 8
+// bytes, so the compiler may drop or sink the stores of the rest.)
+inline void LoadTileConfig(const TileConfig& config) {
+  __asm__ volatile("ldtilecfg %0" : : "m"(config));
+}
+inline void StoreTileConfig(TileConfig* config) {
+  __asm__ volatile("sttilecfg %0" : "=m"(*config));
+}
+
 // Items per group (tile rows for bf16, tile columns for int8).
 constexpr uint32_t kGroup = 16;
 
@@ -254,8 +264,8 @@ struct AmxOps : Avx512Ops {
       want.colsb[t] = 64;
     }
     alignas(64) TileConfig have;
-    _tile_storeconfig(&have);
-    if (std::memcmp(&want, &have, sizeof(want)) != 0) _tile_loadconfig(&want);
+    StoreTileConfig(&have);
+    if (std::memcmp(&want, &have, sizeof(want)) != 0) LoadTileConfig(want);
   }
 
   // out[j * i_pad + i] = K_ij (or L_ij) of one block against one user
