@@ -224,7 +224,13 @@ size_t ScratchFloats(uint32_t m, uint32_t n, uint32_t d, DType dtype,
   const size_t i_pad = size_t{PanelCount<O>(m)} * PanelWidth<O>(m);
   size_t total = 2 * RoundUp(size_t{n} * i_pad, 16) + 2 * RoundUp(i_pad, 16);
   if (dtype != DType::kFloat32) total += RoundUp(size_t{n} * d, 16);
-  if constexpr (O::kTiles) total += RoundUp(O::TileScratchFloats(i_pad, n), 16);
+  if constexpr (O::kTiles) {
+    // The tile routine's scratch, then K and L of a pair's second candidate
+    // and its converted block (ScorePairs).
+    total += RoundUp(O::TileScratchFloats(i_pad, n), 16) +
+             2 * RoundUp(size_t{n} * i_pad, 16);
+    if (dtype != DType::kFloat32) total += RoundUp(size_t{n} * d, 16);
+  }
   return total;
 }
 
@@ -560,14 +566,125 @@ inline void RunProduct(const void* panels, const void* items, bool bf16_dot,
   }
 }
 
+// Softmax over all m*n logits (padding rows biased to -inf), weighted sum
+// of K, per-row sums: *score, and *code when code != nullptr.
+template <class O>
+inline void Epilogue(const float* k_tile, const float* logits,
+                     const float* bias, float* row_sums, uint32_t m, uint32_t n,
+                     size_t i_pad, float* score, int32_t* code) {
+  using V = typename O::V;
+  constexpr int kLanes = O::kLanes;
+  const size_t vectors = i_pad / kLanes;
+  V max_v = O::Set1(-__builtin_inff());
+  for (uint32_t j = 0; j < n; ++j) {
+    for (size_t v = 0; v < vectors; ++v) {
+      max_v = O::Max(max_v, O::Add(O::Load(logits + j * i_pad + v * kLanes),
+                                   O::Load(bias + v * kLanes)));
+    }
+  }
+  const V max_logit = O::Set1(O::ReduceMax(max_v));
+  V weight_sum = O::Zero();
+  V total = O::Zero();
+  for (size_t v = 0; v < vectors; ++v) {
+    const V row_bias = O::Sub(O::Load(bias + v * kLanes), max_logit);
+    V row_sum = O::Zero();
+    for (uint32_t j = 0; j < n; ++j) {
+      const size_t at = j * i_pad + v * kLanes;
+      const V w = O::Exp(O::Add(O::Load(logits + at), row_bias));
+      weight_sum = O::Add(weight_sum, w);
+      row_sum = O::Fma(w, O::Load(k_tile + at), row_sum);
+    }
+    total = O::Add(total, row_sum);
+    O::Store(row_sums + v * kLanes, row_sum);
+  }
+  *score = O::ReduceAdd(total) / O::ReduceAdd(weight_sum);
+  if (code != nullptr) {
+    int32_t best = 0;
+    for (uint32_t i = 1; i < m; ++i) {
+      if (row_sums[i] > row_sums[best]) best = static_cast<int32_t>(i);
+    }
+    *code = best;
+  }
+}
+
+// With Ops::kTiles and at most Ops::kPairItems item codes: candidates two at
+// a time (Ops::TileProductPair shares each user tile between them and keeps
+// four independent accumulator chains); each candidate's sums are formed in
+// the same order as alone, so the results do not depend on the pairing.
+// Returns the candidates scored (an even count); the caller does the rest.
+template <class O>
+size_t ScorePairs(const KernelArgs& args, const uint32_t* rows, size_t count,
+                  float* scores, int32_t* codes, const float* bias,
+                  float* row_sums, float* k_tile, float* l_tile, float* widened,
+                  float* tile_scratch) {
+  const uint32_t m = args.m, n = args.n, d = args.d;
+  const size_t i_pad = size_t{PanelCount<O>(m)} * PanelWidth<O>(m);
+  const size_t block = size_t{n} * d;
+  const bool int8_dot = UsesInt8Dot<O>(args.products);
+  const bool narrow =
+      UsesBf16Dot<O>(args.products) && args.dtype == DType::kFloat16;
+  float* k_b = tile_scratch + RoundUp(O::TileScratchFloats(i_pad, n), 16);
+  float* l_b = k_b + RoundUp(size_t{n} * i_pad, 16);
+  float* widened_b = l_b + RoundUp(size_t{n} * i_pad, 16);
+  const size_t lines = (args.row_bytes + 63) / 64;
+  const size_t first_lines = args.logits_equal_matches ? lines : lines / 2;
+  size_t c = 0;
+  for (; c + 2 <= count; c += 2) {
+    const std::byte* row_a = args.arena + size_t{rows[c]} * args.row_bytes;
+    const std::byte* row_b = args.arena + size_t{rows[c + 1]} * args.row_bytes;
+    // The next pair's rows, half during each product.
+    const std::byte* next_a =
+        c + 2 < count ? args.arena + size_t{rows[c + 2]} * args.row_bytes
+                      : nullptr;
+    const std::byte* next_b =
+        c + 3 < count ? args.arena + size_t{rows[c + 3]} * args.row_bytes
+                      : nullptr;
+    const void* b_a = row_a;
+    const void* b_b = row_b;
+    if (narrow) {
+      NarrowBlock<O>(row_a, block, widened);
+      NarrowBlock<O>(row_b, block, widened_b);
+      b_a = widened;
+      b_b = widened_b;
+    }
+    O::TileProductPair(int8_dot, args.a_panels, b_a, b_b, m, n, d, k_tile, k_b,
+                       tile_scratch, next_a, next_b, first_lines);
+    const float* logits_a = k_tile;
+    const float* logits_b = k_b;
+    if (!args.logits_equal_matches) {
+      const void* g_a = b_a;
+      const void* g_b = b_b;
+      if (args.has_keys) {
+        g_a = row_a + args.block_bytes;
+        g_b = row_b + args.block_bytes;
+        if (narrow) {
+          NarrowBlock<O>(row_a + args.block_bytes, block, widened);
+          NarrowBlock<O>(row_b + args.block_bytes, block, widened_b);
+          g_a = widened;
+          g_b = widened_b;
+        }
+      }
+      O::TileProductPair(
+          int8_dot, args.q_panels, g_a, g_b, m, n, d, l_tile, l_b, tile_scratch,
+          next_a == nullptr ? nullptr : next_a + first_lines * 64,
+          next_b == nullptr ? nullptr : next_b + first_lines * 64,
+          lines - first_lines);
+      logits_a = l_tile;
+      logits_b = l_b;
+    }
+    Epilogue<O>(k_tile, logits_a, bias, row_sums, m, n, i_pad, scores + c,
+                codes == nullptr ? nullptr : codes + c);
+    Epilogue<O>(k_b, logits_b, bias, row_sums, m, n, i_pad, scores + c + 1,
+                codes == nullptr ? nullptr : codes + c + 1);
+  }
+  return c;
+}
+
 template <class O>
 void ScoreRows(const KernelArgs& args, const uint32_t* rows, size_t count,
                float* scores, int32_t* codes, float* scratch) {
-  using V = typename O::V;
-  constexpr int kLanes = O::kLanes;
   const uint32_t m = args.m, n = args.n, d = args.d;
   const size_t i_pad = size_t{PanelCount<O>(m)} * PanelWidth<O>(m);
-  const size_t vectors = i_pad / kLanes;
   const size_t block = size_t{n} * d;
   const size_t block_bytes = args.block_bytes;
   const bool bf16_dot = UsesBf16Dot<O>(args.products);
@@ -584,14 +701,21 @@ void ScoreRows(const KernelArgs& args, const uint32_t* rows, size_t count,
   float* widened = row_sums + RoundUp(i_pad, 16);
   float* tile_scratch =
       widened + (args.dtype != DType::kFloat32 ? RoundUp(block, 16) : 0);
-  if constexpr (O::kTiles) {
-    if (bf16_dot || int8_dot) O::BeginTiles(n, int8_dot);
-  }
   for (size_t i = 0; i < i_pad; ++i) {
     bias[i] = i < m ? 0.0f : -__builtin_inff();
   }
+  size_t first = 0;  // candidates already scored
+  if constexpr (O::kTiles) {
+    if (bf16_dot || int8_dot) {
+      O::BeginTiles(n, int8_dot);
+      if (n <= O::kPairItems) {
+        first = ScorePairs<O>(args, rows, count, scores, codes, bias, row_sums,
+                              k_tile, l_tile, widened, tile_scratch);
+      }
+    }
+  }
 
-  for (size_t c = 0; c < count; ++c) {
+  for (size_t c = first; c < count; ++c) {
     const std::byte* row = args.arena + size_t{rows[c]} * args.row_bytes;
     // Prefetch the next candidate's whole row into L2 while this one is
     // computed: short item rows (small n * d) are too short for the
@@ -633,38 +757,8 @@ void ScoreRows(const KernelArgs& args, const uint32_t* rows, size_t count,
       logits = l_tile;
     }
 
-    // Softmax over all m*n logits (padding rows biased to -inf), weighted
-    // sum of K, per-row sums.
-    V max_v = O::Set1(-__builtin_inff());
-    for (uint32_t j = 0; j < n; ++j) {
-      for (size_t v = 0; v < vectors; ++v) {
-        max_v = O::Max(max_v, O::Add(O::Load(logits + j * i_pad + v * kLanes),
-                                     O::Load(bias + v * kLanes)));
-      }
-    }
-    const V max_logit = O::Set1(O::ReduceMax(max_v));
-    V weight_sum = O::Zero();
-    V total = O::Zero();
-    for (size_t v = 0; v < vectors; ++v) {
-      const V row_bias = O::Sub(O::Load(bias + v * kLanes), max_logit);
-      V row_sum = O::Zero();
-      for (uint32_t j = 0; j < n; ++j) {
-        const size_t at = j * i_pad + v * kLanes;
-        const V w = O::Exp(O::Add(O::Load(logits + at), row_bias));
-        weight_sum = O::Add(weight_sum, w);
-        row_sum = O::Fma(w, O::Load(k_tile + at), row_sum);
-      }
-      total = O::Add(total, row_sum);
-      O::Store(row_sums + v * kLanes, row_sum);
-    }
-    scores[c] = O::ReduceAdd(total) / O::ReduceAdd(weight_sum);
-    if (codes != nullptr) {
-      int32_t best = 0;
-      for (uint32_t i = 1; i < m; ++i) {
-        if (row_sums[i] > row_sums[best]) best = static_cast<int32_t>(i);
-      }
-      codes[c] = best;
-    }
+    Epilogue<O>(k_tile, logits, bias, row_sums, m, n, i_pad, scores + c,
+                codes == nullptr ? nullptr : codes + c);
   }
 }
 

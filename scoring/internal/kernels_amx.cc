@@ -183,10 +183,150 @@ EMBSUM_AMX_INT8_GROUP(Int8TailGroup, 2, 3, 7)
 #undef EMBSUM_AMX_BF16_GROUP
 #undef EMBSUM_AMX_INT8_GROUP
 
+// Two candidates a and b of at most 16 items at once (n <= kGroup, tiles 2,
+// 3 and 7 configured as 0, 1 and 6): C0/C1 = a x user tiles u, u + 1 and
+// C2/C3 = b x the same, the user tiles loaded once per chunk for both.
+// Each accumulator sums its chunks in the order Bf16FirstGroup would.
+template <bool kTwo>
+inline void Bf16Pair(const uint16_t* items_a, const uint16_t* items_b,
+                     size_t item_stride, size_t full_chunks,
+                     const uint16_t* tail_a, const uint16_t* tail_b,
+                     const uint16_t* user0, const uint16_t* user1,
+                     size_t user_chunk, size_t user_stride, float* out_a,
+                     float* out_b, size_t ld_bytes, const std::byte* prefetch_a,
+                     const std::byte* prefetch_b, size_t lines) {
+  _tile_zero(0);
+  _tile_zero(2);
+  if constexpr (kTwo) {
+    _tile_zero(1);
+    _tile_zero(3);
+  }
+  const size_t chunks = full_chunks + (tail_a != nullptr ? 1 : 0);
+  for (size_t c = 0; c < chunks; ++c) {
+    PrefetchSlice(prefetch_a, lines, c, chunks);
+    PrefetchSlice(prefetch_b, lines, c, chunks);
+    const bool full = c < full_chunks;
+    _tile_loadd(4, user0 + c * user_chunk, user_stride);
+    if (full) {
+      _tile_loadd(6, items_a + c * 32, item_stride);
+      _tile_loadd(7, items_b + c * 32, item_stride);
+    } else {
+      _tile_loadd(6, tail_a, 64);
+      _tile_loadd(7, tail_b, 64);
+    }
+    _tile_dpbf16ps(0, 6, 4);
+    _tile_dpbf16ps(2, 7, 4);
+    if constexpr (kTwo) {
+      _tile_loadd(5, user1 + c * user_chunk, user_stride);
+      _tile_dpbf16ps(1, 6, 5);
+      _tile_dpbf16ps(3, 7, 5);
+    }
+  }
+  _tile_stored(0, out_a, ld_bytes);
+  _tile_stored(2, out_b, ld_bytes);
+  if constexpr (kTwo) {
+    _tile_stored(1, out_a + kGroup, ld_bytes);
+    _tile_stored(3, out_b + kGroup, ld_bytes);
+  }
+}
+
+// The int8 form of Bf16Pair: users the A operand, items the B operand.
+template <bool kTwo>
+inline void Int8Pair(const int8_t* items_a, const int8_t* items_b,
+                     size_t item_stride, size_t full_chunks,
+                     const int8_t* tail_a, const int8_t* tail_b,
+                     const int8_t* user0, const int8_t* user1,
+                     size_t user_stride, int32_t* out_a0, int32_t* out_a1,
+                     int32_t* out_b0, int32_t* out_b1, size_t ld_bytes,
+                     const std::byte* prefetch_a, const std::byte* prefetch_b,
+                     size_t lines) {
+  _tile_zero(0);
+  _tile_zero(2);
+  if constexpr (kTwo) {
+    _tile_zero(1);
+    _tile_zero(3);
+  }
+  const size_t chunks = full_chunks + (tail_a != nullptr ? 1 : 0);
+  for (size_t c = 0; c < chunks; ++c) {
+    PrefetchSlice(prefetch_a, lines, c, chunks);
+    PrefetchSlice(prefetch_b, lines, c, chunks);
+    const bool full = c < full_chunks;
+    _tile_loadd(4, user0 + c * 64, user_stride);
+    if (full) {
+      _tile_loadd(6, items_a + c * kGroup * item_stride, item_stride);
+      _tile_loadd(7, items_b + c * kGroup * item_stride, item_stride);
+    } else {
+      _tile_loadd(6, tail_a, item_stride);
+      _tile_loadd(7, tail_b, item_stride);
+    }
+    _tile_dpbssd(0, 4, 6);
+    _tile_dpbssd(2, 4, 7);
+    if constexpr (kTwo) {
+      _tile_loadd(5, user1 + c * 64, user_stride);
+      _tile_dpbssd(1, 5, 6);
+      _tile_dpbssd(3, 5, 7);
+    }
+  }
+  _tile_stored(0, out_a0, ld_bytes);
+  _tile_stored(2, out_b0, ld_bytes);
+  if constexpr (kTwo) {
+    _tile_stored(1, out_a1, ld_bytes);
+    _tile_stored(3, out_b1, ld_bytes);
+  }
+}
+
+// out[j * i_pad + i] = s_i * s_j * acc[i * n + j]: 16 users per gather.
+inline void ScaleTransposed(const int32_t* acc, const float* user_scales,
+                            const float* item_scales, uint32_t n, size_t i_pad,
+                            float* out) {
+  const __m512i index = _mm512_mullo_epi32(
+      _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+      _mm512_set1_epi32(static_cast<int>(n)));
+  for (uint32_t j = 0; j < n; ++j) {
+    float sj;
+    std::memcpy(&sj, item_scales + j, sizeof(sj));
+    const __m512 scale_j = _mm512_set1_ps(sj);
+    for (size_t v = 0; v < i_pad / 16; ++v) {
+      const __m512i sums =
+          _mm512_i32gather_epi32(index, acc + v * 16 * n + j, 4);
+      const __m512 su = _mm512_loadu_ps(user_scales + v * 16);
+      _mm512_storeu_ps(
+          out + size_t{j} * i_pad + v * 16,
+          _mm512_mul_ps(_mm512_cvtepi32_ps(sums), _mm512_mul_ps(su, scale_j)));
+    }
+  }
+}
+
+// Copies the partial last chunk of k of an n x d bf16 block into dst (n
+// rows of 32, zero past d).
+inline void CopyBf16Tail(const uint16_t* block, uint32_t n, uint32_t d,
+                         uint16_t* dst) {
+  const size_t k0 = size_t{d} / 32 * 32;
+  for (uint32_t j = 0; j < n; ++j) {
+    for (size_t t = 0; t < 32; ++t) {
+      dst[j * 32 + t] =
+          k0 + t < d ? block[size_t{j} * d + k0 + t] : uint16_t{0};
+    }
+  }
+}
+
+// Copies the partial last chunk of quad rows of an int8 block's values into
+// dst (16 quad rows of n * 4 bytes, zero past the block's rows).
+inline void CopyInt8Tail(const int8_t* values, uint32_t n, size_t kquads,
+                         int8_t* dst) {
+  const size_t stride = size_t{n} * 4;
+  const size_t full = kquads / kGroup * kGroup;
+  const size_t have = (kquads - full) * stride;
+  std::memcpy(dst, values + full * stride, have);
+  std::memset(dst + have, 0, kGroup * stride - have);
+}
+
 struct AmxOps : Avx512Ops {
   static constexpr bool kBf16Dot = true;
   static constexpr bool kInt8Dot = true;
   static constexpr bool kTiles = true;
+  // Item codes up to which candidates go two at a time (ScorePairs).
+  static constexpr uint32_t kPairItems = kGroup;
 
   // out[i] = bf16(fp16 in[i]) for i < count, rounded to nearest even.
   static void HalfToBf16(const uint16_t* in, size_t count, uint16_t* out) {
@@ -234,11 +374,12 @@ struct AmxOps : Avx512Ops {
     }
   }
 
-  // Floats of scratch for TileProduct: a zero-padded partial chunk of k
-  // (64 bytes per item: n rows of 32 bf16, or 16 quad rows of n * 4
-  // bytes) and the int32 C of the int8 product (i_pad x n).
+  // Floats of scratch for TileProduct(Pair): per candidate of a pair, a
+  // zero-padded partial chunk of k (64 bytes per item: n rows of 32 bf16,
+  // or 16 quad rows of n * 4 bytes), then per candidate the int32 C of the
+  // int8 product (i_pad x n).
   static size_t TileScratchFloats(size_t i_pad, uint32_t n) {
-    return 16 * size_t{n} + i_pad * n;
+    return 32 * size_t{n} + 2 * i_pad * n;
   }
 
   // Loads the tile configuration for n items unless this thread has it
@@ -253,11 +394,12 @@ struct AmxOps : Avx512Ops {
       want.rows[t] = static_cast<uint8_t>(int8 ? 16 : first);
       want.colsb[t] = static_cast<uint16_t>(int8 ? first * 4 : 64);
     }
-    if (tail != 0) {
-      for (int t : tail_tiles) {
-        want.rows[t] = static_cast<uint8_t>(int8 ? 16 : tail);
-        want.colsb[t] = static_cast<uint16_t>(int8 ? tail * 4 : 64);
-      }
+    // Without a partial group, tmm2, tmm3 and tmm7 serve a pair's second
+    // candidate, shaped as the first group.
+    const uint32_t second = tail != 0 ? tail : first;
+    for (int t : tail_tiles) {
+      want.rows[t] = static_cast<uint8_t>(int8 ? 16 : second);
+      want.colsb[t] = static_cast<uint16_t>(int8 ? second * 4 : 64);
     }
     for (int t : {4, 5}) {
       want.rows[t] = 16;
@@ -287,13 +429,7 @@ struct AmxOps : Avx512Ops {
       uint16_t* tail_items = nullptr;
       if (d % 32 != 0) {
         tail_items = reinterpret_cast<uint16_t*>(scratch);
-        const size_t k0 = full_chunks * 32;
-        for (uint32_t j = 0; j < n; ++j) {
-          for (size_t t = 0; t < 32; ++t) {
-            tail_items[j * 32 + t] =
-                k0 + t < d ? block[size_t{j} * d + k0 + t] : uint16_t{0};
-          }
-        }
+        CopyBf16Tail(block, n, d, tail_items);
       }
       // User tile u: panel u * 16 / width, lanes from (u * 16) % width.
       const size_t user_stride = size_t{width} * 4;  // one pair row
@@ -357,12 +493,9 @@ struct AmxOps : Avx512Ops {
     int8_t* tail_items = nullptr;
     if (kquads % kGroup != 0) {
       tail_items = reinterpret_cast<int8_t*>(scratch);
-      const size_t have = (kquads % kGroup) * item_stride;
-      std::memcpy(tail_items, values + full_chunks * kGroup * item_stride,
-                  have);
-      std::memset(tail_items + have, 0, kGroup * item_stride - have);
+      CopyInt8Tail(values, n, kquads, tail_items);
     }
-    auto* acc = reinterpret_cast<int32_t*>(scratch + 16 * size_t{n});
+    auto* acc = reinterpret_cast<int32_t*>(scratch + 32 * size_t{n});
     const size_t ld = size_t{n} * 4;
     for (size_t u = 0; u < user_tiles; u += 2) {
       const bool two = u + 1 < user_tiles;
@@ -400,23 +533,110 @@ struct AmxOps : Avx512Ops {
         }
       }
     }
-    // out[j][i] = s_i * s_j * acc[i][j]: 16 users per gather.
-    const __m512i index = _mm512_mullo_epi32(
-        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-        _mm512_set1_epi32(static_cast<int>(n)));
-    for (uint32_t j = 0; j < n; ++j) {
-      float sj;
-      std::memcpy(&sj, item_scales + j, sizeof(sj));
-      const __m512 scale_j = _mm512_set1_ps(sj);
-      for (size_t v = 0; v < user_tiles; ++v) {
-        const __m512i sums =
-            _mm512_i32gather_epi32(index, acc + v * 16 * n + j, 4);
-        const __m512 su = _mm512_loadu_ps(user_scales + v * 16);
-        _mm512_storeu_ps(out + size_t{j} * i_pad + v * 16,
-                         _mm512_mul_ps(_mm512_cvtepi32_ps(sums),
-                                       _mm512_mul_ps(su, scale_j)));
+    ScaleTransposed(acc, user_scales, item_scales, n, i_pad, out);
+  }
+
+  // TileProduct for two candidates' blocks at once (n <= kPairItems):
+  // out_a and out_b as TileProduct would write them, bit for bit. Prefetches
+  // `lines` lines at each of prefetch_a and prefetch_b (either may be null).
+  static void TileProductPair(bool int8, const void* panels,
+                              const void* items_a, const void* items_b,
+                              uint32_t m, uint32_t n, uint32_t d, float* out_a,
+                              float* out_b, float* scratch,
+                              const std::byte* prefetch_a,
+                              const std::byte* prefetch_b, size_t lines) {
+    const uint32_t width = PanelWidth<AmxOps>(m);
+    const size_t i_pad = size_t{PanelCount<AmxOps>(m)} * width;
+    const size_t user_tiles = i_pad / 16;
+    if (!int8) {
+      const auto* block_a = static_cast<const uint16_t*>(items_a);
+      const auto* block_b = static_cast<const uint16_t*>(items_b);
+      const auto* panel = static_cast<const uint16_t*>(panels);
+      const size_t pairs = Bf16PanelPairs<AmxOps>(d);
+      const size_t full_chunks = d / 32;
+      uint16_t* tail_a = nullptr;
+      uint16_t* tail_b = nullptr;
+      if (d % 32 != 0) {
+        tail_a = reinterpret_cast<uint16_t*>(scratch);
+        tail_b = reinterpret_cast<uint16_t*>(scratch + 16 * size_t{n});
+        CopyBf16Tail(block_a, n, d, tail_a);
+        CopyBf16Tail(block_b, n, d, tail_b);
+      }
+      const size_t user_stride = size_t{width} * 4;
+      const size_t user_chunk = size_t{16} * width * 2;
+      for (size_t u = 0; u < user_tiles; u += 2) {
+        const uint16_t* u0 =
+            panel + ((u * 16 / width) * pairs * width + (u * 16) % width) * 2;
+        const bool two = u + 1 < user_tiles;
+        const uint16_t* u1 =
+            two ? panel + (((u + 1) * 16 / width) * pairs * width +
+                           ((u + 1) * 16) % width) *
+                              2
+                : nullptr;
+        const std::byte* ahead_a = u == 0 ? prefetch_a : nullptr;
+        const std::byte* ahead_b = u == 0 ? prefetch_b : nullptr;
+        if (two) {
+          Bf16Pair<true>(block_a, block_b, size_t{d} * 2, full_chunks, tail_a,
+                         tail_b, u0, u1, user_chunk, user_stride,
+                         out_a + u * 16, out_b + u * 16, i_pad * 4, ahead_a,
+                         ahead_b, lines);
+        } else {
+          Bf16Pair<false>(block_a, block_b, size_t{d} * 2, full_chunks, tail_a,
+                          tail_b, u0, u1, user_chunk, user_stride,
+                          out_a + u * 16, out_b + u * 16, i_pad * 4, ahead_a,
+                          ahead_b, lines);
+        }
+      }
+      return;
+    }
+
+    const size_t d4 = RoundUp(d, 4);
+    const size_t kquads = d4 / 4;
+    const auto* values_a = static_cast<const int8_t*>(items_a);
+    const auto* values_b = static_cast<const int8_t*>(items_b);
+    const auto* panel = static_cast<const int8_t*>(panels);
+    const size_t d64 = RoundUp(d, 64);
+    const auto* user_scales = reinterpret_cast<const float*>(
+        reinterpret_cast<const std::byte*>(panels) +
+        Int8ScalesOffset<AmxOps>(i_pad, d));
+    const size_t item_stride = size_t{n} * 4;
+    const size_t full_chunks = kquads / kGroup;
+    int8_t* tail_a = nullptr;
+    int8_t* tail_b = nullptr;
+    if (kquads % kGroup != 0) {
+      tail_a = reinterpret_cast<int8_t*>(scratch);
+      tail_b = reinterpret_cast<int8_t*>(scratch + 16 * size_t{n});
+      CopyInt8Tail(values_a, n, kquads, tail_a);
+      CopyInt8Tail(values_b, n, kquads, tail_b);
+    }
+    auto* acc_a = reinterpret_cast<int32_t*>(scratch + 32 * size_t{n});
+    int32_t* acc_b = acc_a + i_pad * n;
+    const size_t ld = size_t{n} * 4;
+    for (size_t u = 0; u < user_tiles; u += 2) {
+      const bool two = u + 1 < user_tiles;
+      const int8_t* u0 = panel + u * 16 * d64;
+      const std::byte* ahead_a = u == 0 ? prefetch_a : nullptr;
+      const std::byte* ahead_b = u == 0 ? prefetch_b : nullptr;
+      int32_t* a0 = acc_a + u * 16 * n;
+      int32_t* b0 = acc_b + u * 16 * n;
+      if (two) {
+        Int8Pair<true>(values_a, values_b, item_stride, full_chunks, tail_a,
+                       tail_b, u0, u0 + 16 * d64, d64, a0, a0 + 16 * size_t{n},
+                       b0, b0 + 16 * size_t{n}, ld, ahead_a, ahead_b, lines);
+      } else {
+        Int8Pair<false>(values_a, values_b, item_stride, full_chunks, tail_a,
+                        tail_b, u0, nullptr, d64, a0, nullptr, b0, nullptr, ld,
+                        ahead_a, ahead_b, lines);
       }
     }
+    const auto* block_a = static_cast<const std::byte*>(items_a);
+    const auto* block_b = static_cast<const std::byte*>(items_b);
+    ScaleTransposed(acc_a, user_scales,
+                    reinterpret_cast<const float*>(block_a + size_t{n} * d4), n,
+                    i_pad, out_a);
+    ScaleTransposed(acc_b, user_scales,
+                    reinterpret_cast<const float*>(block_b + size_t{n} * d4), n,
+                    i_pad, out_b);
   }
 };
 
