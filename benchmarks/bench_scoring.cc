@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <memory>
@@ -58,7 +59,8 @@ constexpr char kUsage[] =
     "    [--queries=true] [--keys=true] [--arena_rows=CANDIDATES] "
     "[--reps=50]\n"
     "    [--warmup=5] [--threads=0] [--parallel_threshold=N]\n"
-    "    [--isa=scalar|avx2|avx512|avx512bf16] [--fp16_bf16_products=true]\n"
+    "    [--isa=scalar|avx2|avxvnni|avx512|avx512vnni|avx512bf16|amx]\n"
+    "    [--fp16_bf16_products=true]\n"
     "    [--faiss_k=100] [--seed=1]\n"
     "Times the scorer, the two sgemm products of the same shapes (the bound)\n"
     "and FAISS IndexFlatIP over the same CPE rows (the peer) in one run.\n";
@@ -359,6 +361,130 @@ class PeakRunner {
   bool stop_ = false;
 };
 
+// ---- The AMX family's bounds (issue 24), in a block of their own: the
+// tile peaks of this run (register-resident tdpbf16ps / tdpbssd loops) and
+// the read bandwidth of the run's own access pattern (every line of the
+// candidate rows, the row sets rotated as for the scorer), which bounds a
+// request whose arithmetic the tiles finish first.
+struct AmxBounds {
+  double bf16_tflops = NAN;  // tile peak, all `threads` threads
+  double int8_tops = NAN;
+  double read_gbytes_per_second = NAN;  // median over reps
+  double read_gbytes_per_second_min = NAN;
+  double read_gbytes_per_second_max = NAN;
+};
+
+// Sums one 8-byte word of every 64-byte line of the rows: the line is read
+// from memory whole, the arithmetic is negligible. Like the kernels, it
+// prefetches the row two candidates ahead, one line per line read.
+uint64_t TouchRows(const ItemArena& arena, const uint32_t* rows, size_t count) {
+  const size_t row_bytes = arena.layout().row_bytes();
+  uint64_t sum = 0;
+  for (size_t c = 0; c < count; ++c) {
+    const std::byte* row = arena.row_data(rows[c]);
+    const std::byte* ahead =
+        c + 2 < count ? arena.row_data(rows[c + 2]) : nullptr;
+    for (size_t at = 0; at < row_bytes; at += 64) {
+      if (ahead != nullptr) __builtin_prefetch(ahead + at, 0, 3);
+      uint64_t word;
+      std::memcpy(&word, row + at, sizeof(word));
+      sum += word;
+    }
+  }
+  return sum;
+}
+
+std::atomic<uint64_t> g_touch_sink{0};
+
+AmxBounds MeasureAmxBounds(const ItemArena& arena,
+                           const std::vector<std::vector<uint32_t>>& row_sets,
+                           int threads, double request_flops, int reps) {
+  AmxBounds out;
+  const auto tile_peak = [&](scoring::PeakOp op) -> double {
+    if (!scoring::PeakSupported(scoring::CpuIsa::kAmx, op)) return NAN;
+    PeakRunner runner(threads, scoring::CpuIsa::kAmx, op);
+    double per_iteration = 0;
+    runner.Run(1, &per_iteration);  // warm-up; OPs of one round
+    // About 20 requests' worth of tile operations per rep (a millisecond).
+    const uint64_t iterations = std::max<uint64_t>(
+        1, static_cast<uint64_t>(20 * request_flops /
+                                 std::max(per_iteration, 1.0)));
+    std::vector<double> rates;
+    double ops = 0;
+    for (int i = 0; i < std::max(3, std::min(reps, 9)); ++i) {
+      const double seconds = runner.Run(iterations, &ops);
+      rates.push_back(ops / seconds / 1e12);
+    }
+    return Percentile(rates, 0.5);
+  };
+  out.bf16_tflops = tile_peak(scoring::PeakOp::kAmxBf16);
+  out.int8_tops = tile_peak(scoring::PeakOp::kAmxInt8);
+
+  // Read bandwidth: 8 row sets per rep (long enough that starting the
+  // threads is noise), split across `threads` threads.
+  constexpr size_t kSetsPerRep = 8;
+  std::vector<double> rates;
+  size_t next_set = 0;
+  for (int rep = 0; rep < std::max(3, std::min(reps, 15)); ++rep) {
+    std::vector<uint32_t> rows;
+    for (size_t s = 0; s < kSetsPerRep; ++s) {
+      const auto& set = row_sets[next_set++ % row_sets.size()];
+      rows.insert(rows.end(), set.begin(), set.end());
+    }
+    const size_t per_thread = (rows.size() + static_cast<size_t>(threads) - 1) /
+                              static_cast<size_t>(threads);
+    const double seconds = TimeOnce([&] {
+      std::vector<std::thread> workers;
+      for (int t = 1; t < threads; ++t) {
+        const size_t begin = std::min(rows.size(), t * per_thread);
+        const size_t count = std::min(per_thread, rows.size() - begin);
+        workers.emplace_back([&, begin, count] {
+          g_touch_sink.fetch_add(TouchRows(arena, rows.data() + begin, count),
+                                 std::memory_order_relaxed);
+        });
+      }
+      g_touch_sink.fetch_add(
+          TouchRows(arena, rows.data(), std::min(per_thread, rows.size())),
+          std::memory_order_relaxed);
+      for (auto& w : workers) w.join();
+    });
+    rates.push_back(static_cast<double>(rows.size()) *
+                    static_cast<double>(arena.layout().row_bytes()) / seconds /
+                    1e9);
+  }
+  out.read_gbytes_per_second = Percentile(rates, 0.5);
+  out.read_gbytes_per_second_min = Percentile(rates, 0.0);
+  out.read_gbytes_per_second_max = Percentile(rates, 1.0);
+  return out;
+}
+
+// The block's JSON fields (amx_*): the tile peaks, the request's time at
+// the tile peak of its dtype (the arithmetic bound of --isa=amx), the read
+// bandwidth and the request's time at it (the memory bound), and ours
+// against each.
+void AddAmxFields(const AmxBounds& bounds, DType dtype, double flops,
+                  double bytes, double ours, nlohmann::ordered_json* out) {
+  nlohmann::ordered_json& j = *out;
+  j["amx_peak_bf16_tflops"] = bounds.bf16_tflops;
+  j["amx_peak_int8_tops"] = bounds.int8_tops;
+  double tile_rate = NAN;
+  if (dtype == DType::kInt8) {
+    tile_rate = bounds.int8_tops;
+  } else if (dtype != DType::kFloat32) {
+    tile_rate = bounds.bf16_tflops;
+  }
+  const double tile_seconds = flops / (tile_rate * 1e12);
+  j["amx_peak_seconds"] = tile_seconds;
+  j["ratio_to_amx_peak"] = tile_seconds / ours;
+  j["read_gbytes_per_second"] = bounds.read_gbytes_per_second;
+  j["read_gbytes_per_second_min"] = bounds.read_gbytes_per_second_min;
+  j["read_gbytes_per_second_max"] = bounds.read_gbytes_per_second_max;
+  const double memory_seconds = bytes / (bounds.read_gbytes_per_second * 1e9);
+  j["memory_bound_seconds"] = memory_seconds;
+  j["ratio_to_memory_bound"] = memory_seconds / ours;
+}
+// ---- end of the AMX block
+
 std::vector<float> RandomRows(std::mt19937_64& rng, size_t rows, size_t d) {
   // Entries N(0, 1/d): dot products about N(0, 1).
   std::normal_distribution<float> normal(
@@ -619,6 +745,11 @@ int RunScoringBench(int argc, char** argv) {
   };
   const double bf16_peak = dot_peak(scoring::PeakOp::kBf16Dot);
   const double int8_peak = dot_peak(scoring::PeakOp::kInt8Dot);
+  // The AMX block (tile peaks, read bandwidth): CPU runs only.
+  const AmxBounds amx_bounds =
+      flags.backend == "cpu"
+          ? MeasureAmxBounds(arena, row_sets, scorer_threads, flops, flags.reps)
+          : AmxBounds{};
 
   auto time_block = [&](const std::function<void()>& run) {
     std::vector<double> times;
@@ -732,6 +863,7 @@ int RunScoringBench(int argc, char** argv) {
 #endif
   const char* coretype = std::getenv("OPENBLAS_CORETYPE");
   out["openblas_coretype_env"] = coretype != nullptr ? coretype : "";
+  AddAmxFields(amx_bounds, *dtype, flops, bytes, ours, &out);
 
   if (flags.json) {
     // NaN and infinities are written as null.
@@ -765,6 +897,14 @@ int RunScoringBench(int argc, char** argv) {
       ">= 0.7 for fp32)\n",
       peak_seconds / ours, Percentile(rep_ratios, 0.1),
       Percentile(rep_ratios, 0.9));
+  std::printf(
+      "  AMX tile peak             %10.1f TFLOP/s bf16  %7.1f TOP/s int8\n"
+      "  read bandwidth        p50 %10.2f GB/s  -> memory bound %.4f ms "
+      "(ratio %.3f)\n",
+      amx_bounds.bf16_tflops, amx_bounds.int8_tops,
+      amx_bounds.read_gbytes_per_second,
+      bytes / (amx_bounds.read_gbytes_per_second * 1e9) * 1e3,
+      bytes / (amx_bounds.read_gbytes_per_second * 1e9) / ours);
   std::printf("  sgemm bound           p50 %10.4f ms  min %10.4f ms  (%s)\n",
               bound * 1e3, bound_min * 1e3, bound_kind.c_str());
   std::printf("  FAISS IndexFlatIP     p50 %10.4f ms\n", faiss * 1e3);

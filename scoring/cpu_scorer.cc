@@ -7,6 +7,10 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <cpuid.h>
 #endif
+#if defined(__x86_64__) && defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #include <algorithm>
 #include <array>
@@ -30,9 +34,9 @@ namespace {
 using internal::KernelArgs;
 using internal::KernelTable;
 
-constexpr CpuIsa kAllIsas[] = {CpuIsa::kScalar,     CpuIsa::kAvx2,
-                               CpuIsa::kAvxVnni,    CpuIsa::kAvx512,
-                               CpuIsa::kAvx512Vnni, CpuIsa::kAvx512Bf16};
+constexpr CpuIsa kAllIsas[] = {
+    CpuIsa::kScalar,     CpuIsa::kAvx2,       CpuIsa::kAvxVnni, CpuIsa::kAvx512,
+    CpuIsa::kAvx512Vnni, CpuIsa::kAvx512Bf16, CpuIsa::kAmx};
 
 // Rows per task of the full-catalogue scan.
 constexpr size_t kScanBlockRows = 4096;
@@ -133,6 +137,39 @@ bool CpuHasAvx512Vnni() {
 }
 #endif
 
+#if defined(__x86_64__) && defined(__GNUC__)
+// AMX-BF16, AMX-TILE, AMX-INT8: CPUID 7.0 EDX bits 22, 24, 25; the OS
+// enables the tile state in XCR0 (bits 17 and 18) and, on Linux, hands the
+// tile data to a process only on request: arch_prctl(ARCH_REQ_XCOMP_PERM,
+// XFEATURE_XTILEDATA), asked once per process (the grant covers every
+// thread). Anything else (other OSes, a refusal) leaves AMX off.
+bool CpuHasAmx() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) == 0) return false;
+  constexpr unsigned kAmxBits = (1u << 22) | (1u << 24) | (1u << 25);
+  if ((edx & kAmxBits) != kAmxBits) return false;
+  if (__get_cpuid(1, &eax, &ebx, &ecx, &edx) == 0) return false;
+  if ((ecx & (1u << 27)) == 0) return false;  // OSXSAVE: xgetbv allowed
+  unsigned xcr0_lo = 0, xcr0_hi = 0;
+  __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+  constexpr unsigned kTileState = (1u << 17) | (1u << 18);
+  return (xcr0_lo & kTileState) == kTileState;
+}
+
+bool AmxPermitted() {
+#if defined(__linux__)
+  static const bool permitted = [] {
+    constexpr long kArchReqXcompPerm = 0x1023;
+    constexpr long kXfeatureXtiledata = 18;
+    return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+  }();
+  return permitted;
+#else
+  return false;
+#endif
+}
+#endif
+
 bool IsaSupportedByCpu(CpuIsa isa) {
 #if defined(__x86_64__) && defined(__GNUC__)
   const bool avx2 = __builtin_cpu_supports("avx2") &&
@@ -154,6 +191,9 @@ bool IsaSupportedByCpu(CpuIsa isa) {
       return avx2 && CpuHasAvxVnni();
     case CpuIsa::kAvx512Vnni:
       return avx512 && CpuHasAvx512Vnni();
+    case CpuIsa::kAmx:
+      return avx512 && CpuHasAvx512Bf16() && CpuHasAvx512Vnni() &&
+             CpuHasAmx() && AmxPermitted();
   }
   return false;
 #else
@@ -175,6 +215,8 @@ const KernelTable* KernelTableFor(CpuIsa isa) {
       return internal::AvxVnniKernelTable();
     case CpuIsa::kAvx512Vnni:
       return internal::Avx512VnniKernelTable();
+    case CpuIsa::kAmx:
+      return internal::AmxKernelTable();
   }
   return nullptr;
 }
@@ -398,6 +440,8 @@ std::string_view CpuIsaName(CpuIsa isa) {
       return "avxvnni";
     case CpuIsa::kAvx512Vnni:
       return "avx512vnni";
+    case CpuIsa::kAmx:
+      return "amx";
   }
   return "unknown";
 }
@@ -412,16 +456,22 @@ int CpuIsaVectorBits(CpuIsa isa) {
     case CpuIsa::kAvx512:
     case CpuIsa::kAvx512Bf16:
     case CpuIsa::kAvx512Vnni:
+    case CpuIsa::kAmx:
       return 512;
   }
   return 0;
 }
 
-bool CpuIsaHasBf16Dot(CpuIsa isa) { return isa == CpuIsa::kAvx512Bf16; }
+bool CpuIsaHasBf16Dot(CpuIsa isa) {
+  return isa == CpuIsa::kAvx512Bf16 || isa == CpuIsa::kAmx;
+}
 
 bool CpuIsaHasInt8Dot(CpuIsa isa) {
-  return isa == CpuIsa::kAvxVnni || isa == CpuIsa::kAvx512Vnni;
+  return isa == CpuIsa::kAvxVnni || isa == CpuIsa::kAvx512Vnni ||
+         isa == CpuIsa::kAmx;
 }
+
+bool CpuIsaHasTiles(CpuIsa isa) { return isa == CpuIsa::kAmx; }
 
 std::optional<CpuIsa> ParseCpuIsa(std::string_view name) {
   for (CpuIsa isa : kAllIsas) {
@@ -515,8 +565,9 @@ std::vector<CpuKernelTiming> TimeCpuKernels(const CpuScorerOptions& options,
         (dtype == DType::kBFloat16 ||
          (dtype == DType::kFloat16 && options.fp16_bf16_products));
     const bool int8_dot = CpuIsaHasInt8Dot(isa) && dtype == DType::kInt8;
-    const int key =
-        CpuIsaVectorBits(isa) * 4 + (bf16_dot ? 1 : 0) + (int8_dot ? 2 : 0);
+    const bool tiles = CpuIsaHasTiles(isa) && (bf16_dot || int8_dot);
+    const int key = CpuIsaVectorBits(isa) * 8 + (bf16_dot ? 1 : 0) +
+                    (int8_dot ? 2 : 0) + (tiles ? 4 : 0);
     if (std::find(timed_keys.begin(), timed_keys.end(), key) !=
         timed_keys.end()) {
       continue;

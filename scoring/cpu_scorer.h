@@ -35,9 +35,17 @@ enum class CpuIsa {
   // kAvx512 plus AVX512_VNNI: int8 storage multiplied with 16-lane
   // vpdpbusd; other dtypes as kAvx512.
   kAvx512Vnni = 5,
+  // kAvx512 plus AMX (AMX-TILE, AMX-BF16, AMX-INT8, with AVX512_BF16 and
+  // AVX512_VNNI): bf16 storage (and fp16 with
+  // CpuScorerOptions::fp16_bf16_products) multiplied on tiles with
+  // tdpbf16ps, user vectors rounded to bf16 as for kAvx512Bf16; int8
+  // storage with tdpbssd, user rows quantized as for the VNNI families;
+  // fp32 as kAvx512. Offered only where Linux grants the process the tile
+  // data state (arch_prctl ARCH_REQ_XCOMP_PERM, asked once per process).
+  kAmx = 6,
 };
 
-// "scalar", "avx2", "avx512", "avx512bf16", "avxvnni", "avx512vnni".
+// "scalar", "avx2", "avx512", "avx512bf16", "avxvnni", "avx512vnni", "amx".
 std::string_view CpuIsaName(CpuIsa isa);
 // Accepts the names above; nullopt otherwise.
 std::optional<CpuIsa> ParseCpuIsa(std::string_view name);
@@ -48,6 +56,8 @@ bool CpuIsaHasBf16Dot(CpuIsa isa);
 // Whether the family multiplies int8 with integer dot-product instructions
 // (others widen int8 storage to fp32).
 bool CpuIsaHasInt8Dot(CpuIsa isa);
+// Whether the family runs its bf16 and int8 products on AMX tiles.
+bool CpuIsaHasTiles(CpuIsa isa);
 // Whether this binary has the kernel and the running CPU (and OS) support it.
 bool CpuIsaSupported(CpuIsa isa);
 // The widest supported family (the last of SupportedCpuIsas()). MakeCpuScorer
@@ -55,7 +65,7 @@ bool CpuIsaSupported(CpuIsa isa);
 // (TimeCpuKernels) and keeps the fastest; Scorer::kernel_info says which.
 CpuIsa BestCpuIsa();
 // All supported families, narrowest first: scalar, avx2, avxvnni, avx512,
-// avx512vnni, avx512bf16 (those this CPU and binary have).
+// avx512vnni, avx512bf16, amx (those this CPU and binary have).
 std::vector<CpuIsa> SupportedCpuIsas();
 
 // One family's rate on the dispatch sample.

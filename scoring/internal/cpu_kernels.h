@@ -81,6 +81,7 @@ const KernelTable* Avx512KernelTable();
 const KernelTable* Avx512Bf16KernelTable();
 const KernelTable* AvxVnniKernelTable();
 const KernelTable* Avx512VnniKernelTable();
+const KernelTable* AmxKernelTable();
 
 }  // namespace embsum::scoring::internal
 

@@ -20,6 +20,10 @@
 //     and the per-row sums for top_user_code, vectorised over user rows.
 // 16-bit storage is widened to fp32 per candidate block (L1-resident), or,
 // for bf16 storage with Ops::kBf16Dot, multiplied directly with vdpbf16ps.
+// A policy with Ops::kTiles (the AMX family, kernels_amx.cc) computes the
+// bf16 and int8 products of step 2 with its own tile routine
+// (Ops::TileProduct) on panels laid out for it (see BuildPanels) and keeps
+// this file's fp32 products and step 3.
 #ifndef EMBSUM_SCORING_INTERNAL_CPU_KERNELS_INL_H_
 #define EMBSUM_SCORING_INTERNAL_CPU_KERNELS_INL_H_
 
@@ -59,26 +63,39 @@ inline bool UsesInt8Dot(Products products) {
   return O::kInt8Dot && products == Products::kInt8;
 }
 
-// Offset of the per-row user scales in an int8 panel buffer.
+// Offset of the per-row user scales in an int8 panel buffer: quad panels
+// (d rounded up to 4), or with Ops::kTiles row-major rows of d rounded up
+// to 64 (one tile row of k per 64 bytes).
+template <class O>
 inline size_t Int8ScalesOffset(size_t rows, uint32_t d) {
-  return RoundUp(rows * RoundUp(d, 4), 64);
+  return RoundUp(rows * RoundUp(d, O::kTiles ? 64 : 4), 64);
+}
+
+// bf16 pairs per panel row: d rounded up to 2, or with Ops::kTiles to 32
+// (the k of one tile), zero-padded.
+template <class O>
+inline size_t Bf16PanelPairs(uint32_t d) {
+  return RoundUp(d, O::kTiles ? 32 : 2) / 2;
 }
 
 template <class O>
 size_t PanelBytes(uint32_t m, uint32_t d, Products products) {
   const size_t rows = size_t{PanelCount<O>(m)} * PanelWidth<O>(m);
   if (UsesInt8Dot<O>(products)) {
-    return Int8ScalesOffset(rows, d) + rows * sizeof(float);
+    return Int8ScalesOffset<O>(rows, d) + rows * sizeof(float);
   }
   if (UsesBf16Dot<O>(products)) {
-    return rows * RoundUp(d, 2) * sizeof(uint16_t);
+    return rows * Bf16PanelPairs<O>(d) * 2 * sizeof(uint16_t);
   }
   return rows * d * sizeof(float);
 }
 
 // fp32 panels: out[(p * d + k) * P + lane] = x[(p * P + lane) * d + k], zero
 // for rows >= m. bf16 pair panels: out[((p * d2 + kp) * P + lane) * 2 + h] =
-// bf16(x[p * P + lane][2 * kp + h]), zero past d or m (d2 = ceil(d / 2)).
+// bf16(x[p * P + lane][2 * kp + h]), zero past d or m (d2 =
+// Bf16PanelPairs<O>(d)). With Ops::kTiles, int8 panels are rows instead:
+// out[i * d64 + k] = s8 round(x[i][k] / s_i), zero past d or m (d64 = d
+// rounded up to 64), then the scales.
 template <class O>
 void BuildPanels(const float* x, uint32_t m, uint32_t d, Products products,
                  void* out) {
@@ -89,7 +106,30 @@ void BuildPanels(const float* x, uint32_t m, uint32_t d, Products products,
   constexpr size_t kBlock = 16;
   const uint32_t width = PanelWidth<O>(m);
   const uint32_t panels = PanelCount<O>(m);
-  if constexpr (O::kInt8Dot) {
+  if constexpr (O::kTiles) {
+    if (products == Products::kInt8) {
+      const size_t d64 = RoundUp(d, 64);
+      const size_t rows = size_t{panels} * width;
+      auto* bytes = static_cast<int8_t*>(out);
+      auto* scales =
+          reinterpret_cast<float*>(bytes + Int8ScalesOffset<O>(rows, d));
+      for (size_t i = 0; i < rows * d64; ++i) bytes[i] = 0;
+      for (uint32_t i = 0; i < m; ++i) {
+        const float* row = x + size_t{i} * d;
+        float max_abs = 0.0f;
+        for (uint32_t k = 0; k < d; ++k) {
+          const float v = row[k] < 0 ? -row[k] : row[k];
+          if (v > max_abs && v <= __FLT_MAX__) max_abs = v;
+        }
+        const float scale = max_abs / 127.0f;
+        scales[i] = scale;
+        O::QuantizeS8(row, d, scale > 0.0f ? 1.0f / scale : 0.0f,
+                      bytes + size_t{i} * d64);
+      }
+      for (size_t i = m; i < rows; ++i) scales[i] = 0.0f;
+      return;
+    }
+  } else if constexpr (O::kInt8Dot) {
     if (products == Products::kInt8) {
       // u8 quad panels: out[((p * d4/4 + kq) * P + lane) * 4 + r] =
       // 128 + round(x[p * P + lane][4 * kq + r] / s_row), 128 (zero) past d
@@ -98,7 +138,7 @@ void BuildPanels(const float* x, uint32_t m, uint32_t d, Products products,
       const size_t rows = size_t{panels} * width;
       auto* bytes = static_cast<uint8_t*>(out);
       auto* scales =
-          reinterpret_cast<float*>(bytes + Int8ScalesOffset(rows, d));
+          reinterpret_cast<float*>(bytes + Int8ScalesOffset<O>(rows, d));
       for (size_t i = 0; i < rows * d4; ++i) bytes[i] = 128;
       // One row at a time: quantized contiguously into `quantized` (d4
       // bytes, 128 past d), then copied out quad by quad.
@@ -135,7 +175,7 @@ void BuildPanels(const float* x, uint32_t m, uint32_t d, Products products,
     if (products == Products::kBf16) {
       // Transpose a block of 2 * kBlock k into fp32 first, then pack each
       // pair of k rows into bf16 pairs with the vector converter.
-      const size_t pairs = (d + 1) / 2;
+      const size_t pairs = Bf16PanelPairs<O>(d);
       auto* panel = static_cast<uint16_t*>(out);
       alignas(64) float block[2 * kBlock][2 * O::kLanes];
       for (uint32_t p = 0; p < panels; ++p) {
@@ -180,13 +220,21 @@ void BuildPanels(const float* x, uint32_t m, uint32_t d, Products products,
 // Scratch (floats, each part 16-float aligned): K tile, L tile (n x i_pad
 // each, [j][i] layout), row bias (i_pad: 0, or -inf for padding rows), row
 // sums (i_pad), and one converted n*d block: fp32 for 16-bit storage with
-// fp32 products, bf16 for fp16 storage with bf16 products.
+// fp32 products, bf16 for fp16 storage with bf16 products; then, with
+// Ops::kTiles, the tile routine's own scratch.
 template <class O>
 size_t ScratchFloats(uint32_t m, uint32_t n, uint32_t d, DType dtype,
                      Products /*products*/) {
   const size_t i_pad = size_t{PanelCount<O>(m)} * PanelWidth<O>(m);
   size_t total = 2 * RoundUp(size_t{n} * i_pad, 16) + 2 * RoundUp(i_pad, 16);
   if (dtype != DType::kFloat32) total += RoundUp(size_t{n} * d, 16);
+  if constexpr (O::kTiles) {
+    // The tile routine's scratch, then K and L of a pair's second candidate
+    // and its converted block (ScorePairs).
+    total += RoundUp(O::TileScratchFloats(i_pad, n), 16) +
+             2 * RoundUp(size_t{n} * i_pad, 16);
+    if (dtype != DType::kFloat32) total += RoundUp(size_t{n} * d, 16);
+  }
   return total;
 }
 
@@ -266,7 +314,7 @@ inline void DispatchTile(int j_count, bool bf16_dot, const void* panel,
                          const Prefetch& prefetch) {
   if constexpr (J <= MaxTileRows<O, NV>()) {
     if (j_count == J) {
-      if constexpr (O::kBf16Dot) {
+      if constexpr (O::kBf16Dot && !O::kTiles) {
         if (bf16_dot) {
           O::template TileBf16<NV, J>(static_cast<const uint16_t*>(panel),
                                       static_cast<const uint16_t*>(items), d,
@@ -406,7 +454,7 @@ template <class O>
 void ProductInt8(const void* panels, const std::byte* block, uint32_t m,
                  uint32_t n, uint32_t d, float* out, const std::byte* prefetch,
                  size_t prefetch_lines) {
-  if constexpr (O::kInt8Dot) {
+  if constexpr (O::kInt8Dot && !O::kTiles) {
     const uint32_t width = PanelWidth<O>(m);
     const uint32_t panel_count = PanelCount<O>(m);
     const size_t i_pad = size_t{panel_count} * width;
@@ -414,7 +462,7 @@ void ProductInt8(const void* panels, const std::byte* block, uint32_t m,
     const size_t kquads = d4 / 4;
     const auto* panel_bytes = static_cast<const uint8_t*>(panels);
     const auto* user_scales = reinterpret_cast<const float*>(
-        panel_bytes + Int8ScalesOffset(i_pad, d));
+        panel_bytes + Int8ScalesOffset<O>(i_pad, d));
     const auto* values = reinterpret_cast<const int8_t*>(block);
     const auto* scales = reinterpret_cast<const float*>(block + size_t{n} * d4);
     const auto* sums = reinterpret_cast<const int32_t*>(block + size_t{n} * d4 +
@@ -497,14 +545,150 @@ inline void NarrowBlock(const std::byte* src, size_t count, float* dst) {
   }
 }
 
+// One product (K or L) of a candidate block into out ([j][i], i_pad
+// columns): the tile routine for the bf16 and int8 products of a policy
+// with Ops::kTiles, else Product / ProductInt8.
+template <class O>
+inline void RunProduct(const void* panels, const void* items, bool bf16_dot,
+                       bool int8_dot, uint32_t m, uint32_t n, uint32_t d,
+                       float* out, float* tile_scratch,
+                       const std::byte* prefetch, size_t prefetch_lines) {
+  if constexpr (O::kTiles) {
+    if (bf16_dot || int8_dot) {
+      O::TileProduct(int8_dot, panels, items, m, n, d, out, tile_scratch,
+                     prefetch, prefetch_lines);
+      return;
+    }
+  } else {
+    (void)tile_scratch;
+  }
+  if (int8_dot) {
+    ProductInt8<O>(panels, static_cast<const std::byte*>(items), m, n, d, out,
+                   prefetch, prefetch_lines);
+  } else {
+    Product<O>(panels, items, bf16_dot, m, n, d, out, prefetch, prefetch_lines);
+  }
+}
+
+// Softmax over all m*n logits (padding rows biased to -inf), weighted sum
+// of K, per-row sums: *score, and *code when code != nullptr.
+template <class O>
+inline void Epilogue(const float* k_tile, const float* logits,
+                     const float* bias, float* row_sums, uint32_t m, uint32_t n,
+                     size_t i_pad, float* score, int32_t* code) {
+  using V = typename O::V;
+  constexpr int kLanes = O::kLanes;
+  const size_t vectors = i_pad / kLanes;
+  V max_v = O::Set1(-__builtin_inff());
+  for (uint32_t j = 0; j < n; ++j) {
+    for (size_t v = 0; v < vectors; ++v) {
+      max_v = O::Max(max_v, O::Add(O::Load(logits + j * i_pad + v * kLanes),
+                                   O::Load(bias + v * kLanes)));
+    }
+  }
+  const V max_logit = O::Set1(O::ReduceMax(max_v));
+  V weight_sum = O::Zero();
+  V total = O::Zero();
+  for (size_t v = 0; v < vectors; ++v) {
+    const V row_bias = O::Sub(O::Load(bias + v * kLanes), max_logit);
+    V row_sum = O::Zero();
+    for (uint32_t j = 0; j < n; ++j) {
+      const size_t at = j * i_pad + v * kLanes;
+      const V w = O::Exp(O::Add(O::Load(logits + at), row_bias));
+      weight_sum = O::Add(weight_sum, w);
+      row_sum = O::Fma(w, O::Load(k_tile + at), row_sum);
+    }
+    total = O::Add(total, row_sum);
+    O::Store(row_sums + v * kLanes, row_sum);
+  }
+  *score = O::ReduceAdd(total) / O::ReduceAdd(weight_sum);
+  if (code != nullptr) {
+    int32_t best = 0;
+    for (uint32_t i = 1; i < m; ++i) {
+      if (row_sums[i] > row_sums[best]) best = static_cast<int32_t>(i);
+    }
+    *code = best;
+  }
+}
+
+// With Ops::kTiles and at most Ops::kPairItems item codes: candidates two at
+// a time (Ops::TileProductPair shares each user tile between them and keeps
+// four independent accumulator chains); each candidate's sums are formed in
+// the same order as alone, so the results do not depend on the pairing.
+// Returns the candidates scored (an even count); the caller does the rest.
+template <class O>
+size_t ScorePairs(const KernelArgs& args, const uint32_t* rows, size_t count,
+                  float* scores, int32_t* codes, const float* bias,
+                  float* row_sums, float* k_tile, float* l_tile, float* widened,
+                  float* tile_scratch) {
+  const uint32_t m = args.m, n = args.n, d = args.d;
+  const size_t i_pad = size_t{PanelCount<O>(m)} * PanelWidth<O>(m);
+  const size_t block = size_t{n} * d;
+  const bool int8_dot = UsesInt8Dot<O>(args.products);
+  const bool narrow =
+      UsesBf16Dot<O>(args.products) && args.dtype == DType::kFloat16;
+  float* k_b = tile_scratch + RoundUp(O::TileScratchFloats(i_pad, n), 16);
+  float* l_b = k_b + RoundUp(size_t{n} * i_pad, 16);
+  float* widened_b = l_b + RoundUp(size_t{n} * i_pad, 16);
+  const size_t lines = (args.row_bytes + 63) / 64;
+  const size_t first_lines = args.logits_equal_matches ? lines : lines / 2;
+  size_t c = 0;
+  for (; c + 2 <= count; c += 2) {
+    const std::byte* row_a = args.arena + size_t{rows[c]} * args.row_bytes;
+    const std::byte* row_b = args.arena + size_t{rows[c + 1]} * args.row_bytes;
+    // The next pair's rows, half during each product.
+    const std::byte* next_a =
+        c + 2 < count ? args.arena + size_t{rows[c + 2]} * args.row_bytes
+                      : nullptr;
+    const std::byte* next_b =
+        c + 3 < count ? args.arena + size_t{rows[c + 3]} * args.row_bytes
+                      : nullptr;
+    const void* b_a = row_a;
+    const void* b_b = row_b;
+    if (narrow) {
+      NarrowBlock<O>(row_a, block, widened);
+      NarrowBlock<O>(row_b, block, widened_b);
+      b_a = widened;
+      b_b = widened_b;
+    }
+    O::TileProductPair(int8_dot, args.a_panels, b_a, b_b, m, n, d, k_tile, k_b,
+                       tile_scratch, next_a, next_b, first_lines);
+    const float* logits_a = k_tile;
+    const float* logits_b = k_b;
+    if (!args.logits_equal_matches) {
+      const void* g_a = b_a;
+      const void* g_b = b_b;
+      if (args.has_keys) {
+        g_a = row_a + args.block_bytes;
+        g_b = row_b + args.block_bytes;
+        if (narrow) {
+          NarrowBlock<O>(row_a + args.block_bytes, block, widened);
+          NarrowBlock<O>(row_b + args.block_bytes, block, widened_b);
+          g_a = widened;
+          g_b = widened_b;
+        }
+      }
+      O::TileProductPair(
+          int8_dot, args.q_panels, g_a, g_b, m, n, d, l_tile, l_b, tile_scratch,
+          next_a == nullptr ? nullptr : next_a + first_lines * 64,
+          next_b == nullptr ? nullptr : next_b + first_lines * 64,
+          lines - first_lines);
+      logits_a = l_tile;
+      logits_b = l_b;
+    }
+    Epilogue<O>(k_tile, logits_a, bias, row_sums, m, n, i_pad, scores + c,
+                codes == nullptr ? nullptr : codes + c);
+    Epilogue<O>(k_b, logits_b, bias, row_sums, m, n, i_pad, scores + c + 1,
+                codes == nullptr ? nullptr : codes + c + 1);
+  }
+  return c;
+}
+
 template <class O>
 void ScoreRows(const KernelArgs& args, const uint32_t* rows, size_t count,
                float* scores, int32_t* codes, float* scratch) {
-  using V = typename O::V;
-  constexpr int kLanes = O::kLanes;
   const uint32_t m = args.m, n = args.n, d = args.d;
   const size_t i_pad = size_t{PanelCount<O>(m)} * PanelWidth<O>(m);
-  const size_t vectors = i_pad / kLanes;
   const size_t block = size_t{n} * d;
   const size_t block_bytes = args.block_bytes;
   const bool bf16_dot = UsesBf16Dot<O>(args.products);
@@ -519,11 +703,23 @@ void ScoreRows(const KernelArgs& args, const uint32_t* rows, size_t count,
   float* bias = l_tile + RoundUp(size_t{n} * i_pad, 16);
   float* row_sums = bias + RoundUp(i_pad, 16);
   float* widened = row_sums + RoundUp(i_pad, 16);
+  float* tile_scratch =
+      widened + (args.dtype != DType::kFloat32 ? RoundUp(block, 16) : 0);
   for (size_t i = 0; i < i_pad; ++i) {
     bias[i] = i < m ? 0.0f : -__builtin_inff();
   }
+  size_t first = 0;  // candidates already scored
+  if constexpr (O::kTiles) {
+    if (bf16_dot || int8_dot) {
+      O::BeginTiles(n, int8_dot);
+      if (n <= O::kPairItems) {
+        first = ScorePairs<O>(args, rows, count, scores, codes, bias, row_sums,
+                              k_tile, l_tile, widened, tile_scratch);
+      }
+    }
+  }
 
-  for (size_t c = 0; c < count; ++c) {
+  for (size_t c = first; c < count; ++c) {
     const std::byte* row = args.arena + size_t{rows[c]} * args.row_bytes;
     // Prefetch the next candidate's whole row into L2 while this one is
     // computed: short item rows (small n * d) are too short for the
@@ -543,12 +739,8 @@ void ScoreRows(const KernelArgs& args, const uint32_t* rows, size_t count,
       NarrowBlock<O>(row, block, widened);
       b = widened;
     }
-    if (int8_dot) {
-      ProductInt8<O>(args.a_panels, row, m, n, d, k_tile, next, first_lines);
-    } else {
-      Product<O>(args.a_panels, b, bf16_dot, m, n, d, k_tile, next,
-                 first_lines);
-    }
+    RunProduct<O>(args.a_panels, b, bf16_dot, int8_dot, m, n, d, k_tile,
+                  tile_scratch, next, first_lines);
     const float* logits = k_tile;
     if (!args.logits_equal_matches) {
       const void* g = b;
@@ -564,48 +756,13 @@ void ScoreRows(const KernelArgs& args, const uint32_t* rows, size_t count,
       }
       const std::byte* next_half =
           next == nullptr ? nullptr : next + first_lines * 64;
-      if (int8_dot) {
-        ProductInt8<O>(args.q_panels, static_cast<const std::byte*>(g), m, n, d,
-                       l_tile, next_half, lines - first_lines);
-      } else {
-        Product<O>(args.q_panels, g, bf16_dot, m, n, d, l_tile, next_half,
-                   lines - first_lines);
-      }
+      RunProduct<O>(args.q_panels, g, bf16_dot, int8_dot, m, n, d, l_tile,
+                    tile_scratch, next_half, lines - first_lines);
       logits = l_tile;
     }
 
-    // Softmax over all m*n logits (padding rows biased to -inf), weighted
-    // sum of K, per-row sums.
-    V max_v = O::Set1(-__builtin_inff());
-    for (uint32_t j = 0; j < n; ++j) {
-      for (size_t v = 0; v < vectors; ++v) {
-        max_v = O::Max(max_v, O::Add(O::Load(logits + j * i_pad + v * kLanes),
-                                     O::Load(bias + v * kLanes)));
-      }
-    }
-    const V max_logit = O::Set1(O::ReduceMax(max_v));
-    V weight_sum = O::Zero();
-    V total = O::Zero();
-    for (size_t v = 0; v < vectors; ++v) {
-      const V row_bias = O::Sub(O::Load(bias + v * kLanes), max_logit);
-      V row_sum = O::Zero();
-      for (uint32_t j = 0; j < n; ++j) {
-        const size_t at = j * i_pad + v * kLanes;
-        const V w = O::Exp(O::Add(O::Load(logits + at), row_bias));
-        weight_sum = O::Add(weight_sum, w);
-        row_sum = O::Fma(w, O::Load(k_tile + at), row_sum);
-      }
-      total = O::Add(total, row_sum);
-      O::Store(row_sums + v * kLanes, row_sum);
-    }
-    scores[c] = O::ReduceAdd(total) / O::ReduceAdd(weight_sum);
-    if (codes != nullptr) {
-      int32_t best = 0;
-      for (uint32_t i = 1; i < m; ++i) {
-        if (row_sums[i] > row_sums[best]) best = static_cast<int32_t>(i);
-      }
-      codes[c] = best;
-    }
+    Epilogue<O>(k_tile, logits, bias, row_sums, m, n, i_pad, scores + c,
+                codes == nullptr ? nullptr : codes + c);
   }
 }
 

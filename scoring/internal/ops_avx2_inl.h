@@ -19,6 +19,7 @@ struct Avx2Ops {
   static constexpr int kAccumulators = 12;
   static constexpr bool kBf16Dot = false;
   static constexpr bool kInt8Dot = false;
+  static constexpr bool kTiles = false;  // AMX tile products
 
   static V Zero() { return _mm256_setzero_ps(); }
   static V Load(const float* p) { return _mm256_loadu_ps(p); }

@@ -20,6 +20,7 @@ struct Avx512Ops {
   static constexpr int kAccumulators = 16;
   static constexpr bool kBf16Dot = false;
   static constexpr bool kInt8Dot = false;
+  static constexpr bool kTiles = false;  // AMX tile products
 
   static V Zero() { return _mm512_setzero_ps(); }
   static V Load(const float* p) { return _mm512_loadu_ps(p); }

@@ -45,9 +45,24 @@ struct Shape {
 // Sizes of 1, odd sizes, sizes off the vector widths (8 and 16 lanes; 6 and
 // 8 item rows per register tile), more user rows than one panel, and S1.
 constexpr Shape kShapes[] = {
-    {1, 1, 1},    {1, 1, 7},    {2, 3, 5},    {3, 5, 17},   {16, 8, 64},
-    {17, 3, 33},  {31, 7, 100}, {32, 8, 512}, {33, 9, 129}, {5, 13, 1},
-    {48, 16, 40}, {2, 1, 1024}, {7, 4, 255},  {3, 2, 0},
+    {1, 1, 1},
+    {1, 1, 7},
+    {2, 3, 5},
+    {3, 5, 17},
+    {16, 8, 64},
+    {17, 3, 33},
+    {31, 7, 100},
+    {32, 8, 512},
+    {33, 9, 129},
+    {5, 13, 1},
+    {48, 16, 40},
+    {2, 1, 1024},
+    {7, 4, 255},
+    {3, 2, 0},
+    // More than 16 item codes: the AMX family's item groups of 16 plus a
+    // partial one, with d off its 32 (bf16) and 64 (int8) k per tile.
+    {20, 21, 70},
+    {40, 33, 64},
 };
 
 // One random model: a user and `rows` items of the given shape. Entries are
@@ -154,14 +169,18 @@ class CpuScorerIsaTest
   void SetUp() override {
     if (!CpuIsaSupported(isa())) {
       GTEST_SKIP() << "this CPU or build lacks the " << CpuIsaName(isa())
-                   << " kernels";
+                   << " kernels"
+                   << (CpuIsaHasTiles(isa())
+                           ? " (AMX-TILE/BF16/INT8 missing, or the OS "
+                             "refused the tile data permission)"
+                           : "");
     }
   }
   CpuIsa isa() const { return std::get<0>(GetParam()); }
   DType dtype() const { return std::get<1>(GetParam()); }
   // Whether the family multiplies this storage as bf16 (default options).
   bool bf16_products() const {
-    return isa() == CpuIsa::kAvx512Bf16 && dtype() != DType::kFloat32 &&
+    return CpuIsaHasBf16Dot(isa()) && dtype() != DType::kFloat32 &&
            dtype() != DType::kInt8;
   }
   // Whether the family multiplies int8 storage with integer dot products.
@@ -383,7 +402,7 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Combine(::testing::Values(CpuIsa::kScalar, CpuIsa::kAvx2,
                                          CpuIsa::kAvxVnni, CpuIsa::kAvx512,
                                          CpuIsa::kAvx512Vnni,
-                                         CpuIsa::kAvx512Bf16),
+                                         CpuIsa::kAvx512Bf16, CpuIsa::kAmx),
                        ::testing::Values(DType::kFloat32, DType::kFloat16,
                                          DType::kBFloat16, DType::kInt8)),
     [](const auto& info) {
@@ -521,7 +540,8 @@ TEST(CpuScorerTest, Int8MeetsTheAccuracyContract) {
   std::iota(rows.begin(), rows.end(), 0u);
   auto fp32_scorer = ScorerFor(CpuIsa::kScalar);
   std::vector<CpuIsa> families = {CpuIsa::kScalar};
-  for (CpuIsa isa : {CpuIsa::kAvx2, CpuIsa::kAvxVnni, CpuIsa::kAvx512Vnni}) {
+  for (CpuIsa isa :
+       {CpuIsa::kAvx2, CpuIsa::kAvxVnni, CpuIsa::kAvx512Vnni, CpuIsa::kAmx}) {
     if (CpuIsaSupported(isa)) families.push_back(isa);
   }
   for (CpuIsa isa : families) {
@@ -583,11 +603,16 @@ TEST(CpuScorerTest, Fp16ProductsOption) {
     options.fp16_bf16_products = bf16;
     std::vector<std::unique_ptr<Scorer>> scorers;
     scorers.push_back(ScorerFor(CpuIsa::kAvx512Bf16, options));
+    if (CpuIsaSupported(CpuIsa::kAmx)) {
+      scorers.push_back(ScorerFor(CpuIsa::kAmx, options));
+    }
     scorers.push_back(MakeCpuScorer(options));
     for (const auto& scorer : scorers) {
       // The dispatched scorer may have measured fp32 products faster.
-      const bool used =
-          bf16 && scorer->kernel_info(DType::kFloat16).kernel == "avx512bf16";
+      const std::optional<CpuIsa> isa =
+          ParseCpuIsa(scorer->kernel_info(DType::kFloat16).kernel);
+      ASSERT_TRUE(isa.has_value());
+      const bool used = bf16 && CpuIsaHasBf16Dot(*isa);
       std::vector<float> scores(count);
       ASSERT_TRUE(scorer->Score(ViewOf(model), *arena, rows, scores, {}).ok());
       double other_error = 0.0;
@@ -606,7 +631,8 @@ TEST(CpuScorerTest, Fp16ProductsOption) {
 
 TEST(CpuScorerTest, IsaNamesRoundTrip) {
   for (CpuIsa isa :
-       {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Bf16}) {
+       {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Bf16,
+        CpuIsa::kAvxVnni, CpuIsa::kAvx512Vnni, CpuIsa::kAmx}) {
     EXPECT_EQ(ParseCpuIsa(CpuIsaName(isa)), isa);
   }
   EXPECT_EQ(ParseCpuIsa("sse2"), std::nullopt);
