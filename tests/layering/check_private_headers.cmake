@@ -24,10 +24,10 @@ set(compiled "")
 set(blocked_with_access "")
 foreach(header ${headers})
   set(tu "#include \"${header}\"\nint main() { return 0; }\n")
-  file(WRITE ${CMAKE_CURRENT_BINARY_DIR}/private_header_probe.cc "${tu}")
+  file(WRITE ${CMAKE_CURRENT_BINARY_DIR}/private_header_probe_${LIB}.cc "${tu}")
   execute_process(
     COMMAND ${CXX} -std=c++20 -fsyntax-only -Wfatal-errors ${include_flags}
-            ${CMAKE_CURRENT_BINARY_DIR}/private_header_probe.cc
+            ${CMAKE_CURRENT_BINARY_DIR}/private_header_probe_${LIB}.cc
     RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
   # Refused by its own guard, not only by an internal header it includes.
   string(REPLACE "." "[.]" header_re "${header}")
@@ -36,7 +36,7 @@ foreach(header ${headers})
   endif()
   execute_process(
     COMMAND ${CXX} -std=c++20 -E -D${DEFINE} ${include_flags}
-            ${CMAKE_CURRENT_BINARY_DIR}/private_header_probe.cc
+            ${CMAKE_CURRENT_BINARY_DIR}/private_header_probe_${LIB}.cc
     RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
   if(err MATCHES "${refusal}")
     string(APPEND blocked_with_access "\n  ${header}")
