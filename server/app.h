@@ -13,6 +13,7 @@
 
 #include "absl/time/time.h"
 #include "scoring/dtype.h"
+#include "server/backend.h"
 #include "server/server.h"
 #include "store/item_catalog.h"
 
@@ -35,6 +36,12 @@ struct AppOptions {
   DemoOptions demo_shape;
   // auto | cpu | cuda.
   std::string backend = "auto";
+  // The CPU scorer's kernel family: "auto" (dispatch by measurement on
+  // each loaded model) or a family name that forces it (--isa).
+  std::string isa = "auto";
+  // Dispatch where the server runs: the families are timed on every
+  // loaded model's arena within this budget (--dispatch_budget).
+  ScorerDispatchOptions dispatch{.budget = absl::Milliseconds(300)};
   scoring::DType item_dtype = scoring::DType::kFloat32;
   // ANN index for Retrieve on the GPU where FAISS has GPU support (kAuto:
   // when a device is present) or on the CPU (kOff).

@@ -1,0 +1,114 @@
+#include "scoring/internal/family_race.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace embsum::scoring::internal {
+namespace {
+
+// The p-quantile of `v` (linear between order statistics).
+double Quantile(std::vector<double> v, double p) {
+  if (v.empty()) return NAN;
+  std::sort(v.begin(), v.end());
+  const double at = p * static_cast<double>(v.size() - 1);
+  const size_t lo = static_cast<size_t>(std::floor(at));
+  const size_t hi = std::min(v.size() - 1, lo + 1);
+  return v[lo] + (v[hi] - v[lo]) * (at - static_cast<double>(lo));
+}
+
+void Summarise(RaceEntrantResult* e) {
+  e->median = Quantile(e->samples, 0.5);
+  e->q25 = Quantile(e->samples, 0.25);
+  e->q75 = Quantile(e->samples, 0.75);
+}
+
+// Index of the lowest median, and of the second lowest (== size when there
+// is one entrant). Ties keep the earlier entrant.
+void Leaders(const std::vector<RaceEntrantResult>& e, size_t* first,
+             size_t* second) {
+  *first = 0;
+  for (size_t i = 1; i < e.size(); ++i) {
+    if (e[i].median < e[*first].median) *first = i;
+  }
+  *second = e.size();
+  for (size_t i = 0; i < e.size(); ++i) {
+    if (i == *first) continue;
+    if (*second == e.size() || e[i].median < e[*second].median) *second = i;
+  }
+}
+
+}  // namespace
+
+RaceResult RunFamilyRace(size_t entrants,
+                         const std::function<double(size_t, bool)>& time_one,
+                         const std::function<double()>& now,
+                         const RaceOptions& options) {
+  RaceResult result;
+  result.entrants.resize(entrants);
+  const double start = now();
+  const int min_rounds = std::max(1, options.min_rounds);
+  const int max_rounds = std::max(min_rounds, options.max_rounds);
+  const int per_visit = std::max(1, options.samples_per_visit);
+  if (entrants == 0) {
+    result.stop = "single";
+    return result;
+  }
+  double longest_round = 0;
+  while (true) {
+    const double round_start = now();
+    for (size_t i = 0; i < entrants; ++i) {
+      RaceEntrantResult& e = result.entrants[i];
+      if (e.eliminated) continue;
+      time_one(i, false);
+      for (int s = 0; s < per_visit; ++s) e.samples.push_back(time_one(i, true));
+      Summarise(&e);
+    }
+    ++result.rounds;
+    const double t = now();
+    longest_round = std::max(longest_round, t - round_start);
+    size_t first = 0, second = 0;
+    Leaders(result.entrants, &first, &second);
+    result.winner = first;
+    const double elapsed = t - start;
+    // Stop when the next round, if it takes as long as the longest so far,
+    // would pass the budget.
+    if (elapsed + longest_round > options.budget_seconds) {
+      result.stop = "budget";
+      break;
+    }
+    if (result.rounds < min_rounds) continue;
+    if (second == entrants) {
+      result.stop = "single";
+      break;
+    }
+    const RaceEntrantResult& w = result.entrants[first];
+    const RaceEntrantResult& r = result.entrants[second];
+    const double spread = std::max(w.q75 - w.q25, r.q75 - r.q25);
+    if (r.median - w.median > spread) {
+      result.stop = "clear";
+      break;
+    }
+    if (result.rounds >= 2 * min_rounds &&
+        r.median <= w.median * options.tie_ratio) {
+      result.stop = "tie";
+      break;
+    }
+    if (result.rounds >= max_rounds) {
+      result.stop = "rounds";
+      break;
+    }
+    // Entrants clearly behind the leader (their first quartile above its
+    // third, and 5% behind) stop taking budget from the contest for first.
+    for (size_t i = 0; i < entrants; ++i) {
+      RaceEntrantResult& e = result.entrants[i];
+      if (i != first && i != second && !e.eliminated && e.q25 > w.q75 &&
+          e.median > w.median * 1.05) {
+        e.eliminated = true;
+      }
+    }
+  }
+  result.seconds = now() - start;
+  return result;
+}
+
+}  // namespace embsum::scoring::internal
