@@ -41,7 +41,11 @@ struct AppOptions {
   std::string isa = "auto";
   // Dispatch where the server runs: the families are timed on every
   // loaded model's arena within this budget (--dispatch_budget).
-  ScorerDispatchOptions dispatch{.budget = absl::Milliseconds(300)};
+  ScorerDispatchOptions dispatch = [] {
+    ScorerDispatchOptions o;
+    o.budget = absl::Milliseconds(300);
+    return o;
+  }();
   scoring::DType item_dtype = scoring::DType::kFloat32;
   // ANN index for Retrieve on the GPU where FAISS has GPU support (kAuto:
   // when a device is present) or on the CPU (kOff).

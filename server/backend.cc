@@ -39,7 +39,7 @@ absl::StatusOr<BackendChoice> MakeScorer(std::string_view backend,
         const std::string_view name =
             scoring::CpuIsaName(static_cast<scoring::CpuIsa>(i));
         if (name == "unknown") break;
-        absl::StrAppend(&names, names.empty() ? "" : ", ", name);
+        absl::StrAppend(&names, names.empty() ? "" : ", ", std::string(name));
       }
       return absl::InvalidArgumentError(
           absl::StrCat("--isa='", std::string(cpu_isa), "': want auto or one of ",
