@@ -395,8 +395,8 @@ scoring::CpuIsa FastestFp32Peak(int threads, double flops, int reps,
     PeakRunner runner(threads, isa, scoring::PeakOp::kFp32Fma);
     double ops = 0;
     runner.Run(1, &ops);
-    const uint64_t iterations =
-        std::max<uint64_t>(1, static_cast<uint64_t>(flops / std::max(ops, 1.0)));
+    const uint64_t iterations = std::max<uint64_t>(
+        1, static_cast<uint64_t>(flops / std::max(ops, 1.0)));
     runner.Run(iterations, &ops);  // warm-up: wide units powered on
     std::vector<double> rates;
     for (int i = 0; i < std::max(3, reps); ++i) {
@@ -659,8 +659,8 @@ int RunScoringBench(int argc, char** argv) {
     const size_t u = call % users.size(), set = call % row_sets.size();
     ++call;
     return TimeOnce([&] {
-      const Status status = family.scorer->Score(users[u], arena,
-                                                 row_sets[set], scores, codes);
+      const Status status =
+          family.scorer->Score(users[u], arena, row_sets[set], scores, codes);
       if (!status.ok()) score_status = status;
     });
   };
@@ -887,10 +887,11 @@ int RunScoringBench(int argc, char** argv) {
       peak_seconds / ours, Percentile(rep_ratios, 0.1),
       Percentile(rep_ratios, 0.9));
   for (const auto& f : out["families"]) {
-    std::printf("  family %-14s p50 %10.4f ms  %7.1f GFLOP/s  ratio to peak %.3f\n",
-                f["kernel"].get<std::string>().c_str(),
-                f["seconds_p50"].get<double>() * 1e3,
-                f["gflops"].get<double>(), f["ratio_to_peak"].get<double>());
+    std::printf(
+        "  family %-14s p50 %10.4f ms  %7.1f GFLOP/s  ratio to peak %.3f\n",
+        f["kernel"].get<std::string>().c_str(),
+        f["seconds_p50"].get<double>() * 1e3, f["gflops"].get<double>(),
+        f["ratio_to_peak"].get<double>());
   }
   std::printf("  dispatch regret           %10.3f     (chosen %s; stop %s)\n",
               out["dispatch_regret"].is_number()

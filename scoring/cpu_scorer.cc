@@ -489,8 +489,7 @@ Status CpuScorer::DispatchOn(const ItemArena& arena,
   if (size == 0 || layout.item_codes == 0 || layout.dim == 0) {
     return Status::Ok();  // nothing to time: the current pick stays
   }
-  const uint32_t m = options.user_codes, n = layout.item_codes,
-                 d = layout.dim;
+  const uint32_t m = options.user_codes, n = layout.item_codes, d = layout.dim;
   const size_t candidates = options.candidates;
 
   // The entrants: every supported family (scalar only when alone), one per

@@ -41,9 +41,8 @@ absl::StatusOr<BackendChoice> MakeScorer(std::string_view backend,
         if (name == "unknown") break;
         absl::StrAppend(&names, names.empty() ? "" : ", ", std::string(name));
       }
-      return absl::InvalidArgumentError(
-          absl::StrCat("--isa='", std::string(cpu_isa), "': want auto or one of ",
-                       names));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--isa='", std::string(cpu_isa), "': want auto or one of ", names));
     }
   }
   if (backend != "auto" && backend != "cpu" && backend != "cuda") {

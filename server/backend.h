@@ -44,8 +44,7 @@ struct ScorerDispatchOptions {
   // Candidates per timed call: a Rank-sized request.
   uint32_t candidates = 500;
   // Tests only: see scoring::DispatchOptions::timer.
-  std::function<double(std::string_view, const std::function<void()>&)>
-      timer;
+  std::function<double(std::string_view, const std::function<void()>&)> timer;
 };
 
 // Times the scorer's kernel families on `dir`'s item arena and served shape

@@ -193,7 +193,8 @@ void ServerMetrics::SetScorerKernel(const std::string& dtype,
   absl::MutexLock lock(&scorer_mu_);
   if (scorer_info_ == nullptr) {
     scorer_info_ = &registry_->AddGauge(
-        "embsum_scorer_info", "The scoring kernel in use; the value is always 1.",
+        "embsum_scorer_info",
+        "The scoring kernel in use; the value is always 1.",
         {"kernel", "dtype"});
     scorer_gflops_ = &registry_->AddGauge(
         "embsum_scorer_kernel_gflops",

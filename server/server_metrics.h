@@ -138,8 +138,8 @@ class ServerMetrics {
       nullptr;
   metrics::Family<metrics::Gauge>* scorer_gflops_ ABSL_GUARDED_BY(scorer_mu_) =
       nullptr;
-  metrics::Family<metrics::Gauge>* family_seconds_
-      ABSL_GUARDED_BY(scorer_mu_) = nullptr;
+  metrics::Family<metrics::Gauge>* family_seconds_ ABSL_GUARDED_BY(scorer_mu_) =
+      nullptr;
   metrics::Family<metrics::Gauge>* dispatch_seconds_
       ABSL_GUARDED_BY(scorer_mu_) = nullptr;
   // Label sets currently exported by the four families above.

@@ -60,7 +60,8 @@ RaceResult RunFamilyRace(size_t entrants,
       RaceEntrantResult& e = result.entrants[i];
       if (e.eliminated) continue;
       time_one(i, false);
-      for (int s = 0; s < per_visit; ++s) e.samples.push_back(time_one(i, true));
+      for (int s = 0; s < per_visit; ++s)
+        e.samples.push_back(time_one(i, true));
       Summarise(&e);
     }
     ++result.rounds;

@@ -34,8 +34,8 @@ constexpr uint32_t kM = 4, kN = 3, kD = 40;
 // An arena of `rows` random rows of the test shape.
 std::unique_ptr<ItemArena> MakeArena(DType dtype, size_t rows) {
   std::mt19937_64 rng(7);
-  auto arena = std::make_unique<ItemArena>(ArenaLayout{kN, kD, dtype, true},
-                                           rows);
+  auto arena =
+      std::make_unique<ItemArena>(ArenaLayout{kN, kD, dtype, true}, rows);
   for (size_t r = 0; r < rows; ++r) {
     const std::vector<float> cpe = RandomRows(rng, kN, kD);
     const std::vector<float> keys = RandomRows(rng, kN, kD);
@@ -104,8 +104,8 @@ TEST(DispatchOnTest, PicksTheFastestFamilyUnderAnInjectedTimer) {
       }
       // A 2x gap is clear at once: the race stopped at its first chance.
       EXPECT_EQ(info.dispatch_stop, entrants.size() > 1 ? "clear" : "single");
-      EXPECT_NEAR(info.measured_gflops,
-                  4.0 * kM * kN * kD * 20 / 1e-3 / 1e9, 1.0);
+      EXPECT_NEAR(info.measured_gflops, 4.0 * kM * kN * kD * 20 / 1e-3 / 1e9,
+                  1.0);
       EXPECT_NE(info.dispatch_sample.find("m=4 n=3 d=40 candidates=20"),
                 std::string::npos)
           << info.dispatch_sample;
@@ -155,8 +155,8 @@ TEST(DispatchOnTest, RealClockPicksATimedFamilyThatScoresCorrectly) {
   EXPECT_GE(info.dispatch_rounds, 1);
 
   std::unique_ptr<Scorer> same;
-  ASSERT_TRUE(MakeCpuScorerWithIsa(options, *ParseCpuIsa(info.kernel), &same)
-                  .ok());
+  ASSERT_TRUE(
+      MakeCpuScorerWithIsa(options, *ParseCpuIsa(info.kernel), &same).ok());
   std::mt19937_64 rng(3);
   const std::vector<float> a = RandomRows(rng, kM, kD);
   const std::vector<float> q = RandomRows(rng, kM, kD);
@@ -272,9 +272,8 @@ TEST(FamilyRaceTest, TheBudgetAndTheRoundCapBoundIt) {
 }
 
 TEST(FamilyRaceTest, ClearlySlowerEntrantsStopRunning) {
-  ScriptedRace race({{0.9, 1.0, 1.1, 1.0},
-                     {0.905, 1.005, 1.105, 1.005},
-                     {5.0, 5.1}});
+  ScriptedRace race(
+      {{0.9, 1.0, 1.1, 1.0}, {0.905, 1.005, 1.105, 1.005}, {5.0, 5.1}});
   RaceOptions options;
   options.budget_seconds = 1e9;
   const RaceResult r = race.Run(options);

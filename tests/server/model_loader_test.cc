@@ -1,8 +1,8 @@
 #include "server/model_loader.h"
 
 #include <filesystem>
-#include <functional>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -162,11 +162,10 @@ class RecordingScorer : public scoring::Scorer {
                         std::span<int32_t> top_codes) const override {
     return inner_->Score(user, arena, rows, scores, top_codes);
   }
-  scoring::Status ScoreAllTopK(const scoring::UserView& user,
-                               const scoring::ItemArena& arena,
-                               std::span<const uint8_t> live, uint32_t k,
-                               std::vector<scoring::ScoredRow>* out)
-      const override {
+  scoring::Status ScoreAllTopK(
+      const scoring::UserView& user, const scoring::ItemArena& arena,
+      std::span<const uint8_t> live, uint32_t k,
+      std::vector<scoring::ScoredRow>* out) const override {
     return inner_->ScoreAllTopK(user, arena, live, k, out);
   }
   scoring::Status DispatchOn(const scoring::ItemArena& arena,
