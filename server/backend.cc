@@ -93,7 +93,7 @@ absl::StatusOr<BackendChoice> MakeScorer(std::string_view backend,
 std::string FamilyTimesText(const scoring::KernelInfo& info) {
   std::string out;
   for (const scoring::KernelFamilyTime& f : info.families) {
-    absl::StrAppend(&out, out.empty() ? "" : " ", f.kernel, ":",
+    absl::StrAppend(&out, out.empty() ? "" : ",", f.kernel, ":",
                     absl::StrFormat("%.3fms", f.seconds_p50 * 1e3));
   }
   return out;

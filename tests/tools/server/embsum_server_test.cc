@@ -289,7 +289,7 @@ TEST_F(EmbsumServerTest, StartLineAndMetricsShowEveryFamilysTime) {
   const std::string families = f.at("scorer_families");
   ASSERT_FALSE(families.empty());
   EXPECT_EQ(f.at("scorer_kernel_forced"), "no");
-  // "avx512:0.012ms avx2:0.020ms": fastest first, and that one is in use.
+  // "avx512:0.012ms,avx2:0.020ms": fastest first, and that one is in use.
   EXPECT_EQ(families.substr(0, families.find(':')), f.at("scorer_kernel"));
   const std::string metrics = Metrics();
   const std::string labels =
