@@ -588,12 +588,13 @@ Status CpuScorer::DispatchOn(const ItemArena& arena,
     const internal::RaceEntrantResult& e = race.entrants[i];
     families.push_back({std::string(CpuIsaName(entrants[i])), e.median, e.q25,
                         e.q75, static_cast<int>(e.samples.size()),
-                        e.median > 0 ? flops / e.median / 1e9 : NAN});
+                        e.q25 > 0 ? flops / e.q25 / 1e9 : NAN});
   }
   const KernelFamilyTime winner = families[race.winner];
+  // In the race's order: the first quartile (see family_race.h).
   std::stable_sort(families.begin(), families.end(),
                    [](const KernelFamilyTime& x, const KernelFamilyTime& y) {
-                     return x.seconds_p50 < y.seconds_p50;
+                     return x.seconds_q25 < y.seconds_q25;
                    });
   char sample[160];
   std::snprintf(sample, sizeof(sample),

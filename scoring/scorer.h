@@ -35,10 +35,12 @@ struct ScoredRow {
 struct KernelFamilyTime {
   std::string kernel;        // e.g. "avx512"
   double seconds_p50 = NAN;  // median seconds of one call of the sample
-  double seconds_q25 = NAN;  // interquartile range of those calls
+  // First and third quartiles; families are ranked by the first (other
+  // processes' preemption only adds time; scoring/internal/family_race.h).
+  double seconds_q25 = NAN;
   double seconds_q75 = NAN;
   int samples = 0;
-  double gflops = NAN;  // 4*m*n*d*candidates FLOP / seconds_p50
+  double gflops = NAN;  // 4*m*n*d*candidates FLOP / seconds_q25
 };
 
 // Which kernel a scorer runs for one storage dtype, for logs and the
@@ -52,8 +54,9 @@ struct KernelInfo {
   // True when the kernel was forced (--isa) rather than picked by timing.
   bool forced = false;
   // Filled by DispatchOn for this dtype: every family it timed, fastest
-  // first; the sample it timed and why the timing stopped ("clear", "tie",
-  // "budget", "rounds", "single"). Empty before any DispatchOn.
+  // (lowest first quartile) first; the sample it timed and why the timing
+  // stopped ("clear", "tie", "budget", "rounds", "single"). Empty before any
+  // DispatchOn.
   std::vector<KernelFamilyTime> families;
   std::string dispatch_sample;  // e.g. "m=32 n=8 d=512 candidates=500 ..."
   std::string dispatch_stop;

@@ -94,7 +94,7 @@ std::string FamilyTimesText(const scoring::KernelInfo& info) {
   std::string out;
   for (const scoring::KernelFamilyTime& f : info.families) {
     absl::StrAppend(&out, out.empty() ? "" : ",", f.kernel, ":",
-                    absl::StrFormat("%.3fms", f.seconds_p50 * 1e3));
+                    absl::StrFormat("%.3fms", f.seconds_q25 * 1e3));
   }
   return out;
 }

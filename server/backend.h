@@ -55,7 +55,8 @@ struct ScorerDispatchOptions {
 absl::Status DispatchScorer(scoring::Scorer* scorer, const store::DataDir& dir,
                             const ScorerDispatchOptions& options);
 
-// "avx512:2.613ms,avx2:4.020ms": the families of `info`, fastest first.
+// "avx512:2.613ms,avx2:4.020ms": the families of `info`, fastest first,
+// each with the first quartile of its times (the race's ranking).
 std::string FamilyTimesText(const scoring::KernelInfo& info);
 
 // Keeps a scorer's mirror of the item arena (CUDA) in step with the

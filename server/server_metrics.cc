@@ -203,9 +203,10 @@ void ServerMetrics::SetScorerKernel(const std::string& dtype,
         {"kernel", "dtype"});
     family_seconds_ = &registry_->AddGauge(
         "embsum_scorer_family_seconds",
-        "Median seconds of one call of each CPU kernel family on the served "
-        "shape and arena at the last dispatch measurement (start-up or "
-        "reload); the fastest is used unless one is forced (--isa).",
+        "Seconds of one call of each CPU kernel family on the served shape "
+        "and arena at the last dispatch measurement (start-up or reload; "
+        "first quartile of the calls, the ranking statistic); the fastest "
+        "is used unless one is forced (--isa).",
         {"kernel", "dtype"});
     dispatch_seconds_ = &registry_->AddGauge(
         "embsum_scorer_dispatch_seconds",
@@ -223,7 +224,7 @@ void ServerMetrics::SetScorerKernel(const std::string& dtype,
   family_series_.clear();
   for (const scoring::KernelFamilyTime& f : info.families) {
     family_series_.push_back({f.kernel, dtype});
-    family_seconds_->WithLabels({f.kernel, dtype}).Set(f.seconds_p50);
+    family_seconds_->WithLabels({f.kernel, dtype}).Set(f.seconds_q25);
   }
   if (!info.families.empty()) {
     dispatch_seconds_->WithLabels({dtype}).Set(info.dispatch_seconds);

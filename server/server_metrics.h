@@ -96,10 +96,10 @@ class ServerMetrics {
                      double measured_gflops);
   // The same from a KernelInfo, callable again (a reload re-measures): the
   // previous kernel's series leave the exposition. Also
-  // embsum_scorer_family_seconds{kernel,dtype}: each family's median time
-  // on the served sample at the last dispatch measurement (none when it was
-  // not measured), and embsum_scorer_dispatch_seconds{dtype}: how long that
-  // measurement took.
+  // embsum_scorer_family_seconds{kernel,dtype}: each family's time (first
+  // quartile of its calls) on the served sample at the last dispatch
+  // measurement (none when it was not measured), and
+  // embsum_scorer_dispatch_seconds{dtype}: how long that measurement took.
   void SetScorerKernel(const std::string& dtype,
                        const scoring::KernelInfo& info);
 

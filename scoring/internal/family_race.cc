@@ -22,18 +22,18 @@ void Summarise(RaceEntrantResult* e) {
   e->q75 = Quantile(e->samples, 0.75);
 }
 
-// Index of the lowest median, and of the second lowest (== size when there
-// is one entrant). Ties keep the earlier entrant.
+// Index of the lowest first quartile, and of the second lowest (== size
+// when there is one entrant). Ties keep the earlier entrant.
 void Leaders(const std::vector<RaceEntrantResult>& e, size_t* first,
              size_t* second) {
   *first = 0;
   for (size_t i = 1; i < e.size(); ++i) {
-    if (e[i].median < e[*first].median) *first = i;
+    if (e[i].q25 < e[*first].q25) *first = i;
   }
   *second = e.size();
   for (size_t i = 0; i < e.size(); ++i) {
     if (i == *first) continue;
-    if (*second == e.size() || e[i].median < e[*second].median) *second = i;
+    if (*second == e.size() || e[i].q25 < e[*second].q25) *second = i;
   }
 }
 
@@ -60,8 +60,9 @@ RaceResult RunFamilyRace(size_t entrants,
       RaceEntrantResult& e = result.entrants[i];
       if (e.eliminated) continue;
       time_one(i, false);
-      for (int s = 0; s < per_visit; ++s)
+      for (int s = 0; s < per_visit; ++s) {
         e.samples.push_back(time_one(i, true));
+      }
       Summarise(&e);
     }
     ++result.rounds;
@@ -70,6 +71,20 @@ RaceResult RunFamilyRace(size_t entrants,
     size_t first = 0, second = 0;
     Leaders(result.entrants, &first, &second);
     result.winner = first;
+    const RaceEntrantResult& w = result.entrants[first];
+    // Entrants far behind the leader (their first quartile 30% above its
+    // median) leave at once; after min_rounds, so do those clearly behind
+    // (first quartile above its median and 5% above its first quartile).
+    // They stop taking budget from the contest for first place.
+    for (size_t i = 0; i < entrants; ++i) {
+      RaceEntrantResult& e = result.entrants[i];
+      if (i == first || i == second || e.eliminated) continue;
+      if (e.q25 > 1.3 * w.median ||
+          (result.rounds >= min_rounds && e.q25 > w.median &&
+           e.q25 > 1.05 * w.q25)) {
+        e.eliminated = true;
+      }
+    }
     const double elapsed = t - start;
     // Stop when the next round, if it takes as long as the longest so far,
     // would pass the budget.
@@ -82,30 +97,22 @@ RaceResult RunFamilyRace(size_t entrants,
       result.stop = "single";
       break;
     }
-    const RaceEntrantResult& w = result.entrants[first];
     const RaceEntrantResult& r = result.entrants[second];
-    const double spread = std::max(w.q75 - w.q25, r.q75 - r.q25);
-    if (r.median - w.median > spread) {
+    // Spread: the distance from the first quartile to the median, the side
+    // of the distribution that preemption by other processes leaves alone
+    // while fewer than half the calls are hit.
+    const double spread = std::max(w.median - w.q25, r.median - r.q25);
+    if (r.q25 - w.q25 > spread) {
       result.stop = "clear";
       break;
     }
-    if (result.rounds >= 2 * min_rounds &&
-        r.median <= w.median * options.tie_ratio) {
+    if (result.rounds >= 2 * min_rounds && r.q25 <= w.q25 * options.tie_ratio) {
       result.stop = "tie";
       break;
     }
     if (result.rounds >= max_rounds) {
       result.stop = "rounds";
       break;
-    }
-    // Entrants clearly behind the leader (their first quartile above its
-    // third, and 5% behind) stop taking budget from the contest for first.
-    for (size_t i = 0; i < entrants; ++i) {
-      RaceEntrantResult& e = result.entrants[i];
-      if (i != first && i != second && !e.eliminated && e.q25 > w.q75 &&
-          e.median > w.median * 1.05) {
-        e.eliminated = true;
-      }
     }
   }
   result.seconds = now() - start;

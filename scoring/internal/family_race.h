@@ -2,6 +2,10 @@
 // DispatchOn, scoring/scorer.h): every entrant is timed round robin, a few
 // samples per visit, until one is clearly fastest, the leaders are tied
 // within a tolerance, or the time budget or the round cap runs out.
+// Entrants are ranked by the first quartile of their times: preemption by
+// other processes only ever adds time, so on a shared machine the lower
+// quartile follows the kernel's own time while up to three calls in four
+// are hit, where the median flips once half of them are.
 // Generic over the entrants: a new kernel family just joins the list.
 // Thread-compatible: one race per call; the callbacks run on the caller.
 #ifndef EMBSUM_SCORING_INTERNAL_FAMILY_RACE_H_
@@ -26,8 +30,8 @@ struct RaceOptions {
   // Timed samples per visit of an entrant, after one untimed call that
   // brings its units and caches to steady state.
   int samples_per_visit = 2;
-  // Leaders whose medians are within this ratio after 2 * min_rounds are a
-  // tie: either is within it of the other.
+  // Leaders whose first quartiles are within this ratio after
+  // 2 * min_rounds are a tie: either is within it of the other.
   double tie_ratio = 1.01;
 };
 
@@ -41,10 +45,11 @@ struct RaceEntrantResult {
 
 struct RaceResult {
   std::vector<RaceEntrantResult> entrants;
-  size_t winner = 0;  // lowest median; ties keep the earlier entrant
+  size_t winner = 0;  // lowest first quartile; ties keep the earlier one
   int rounds = 0;
-  // Why it stopped: "clear" (the winner's median beats the runner-up's by
-  // more than the larger interquartile range of the two), "tie", "budget",
+  // Why it stopped: "clear" (the winner's first quartile beats the
+  // runner-up's by more than the larger first-quartile-to-median distance
+  // of the two), "tie" (first quartiles within tie_ratio), "budget",
   // "rounds", or "single" (one entrant).
   std::string stop;
   double seconds = 0;  // of `now`, from start to stop
