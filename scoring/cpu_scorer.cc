@@ -241,15 +241,43 @@ size_t LargestCacheBytes() {
   return best > 0 ? best : size_t{32} << 20;
 }
 
-// Evicts the bytes of `rows` from every cache level (x86: clflush), so the
-// next call reads them from memory as a large served arena would.
+#if defined(__x86_64__) && defined(__GNUC__)
+// CLFLUSHOPT: CPUID 7.0 EBX bit 23. Weakly ordered, so a run of them
+// pipelines (about 10x faster than CLFLUSH for a request's rows).
+bool CpuHasClflushopt() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) == 0) return false;
+  return (ebx & (1u << 23)) != 0;
+}
+
+__attribute__((target("clflushopt"))) void FlushLinesOpt(const char* p,
+                                                         size_t bytes) {
+  for (size_t off = 0; off < bytes; off += 64)
+    _mm_clflushopt(const_cast<char*>(p + off));
+  _mm_clflushopt(const_cast<char*>(p + bytes - 1));
+}
+
+void FlushLines(const char* p, size_t bytes) {
+  for (size_t off = 0; off < bytes; off += 64) _mm_clflush(p + off);
+  _mm_clflush(p + bytes - 1);
+}
+#endif
+
+// Evicts the bytes of `rows` from every cache level (x86: clflushopt or
+// clflush), so the next call reads them from memory as a large served
+// arena would.
 void FlushRows(const ItemArena& arena, std::span<const uint32_t> rows) {
 #if defined(__x86_64__) && defined(__GNUC__)
+  static const bool opt = CpuHasClflushopt();
   const size_t bytes = arena.layout().row_bytes();
+  if (bytes == 0) return;
   for (uint32_t row : rows) {
     const char* p = reinterpret_cast<const char*>(arena.row_data(row));
-    for (size_t off = 0; off < bytes; off += 64) _mm_clflush(p + off);
-    _mm_clflush(p + bytes - 1);
+    if (opt) {
+      FlushLinesOpt(p, bytes);
+    } else {
+      FlushLines(p, bytes);
+    }
   }
   _mm_mfence();
 #else

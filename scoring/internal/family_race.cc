@@ -53,21 +53,23 @@ RaceResult RunFamilyRace(size_t entrants,
     result.stop = "single";
     return result;
   }
-  double longest_round = 0;
+  // Each entrant's longest visit so far: the next round's cost is theirs
+  // summed over the entrants still running.
+  std::vector<double> longest_visit(entrants, 0.0);
   while (true) {
-    const double round_start = now();
     for (size_t i = 0; i < entrants; ++i) {
       RaceEntrantResult& e = result.entrants[i];
       if (e.eliminated) continue;
+      const double visit_start = now();
       time_one(i, false);
       for (int s = 0; s < per_visit; ++s) {
         e.samples.push_back(time_one(i, true));
       }
+      longest_visit[i] = std::max(longest_visit[i], now() - visit_start);
       Summarise(&e);
     }
     ++result.rounds;
     const double t = now();
-    longest_round = std::max(longest_round, t - round_start);
     size_t first = 0, second = 0;
     Leaders(result.entrants, &first, &second);
     result.winner = first;
@@ -86,9 +88,13 @@ RaceResult RunFamilyRace(size_t entrants,
       }
     }
     const double elapsed = t - start;
-    // Stop when the next round, if it takes as long as the longest so far,
-    // would pass the budget.
-    if (elapsed + longest_round > options.budget_seconds) {
+    // Stop when the next round, its visits as long as each entrant's
+    // longest so far, would pass the budget.
+    double next_round = 0;
+    for (size_t i = 0; i < entrants; ++i) {
+      if (!result.entrants[i].eliminated) next_round += longest_visit[i];
+    }
+    if (elapsed + next_round > options.budget_seconds) {
       result.stop = "budget";
       break;
     }

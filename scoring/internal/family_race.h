@@ -24,8 +24,9 @@ struct RaceOptions {
   // Hard cap on rounds.
   int max_rounds = 200;
   // Wall-clock budget of the whole race (seconds of `now`), warm-up
-  // included: the race stops when one more round as long as the longest so
-  // far would pass it. At least one round always runs.
+  // included: the race stops when one more round (each running entrant's
+  // visit as long as its longest so far) would pass it. At least one round
+  // always runs.
   double budget_seconds = 0.3;
   // Timed samples per visit of an entrant, after one untimed call that
   // brings its units and caches to steady state.
