@@ -28,7 +28,8 @@ def main():
     results = []
     print(f"{'dtype':5} {'thr':>3} {'run':>3} {'kernel':>11} {'regret':>7} "
           f"{'ours ms':>8} {'fp32pk':>7} {'dtypepk':>8} {'r_fp32':>6} "
-          f"{'r_dtype':>7} {'r_bf16':>6} {'r_int8':>6}  families (p50 ms)")
+          f"{'r_dtype':>7} {'r_bf16':>6} {'r_int8':>6} {'reg_q1':>6} {'r_uq':>5}  "
+          "families (p50 ms)")
     for dtype in args.dtypes.split(","):
         for threads in args.threads.split(","):
             for run in range(args.runs):
@@ -48,7 +49,10 @@ def main():
                       f"{j['peak_gflops']:7.1f} {j['dtype_peak_gflops']:8.1f} "
                       f"{j['ratio_to_peak']:6.3f} {j['ratio_to_dtype_peak']:7.3f} "
                       f"{j['ratio_to_bf16_dot_peak']:6.3f} "
-                      f"{j['ratio_to_int8_dot_peak']:6.3f}  {fams}", flush=True)
+                      f"{j['ratio_to_int8_dot_peak']:6.3f} "
+                      f"{j['dispatch_regret_p25']:6.3f} "
+                      f"{j['ratio_to_peak_upper_quartile']:5.3f}  {fams}",
+                      flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
