@@ -18,34 +18,107 @@ namespace embsum::scoring {
 namespace {
 
 #if defined(__x86_64__) && defined(__GNUC__)
-// Each loop: 16 independent accumulators (latency 4-5 cycles x 2-4 pipes),
-// operands in registers (fp32 and integer multiply-adds are not reassociated
-// without -ffast-math, so the chains stay as written).
+// Each loop: asm blocks (at most 12 accumulators each: GCC allows 30
+// operands) of independent multiply-adds, one per accumulator, operands in
+// registers, no memory traffic and nothing else in the loop but the counter
+// (the compiler's own code for these loops spilled accumulators and copied
+// registers inside the loop). 512-bit loops keep 16 accumulators (32 zmm
+// registers); 256-bit loops 12, which with the two operands fit the 16 ymm
+// registers. 12 chains cover a 4-5 cycle latency on 2 pipes with room to spare.
 // The accumulators are reduced into the returned value so the work is live.
-
 __attribute__((target("avx512f"))) float Fp32Avx512(uint64_t iterations) {
-  __m512 acc[16];
-  for (int i = 0; i < 16; ++i) acc[i] = _mm512_set1_ps(0.001f * i);
+  __m512 a[16];
+  for (int i = 0; i < 16; ++i) a[i] = _mm512_set1_ps(0.001f * i);
   const __m512 x = _mm512_set1_ps(0.999f), y = _mm512_set1_ps(1e-3f);
+  __m512 r0 = a[0], r1 = a[1], r2 = a[2], r3 = a[3], r4 = a[4], r5 = a[5],
+         r6 = a[6], r7 = a[7], r8 = a[8], r9 = a[9], r10 = a[10], r11 = a[11],
+         r12 = a[12], r13 = a[13], r14 = a[14], r15 = a[15];
   for (uint64_t it = 0; it < iterations; ++it) {
-#pragma GCC unroll 16
-    for (int i = 0; i < 16; ++i) acc[i] = _mm512_fmadd_ps(acc[i], x, y);
+    asm volatile(
+        "vfmadd231ps %[y], %[x], %[a0]\n\t"
+        "vfmadd231ps %[y], %[x], %[a1]\n\t"
+        "vfmadd231ps %[y], %[x], %[a2]\n\t"
+        "vfmadd231ps %[y], %[x], %[a3]\n\t"
+        "vfmadd231ps %[y], %[x], %[a4]\n\t"
+        "vfmadd231ps %[y], %[x], %[a5]\n\t"
+        "vfmadd231ps %[y], %[x], %[a6]\n\t"
+        "vfmadd231ps %[y], %[x], %[a7]\n\t"
+        : [a0] "+v"(r0), [a1] "+v"(r1), [a2] "+v"(r2), [a3] "+v"(r3),
+          [a4] "+v"(r4), [a5] "+v"(r5), [a6] "+v"(r6), [a7] "+v"(r7)
+        : [x] "v"(x), [y] "v"(y));
+    asm volatile(
+        "vfmadd231ps %[y], %[x], %[a8]\n\t"
+        "vfmadd231ps %[y], %[x], %[a9]\n\t"
+        "vfmadd231ps %[y], %[x], %[a10]\n\t"
+        "vfmadd231ps %[y], %[x], %[a11]\n\t"
+        "vfmadd231ps %[y], %[x], %[a12]\n\t"
+        "vfmadd231ps %[y], %[x], %[a13]\n\t"
+        "vfmadd231ps %[y], %[x], %[a14]\n\t"
+        "vfmadd231ps %[y], %[x], %[a15]\n\t"
+        : [a8] "+v"(r8), [a9] "+v"(r9), [a10] "+v"(r10), [a11] "+v"(r11),
+          [a12] "+v"(r12), [a13] "+v"(r13), [a14] "+v"(r14), [a15] "+v"(r15)
+        : [x] "v"(x), [y] "v"(y));
   }
-  __m512 sum = acc[0];
-  for (int i = 1; i < 16; ++i) sum = _mm512_add_ps(sum, acc[i]);
+  a[0] = r0;
+  a[1] = r1;
+  a[2] = r2;
+  a[3] = r3;
+  a[4] = r4;
+  a[5] = r5;
+  a[6] = r6;
+  a[7] = r7;
+  a[8] = r8;
+  a[9] = r9;
+  a[10] = r10;
+  a[11] = r11;
+  a[12] = r12;
+  a[13] = r13;
+  a[14] = r14;
+  a[15] = r15;
+  __m512 sum = a[0];
+  for (int i = 1; i < 16; ++i) sum = _mm512_add_ps(sum, a[i]);
   return _mm512_reduce_add_ps(sum);
 }
 
 __attribute__((target("avx2,fma"))) float Fp32Avx2(uint64_t iterations) {
-  __m256 acc[16];
-  for (int i = 0; i < 16; ++i) acc[i] = _mm256_set1_ps(0.001f * i);
+  __m256 a[12];
+  for (int i = 0; i < 12; ++i) a[i] = _mm256_set1_ps(0.001f * i);
   const __m256 x = _mm256_set1_ps(0.999f), y = _mm256_set1_ps(1e-3f);
+  __m256 r0 = a[0], r1 = a[1], r2 = a[2], r3 = a[3], r4 = a[4], r5 = a[5],
+         r6 = a[6], r7 = a[7], r8 = a[8], r9 = a[9], r10 = a[10], r11 = a[11];
   for (uint64_t it = 0; it < iterations; ++it) {
-#pragma GCC unroll 16
-    for (int i = 0; i < 16; ++i) acc[i] = _mm256_fmadd_ps(acc[i], x, y);
+    asm volatile(
+        "vfmadd231ps %[y], %[x], %[a0]\n\t"
+        "vfmadd231ps %[y], %[x], %[a1]\n\t"
+        "vfmadd231ps %[y], %[x], %[a2]\n\t"
+        "vfmadd231ps %[y], %[x], %[a3]\n\t"
+        "vfmadd231ps %[y], %[x], %[a4]\n\t"
+        "vfmadd231ps %[y], %[x], %[a5]\n\t"
+        "vfmadd231ps %[y], %[x], %[a6]\n\t"
+        "vfmadd231ps %[y], %[x], %[a7]\n\t"
+        "vfmadd231ps %[y], %[x], %[a8]\n\t"
+        "vfmadd231ps %[y], %[x], %[a9]\n\t"
+        "vfmadd231ps %[y], %[x], %[a10]\n\t"
+        "vfmadd231ps %[y], %[x], %[a11]\n\t"
+        : [a0] "+x"(r0), [a1] "+x"(r1), [a2] "+x"(r2), [a3] "+x"(r3),
+          [a4] "+x"(r4), [a5] "+x"(r5), [a6] "+x"(r6), [a7] "+x"(r7),
+          [a8] "+x"(r8), [a9] "+x"(r9), [a10] "+x"(r10), [a11] "+x"(r11)
+        : [x] "x"(x), [y] "x"(y));
   }
-  __m256 sum = acc[0];
-  for (int i = 1; i < 16; ++i) sum = _mm256_add_ps(sum, acc[i]);
+  a[0] = r0;
+  a[1] = r1;
+  a[2] = r2;
+  a[3] = r3;
+  a[4] = r4;
+  a[5] = r5;
+  a[6] = r6;
+  a[7] = r7;
+  a[8] = r8;
+  a[9] = r9;
+  a[10] = r10;
+  a[11] = r11;
+  __m256 sum = a[0];
+  for (int i = 1; i < 12; ++i) sum = _mm256_add_ps(sum, a[i]);
   alignas(32) float lanes[8];
   _mm256_store_ps(lanes, sum);
   float total = 0;
@@ -55,43 +128,154 @@ __attribute__((target("avx2,fma"))) float Fp32Avx2(uint64_t iterations) {
 
 __attribute__((target("avx512f,avx512bf16"))) float Bf16Avx512(
     uint64_t iterations) {
-  __m512 acc[16];
-  for (int i = 0; i < 16; ++i) acc[i] = _mm512_set1_ps(0.001f * i);
+  __m512 a[16];
+  for (int i = 0; i < 16; ++i) a[i] = _mm512_set1_ps(0.001f * i);
   const __m512bh x = (__m512bh)_mm512_set1_epi32(0x3f803f80);  // (1, 1)
   const __m512bh y = (__m512bh)_mm512_set1_epi32(0x33803380);  // tiny
+  __m512 r0 = a[0], r1 = a[1], r2 = a[2], r3 = a[3], r4 = a[4], r5 = a[5],
+         r6 = a[6], r7 = a[7], r8 = a[8], r9 = a[9], r10 = a[10], r11 = a[11],
+         r12 = a[12], r13 = a[13], r14 = a[14], r15 = a[15];
   for (uint64_t it = 0; it < iterations; ++it) {
-#pragma GCC unroll 16
-    for (int i = 0; i < 16; ++i) acc[i] = _mm512_dpbf16_ps(acc[i], x, y);
+    asm volatile(
+        "vdpbf16ps %[y], %[x], %[a0]\n\t"
+        "vdpbf16ps %[y], %[x], %[a1]\n\t"
+        "vdpbf16ps %[y], %[x], %[a2]\n\t"
+        "vdpbf16ps %[y], %[x], %[a3]\n\t"
+        "vdpbf16ps %[y], %[x], %[a4]\n\t"
+        "vdpbf16ps %[y], %[x], %[a5]\n\t"
+        "vdpbf16ps %[y], %[x], %[a6]\n\t"
+        "vdpbf16ps %[y], %[x], %[a7]\n\t"
+        : [a0] "+v"(r0), [a1] "+v"(r1), [a2] "+v"(r2), [a3] "+v"(r3),
+          [a4] "+v"(r4), [a5] "+v"(r5), [a6] "+v"(r6), [a7] "+v"(r7)
+        : [x] "v"(x), [y] "v"(y));
+    asm volatile(
+        "vdpbf16ps %[y], %[x], %[a8]\n\t"
+        "vdpbf16ps %[y], %[x], %[a9]\n\t"
+        "vdpbf16ps %[y], %[x], %[a10]\n\t"
+        "vdpbf16ps %[y], %[x], %[a11]\n\t"
+        "vdpbf16ps %[y], %[x], %[a12]\n\t"
+        "vdpbf16ps %[y], %[x], %[a13]\n\t"
+        "vdpbf16ps %[y], %[x], %[a14]\n\t"
+        "vdpbf16ps %[y], %[x], %[a15]\n\t"
+        : [a8] "+v"(r8), [a9] "+v"(r9), [a10] "+v"(r10), [a11] "+v"(r11),
+          [a12] "+v"(r12), [a13] "+v"(r13), [a14] "+v"(r14), [a15] "+v"(r15)
+        : [x] "v"(x), [y] "v"(y));
   }
-  __m512 sum = acc[0];
-  for (int i = 1; i < 16; ++i) sum = _mm512_add_ps(sum, acc[i]);
+  a[0] = r0;
+  a[1] = r1;
+  a[2] = r2;
+  a[3] = r3;
+  a[4] = r4;
+  a[5] = r5;
+  a[6] = r6;
+  a[7] = r7;
+  a[8] = r8;
+  a[9] = r9;
+  a[10] = r10;
+  a[11] = r11;
+  a[12] = r12;
+  a[13] = r13;
+  a[14] = r14;
+  a[15] = r15;
+  __m512 sum = a[0];
+  for (int i = 1; i < 16; ++i) sum = _mm512_add_ps(sum, a[i]);
   return _mm512_reduce_add_ps(sum);
 }
 
 __attribute__((target("avx512f,avx512vnni"))) float Int8Avx512(
     uint64_t iterations) {
-  __m512i acc[16];
-  for (int i = 0; i < 16; ++i) acc[i] = _mm512_set1_epi32(i);
+  __m512i a[16];
+  for (int i = 0; i < 16; ++i) a[i] = _mm512_set1_epi32(i);
   const __m512i x = _mm512_set1_epi8(1), y = _mm512_set1_epi8(-1);
+  __m512i r0 = a[0], r1 = a[1], r2 = a[2], r3 = a[3], r4 = a[4], r5 = a[5],
+          r6 = a[6], r7 = a[7], r8 = a[8], r9 = a[9], r10 = a[10], r11 = a[11],
+          r12 = a[12], r13 = a[13], r14 = a[14], r15 = a[15];
   for (uint64_t it = 0; it < iterations; ++it) {
-#pragma GCC unroll 16
-    for (int i = 0; i < 16; ++i) acc[i] = _mm512_dpbusd_epi32(acc[i], x, y);
+    asm volatile(
+        "vpdpbusd %[y], %[x], %[a0]\n\t"
+        "vpdpbusd %[y], %[x], %[a1]\n\t"
+        "vpdpbusd %[y], %[x], %[a2]\n\t"
+        "vpdpbusd %[y], %[x], %[a3]\n\t"
+        "vpdpbusd %[y], %[x], %[a4]\n\t"
+        "vpdpbusd %[y], %[x], %[a5]\n\t"
+        "vpdpbusd %[y], %[x], %[a6]\n\t"
+        "vpdpbusd %[y], %[x], %[a7]\n\t"
+        : [a0] "+v"(r0), [a1] "+v"(r1), [a2] "+v"(r2), [a3] "+v"(r3),
+          [a4] "+v"(r4), [a5] "+v"(r5), [a6] "+v"(r6), [a7] "+v"(r7)
+        : [x] "v"(x), [y] "v"(y));
+    asm volatile(
+        "vpdpbusd %[y], %[x], %[a8]\n\t"
+        "vpdpbusd %[y], %[x], %[a9]\n\t"
+        "vpdpbusd %[y], %[x], %[a10]\n\t"
+        "vpdpbusd %[y], %[x], %[a11]\n\t"
+        "vpdpbusd %[y], %[x], %[a12]\n\t"
+        "vpdpbusd %[y], %[x], %[a13]\n\t"
+        "vpdpbusd %[y], %[x], %[a14]\n\t"
+        "vpdpbusd %[y], %[x], %[a15]\n\t"
+        : [a8] "+v"(r8), [a9] "+v"(r9), [a10] "+v"(r10), [a11] "+v"(r11),
+          [a12] "+v"(r12), [a13] "+v"(r13), [a14] "+v"(r14), [a15] "+v"(r15)
+        : [x] "v"(x), [y] "v"(y));
   }
-  __m512i sum = acc[0];
-  for (int i = 1; i < 16; ++i) sum = _mm512_add_epi32(sum, acc[i]);
+  a[0] = r0;
+  a[1] = r1;
+  a[2] = r2;
+  a[3] = r3;
+  a[4] = r4;
+  a[5] = r5;
+  a[6] = r6;
+  a[7] = r7;
+  a[8] = r8;
+  a[9] = r9;
+  a[10] = r10;
+  a[11] = r11;
+  a[12] = r12;
+  a[13] = r13;
+  a[14] = r14;
+  a[15] = r15;
+  __m512i sum = a[0];
+  for (int i = 1; i < 16; ++i) sum = _mm512_add_epi32(sum, a[i]);
   return static_cast<float>(_mm512_reduce_add_epi32(sum));
 }
 
 __attribute__((target("avx2,avxvnni"))) float Int8AvxVnni(uint64_t iterations) {
-  __m256i acc[16];
-  for (int i = 0; i < 16; ++i) acc[i] = _mm256_set1_epi32(i);
+  __m256i a[12];
+  for (int i = 0; i < 12; ++i) a[i] = _mm256_set1_epi32(i);
   const __m256i x = _mm256_set1_epi8(1), y = _mm256_set1_epi8(-1);
+  __m256i r0 = a[0], r1 = a[1], r2 = a[2], r3 = a[3], r4 = a[4], r5 = a[5],
+          r6 = a[6], r7 = a[7], r8 = a[8], r9 = a[9], r10 = a[10], r11 = a[11];
   for (uint64_t it = 0; it < iterations; ++it) {
-#pragma GCC unroll 16
-    for (int i = 0; i < 16; ++i) acc[i] = _mm256_dpbusd_avx_epi32(acc[i], x, y);
+    asm volatile(
+        "%{vex%} vpdpbusd %[y], %[x], %[a0]\n\t"
+        "%{vex%} vpdpbusd %[y], %[x], %[a1]\n\t"
+        "%{vex%} vpdpbusd %[y], %[x], %[a2]\n\t"
+        "%{vex%} vpdpbusd %[y], %[x], %[a3]\n\t"
+        "%{vex%} vpdpbusd %[y], %[x], %[a4]\n\t"
+        "%{vex%} vpdpbusd %[y], %[x], %[a5]\n\t"
+        "%{vex%} vpdpbusd %[y], %[x], %[a6]\n\t"
+        "%{vex%} vpdpbusd %[y], %[x], %[a7]\n\t"
+        "%{vex%} vpdpbusd %[y], %[x], %[a8]\n\t"
+        "%{vex%} vpdpbusd %[y], %[x], %[a9]\n\t"
+        "%{vex%} vpdpbusd %[y], %[x], %[a10]\n\t"
+        "%{vex%} vpdpbusd %[y], %[x], %[a11]\n\t"
+        : [a0] "+x"(r0), [a1] "+x"(r1), [a2] "+x"(r2), [a3] "+x"(r3),
+          [a4] "+x"(r4), [a5] "+x"(r5), [a6] "+x"(r6), [a7] "+x"(r7),
+          [a8] "+x"(r8), [a9] "+x"(r9), [a10] "+x"(r10), [a11] "+x"(r11)
+        : [x] "x"(x), [y] "x"(y));
   }
-  __m256i sum = acc[0];
-  for (int i = 1; i < 16; ++i) sum = _mm256_add_epi32(sum, acc[i]);
+  a[0] = r0;
+  a[1] = r1;
+  a[2] = r2;
+  a[3] = r3;
+  a[4] = r4;
+  a[5] = r5;
+  a[6] = r6;
+  a[7] = r7;
+  a[8] = r8;
+  a[9] = r9;
+  a[10] = r10;
+  a[11] = r11;
+  __m256i sum = a[0];
+  for (int i = 1; i < 12; ++i) sum = _mm256_add_epi32(sum, a[i]);
   alignas(32) int32_t lanes[8];
   _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), sum);
   int64_t total = 0;
@@ -246,7 +430,8 @@ std::optional<double> RunPeakLoop(CpuIsa isa, PeakOp op, uint64_t iterations) {
 #if defined(__x86_64__) && defined(__GNUC__)
   const bool wide = CpuIsaVectorBits(isa) == 512;
   const double lanes = wide ? 16.0 : 8.0;  // 32-bit lanes
-  const double rounds = static_cast<double>(iterations) * 16.0;
+  // Instructions per iteration: the accumulators of the loop.
+  const double rounds = static_cast<double>(iterations) * (wide ? 16.0 : 12.0);
   switch (op) {
     case PeakOp::kFp32Fma:
       g_sink.store(wide ? Fp32Avx512(iterations) : Fp32Avx2(iterations),

@@ -37,9 +37,10 @@ std::string_view PeakOpName(PeakOp op);
 bool PeakSupported(CpuIsa isa, PeakOp op);
 
 // Runs the (isa, op) loop for `iterations` rounds on the calling thread and
-// returns the FLOPs (or integer OPs) it executed: one round is 16
-// independent vector instructions of the widest width of `isa` (AMX: 16
-// tile instructions, four on each accumulator tile).
+// returns the FLOPs (or integer OPs) it executed: one round is 16 (512-bit
+// families) or 12 (256-bit) independent vector instructions of the widest
+// width of `isa` (AMX: 16 tile
+// instructions, four on each accumulator tile).
 // nullopt when !PeakSupported(isa, op). Time it with a steady clock.
 std::optional<double> RunPeakLoop(CpuIsa isa, PeakOp op, uint64_t iterations);
 

@@ -12,18 +12,28 @@
 #include <unistd.h>
 #endif
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
+
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <iterator>
+#include <mutex>
 #include <new>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "scoring/internal/cpu_kernels.h"
+#include "scoring/internal/family_race.h"
 #include "scoring/internal/thread_pool.h"
 #include "scoring/scorer.h"
 #include "scoring/scorer_args.h"
@@ -233,12 +243,103 @@ struct Choice {
   bool forced = false;
 };
 
+// The family whose code actually runs for `dtype` when `isa` is asked
+// for: families that add only a dot-product path run their base family's
+// code for the other dtypes. A family not named here runs its own code, so
+// a new family is always timed by DispatchOn.
+CpuIsa SameCodeAs(CpuIsa isa, DType dtype, bool fp16_bf16_products) {
+  switch (isa) {
+    case CpuIsa::kAvxVnni:
+      return dtype == DType::kInt8 ? isa : CpuIsa::kAvx2;
+    case CpuIsa::kAvx512Vnni:
+      return dtype == DType::kInt8 ? isa : CpuIsa::kAvx512;
+    case CpuIsa::kAvx512Bf16:
+      return dtype == DType::kBFloat16 ||
+                     (dtype == DType::kFloat16 && fp16_bf16_products)
+                 ? isa
+                 : CpuIsa::kAvx512;
+    default:
+      return isa;
+  }
+}
+
+// Bytes of the largest CPU cache (sysfs), or 32 MiB when unknown.
+size_t LargestCacheBytes() {
+  size_t best = 0;
+  for (int index = 0; index < 8; ++index) {
+    std::ifstream in("/sys/devices/system/cpu/cpu0/cache/index" +
+                     std::to_string(index) + "/size");
+    std::string text;
+    if (!(in >> text) || text.empty()) continue;
+    size_t value = 0, i = 0;
+    while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
+      value = value * 10 + static_cast<size_t>(text[i] - '0');
+      ++i;
+    }
+    if (i < text.size() && (text[i] == 'K' || text[i] == 'k')) value <<= 10;
+    if (i < text.size() && (text[i] == 'M' || text[i] == 'm')) value <<= 20;
+    best = std::max(best, value);
+  }
+  return best > 0 ? best : size_t{32} << 20;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+// CLFLUSHOPT: CPUID 7.0 EBX bit 23. Weakly ordered, so a run of them
+// pipelines (about 10x faster than CLFLUSH for a request's rows).
+bool CpuHasClflushopt() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) == 0) return false;
+  return (ebx & (1u << 23)) != 0;
+}
+
+__attribute__((target("clflushopt"))) void FlushLinesOpt(const char* p,
+                                                         size_t bytes) {
+  for (size_t off = 0; off < bytes; off += 64)
+    _mm_clflushopt(const_cast<char*>(p + off));
+  _mm_clflushopt(const_cast<char*>(p + bytes - 1));
+}
+
+void FlushLines(const char* p, size_t bytes) {
+  for (size_t off = 0; off < bytes; off += 64) _mm_clflush(p + off);
+  _mm_clflush(p + bytes - 1);
+}
+#endif
+
+// Evicts the bytes of `rows` from every cache level (x86: clflushopt or
+// clflush), so the next call reads them from memory as a large served
+// arena would.
+void FlushRows(const ItemArena& arena, std::span<const uint32_t> rows) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  static const bool opt = CpuHasClflushopt();
+  const size_t bytes = arena.layout().row_bytes();
+  if (bytes == 0) return;
+  for (uint32_t row : rows) {
+    const char* p = reinterpret_cast<const char*>(arena.row_data(row));
+    if (opt) {
+      FlushLinesOpt(p, bytes);
+    } else {
+      FlushLines(p, bytes);
+    }
+  }
+  _mm_mfence();
+#else
+  (void)arena;
+  (void)rows;
+#endif
+}
+
 class CpuScorer final : public Scorer {
  public:
   // choices[dtype]: the family for arenas of that storage dtype.
   CpuScorer(const CpuScorerOptions& options,
             const std::array<Choice, kDTypeCount>& choices)
-      : choices_(choices), options_(options) {
+      : options_(options) {
+    for (size_t i = 0; i < kDTypeCount; ++i) {
+      tables_[i].store(choices[i].table, std::memory_order_relaxed);
+      info_[i].kernel = std::string(CpuIsaName(choices[i].table->isa));
+      info_[i].measured_gflops = choices[i].measured_gflops;
+      info_[i].forced = choices[i].forced;
+    }
     int threads = options.threads;
     if (threads <= 0) {
       threads = static_cast<int>(std::thread::hardware_concurrency());
@@ -249,16 +350,27 @@ class CpuScorer final : public Scorer {
   }
 
   KernelInfo kernel_info(DType dtype) const override {
-    const Choice& choice = choices_[static_cast<size_t>(dtype)];
-    return KernelInfo{std::string(CpuIsaName(choice.table->isa)),
-                      choice.measured_gflops, choice.forced};
+    std::lock_guard<std::mutex> lock(info_mu_);
+    return info_[static_cast<size_t>(dtype)];
   }
+
+  Status DispatchOn(const ItemArena& arena,
+                    const DispatchOptions& options) override;
 
   std::string_view backend() const override { return "cpu"; }
 
   Status Score(const UserView& user, const ItemArena& arena,
                std::span<const uint32_t> rows, std::span<float> scores,
                std::span<int32_t> top_codes) const override {
+    return ScoreWith(TableFor(arena.layout().dtype), user, arena, rows, scores,
+                     top_codes);
+  }
+
+  // Score with the family `table` (DispatchOn times each this way).
+  Status ScoreWith(const KernelTable* table, const UserView& user,
+                   const ItemArena& arena, std::span<const uint32_t> rows,
+                   std::span<float> scores,
+                   std::span<int32_t> top_codes) const {
     Status status =
         CheckScoreArgs("cpu scorer", user, arena, rows, scores, top_codes);
     if (!status.ok()) return status;
@@ -270,7 +382,7 @@ class CpuScorer final : public Scorer {
       return Status::Ok();
     }
 
-    const Request request = PrepareUser(user, arena);
+    const Request request = PrepareUser(user, arena, table);
     if (!GoesParallel(rows.size(), request.args)) {
       RunKernel(request, rows.data(), rows.size(), scores.data(), codes);
       return Status::Ok();
@@ -298,7 +410,9 @@ class CpuScorer final : public Scorer {
     if (size == 0) return Status::Ok();
     const bool degenerate =
         user.user_codes == 0 || arena.layout().item_codes == 0;
-    const Request request = degenerate ? Request{} : PrepareUser(user, arena);
+    const Request request =
+        degenerate ? Request{}
+                   : PrepareUser(user, arena, TableFor(arena.layout().dtype));
 
     const size_t tasks = (size + kScanBlockRows - 1) / kScanBlockRows;
     std::vector<std::vector<ScoredRow>> best(tasks);
@@ -366,12 +480,13 @@ class CpuScorer final : public Scorer {
   }
 
   const KernelTable* TableFor(DType dtype) const {
-    return choices_[static_cast<size_t>(dtype)].table;
+    return tables_[static_cast<size_t>(dtype)].load(std::memory_order_acquire);
   }
 
   // Builds the user panels in this thread's buffers; the returned request
   // points into them and stays valid until this thread's next request.
-  Request PrepareUser(const UserView& user, const ItemArena& arena) const {
+  Request PrepareUser(const UserView& user, const ItemArena& arena,
+                      const KernelTable* table) const {
     const ArenaLayout& layout = arena.layout();
     ThreadBuffers& local = LocalBuffers();
     Request request;
@@ -384,7 +499,7 @@ class CpuScorer final : public Scorer {
     args.row_bytes = layout.row_bytes();
     args.block_bytes = layout.block_bytes();
     args.arena = arena.data();
-    const KernelTable* table = request.table = TableFor(args.dtype);
+    request.table = table;
     args.products = ProductsFor(table, args.dtype);
     const size_t panel_floats =
         (table->panel_bytes(args.m, args.d, args.products) + 3) / 4;
@@ -419,10 +534,162 @@ class CpuScorer final : public Scorer {
     request.table->score_rows(args, rows, count, scores, codes, scratch);
   }
 
-  std::array<Choice, kDTypeCount> choices_;
+  // The family each dtype runs (DispatchOn may replace it while requests
+  // run: a request loads it once).
+  std::array<std::atomic<const KernelTable*>, kDTypeCount> tables_;
+  mutable std::mutex info_mu_;
+  std::array<KernelInfo, kDTypeCount> info_;  // guarded by info_mu_
   CpuScorerOptions options_;
   std::unique_ptr<internal::ThreadPool> pool_;
 };
+
+Status CpuScorer::DispatchOn(const ItemArena& arena,
+                             const DispatchOptions& options) {
+  if (options.user_codes == 0 || options.candidates == 0) {
+    return Status::InvalidArgument(
+        "cpu scorer: dispatch needs user_codes and candidates of at least 1 "
+        "(got " +
+        std::to_string(options.user_codes) + ", " +
+        std::to_string(options.candidates) + ")");
+  }
+  const ArenaLayout& layout = arena.layout();
+  const DType dtype = layout.dtype;
+  const size_t slot = static_cast<size_t>(dtype);
+  const size_t size = arena.size();
+  if (size == 0 || layout.item_codes == 0 || layout.dim == 0) {
+    return Status::Ok();  // nothing to time: the current pick stays
+  }
+  const uint32_t m = options.user_codes, n = layout.item_codes, d = layout.dim;
+  const size_t candidates = options.candidates;
+
+  // The entrants: every supported family (scalar only when alone), one per
+  // distinct code for this dtype (the narrowest that runs it).
+  const std::vector<CpuIsa> supported = SupportedCpuIsas();
+  std::vector<CpuIsa> entrants;
+  for (CpuIsa isa : supported) {
+    if (isa == CpuIsa::kScalar && supported.size() > 1) continue;
+    const CpuIsa code = SameCodeAs(isa, dtype, options_.fp16_bf16_products);
+    if (code != isa && CpuIsaSupported(code)) continue;
+    entrants.push_back(isa);
+  }
+
+  // The sample: row sets drawn at random from the arena's published rows
+  // (without replacement when it has enough), synthetic users of the
+  // served shape with entries uniform in [-1, 1) / sqrt(d).
+  constexpr size_t kSets = 8;
+  std::mt19937_64 rng(options.seed);
+  std::vector<std::vector<uint32_t>> row_sets(kSets);
+  {
+    std::vector<uint32_t> all;
+    if (size >= candidates) {
+      all.resize(size);
+      for (size_t r = 0; r < size; ++r) all[r] = static_cast<uint32_t>(r);
+    }
+    for (auto& set : row_sets) {
+      set.resize(candidates);
+      if (size >= candidates) {
+        for (size_t i = 0; i < candidates; ++i) {  // partial Fisher-Yates
+          std::uniform_int_distribution<size_t> pick(i, size - 1);
+          std::swap(all[i], all[pick(rng)]);
+          set[i] = all[i];
+        }
+      } else {
+        std::uniform_int_distribution<size_t> pick(0, size - 1);
+        for (uint32_t& r : set) r = static_cast<uint32_t>(pick(rng));
+      }
+    }
+  }
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  std::uniform_real_distribution<float> uniform(-scale, scale);
+  std::vector<std::vector<float>> upe(kSets), queries(kSets);
+  for (size_t u = 0; u < kSets; ++u) {
+    upe[u].resize(size_t{m} * d);
+    for (float& x : upe[u]) x = uniform(rng);
+    if (options.queries) {
+      queries[u].resize(size_t{m} * d);
+      for (float& x : queries[u]) x = uniform(rng);
+    }
+  }
+  const size_t cold_below = options.cold_below_bytes > 0
+                                ? options.cold_below_bytes
+                                : LargestCacheBytes();
+  const bool flush =
+      static_cast<double>(size) * static_cast<double>(layout.row_bytes()) <
+      static_cast<double>(cold_below);
+
+  std::vector<float> scores(candidates);
+  std::vector<int32_t> codes(candidates);
+  Status failed;
+  size_t call = 0;
+  auto time_one = [&](size_t entrant, bool timed) -> double {
+    (void)timed;
+    const size_t k = call++ % kSets;
+    const UserView user{m, d, upe[k], queries[k]};
+    const std::vector<uint32_t>& rows = row_sets[k];
+    if (flush) FlushRows(arena, rows);
+    const KernelTable* table = KernelTableFor(entrants[entrant]);
+    auto run = [&] {
+      const Status s = ScoreWith(table, user, arena, rows, scores, codes);
+      if (!s.ok()) failed = s;
+    };
+    if (options.timer) return options.timer(CpuIsaName(entrants[entrant]), run);
+    const auto start = std::chrono::steady_clock::now();
+    run();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                         start)
+        .count();
+  };
+  auto now = [] {
+    return std::chrono::duration<double>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  };
+  internal::RaceOptions race_options;
+  race_options.min_rounds = options.min_rounds;
+  race_options.max_rounds = options.max_rounds;
+  race_options.budget_seconds = options.budget_seconds;
+  const internal::RaceResult race =
+      internal::RunFamilyRace(entrants.size(), time_one, now, race_options);
+  if (!failed.ok()) return failed;
+
+  const double flops = 4.0 * m * n * d * static_cast<double>(candidates);
+  std::vector<KernelFamilyTime> families;
+  for (size_t i = 0; i < entrants.size(); ++i) {
+    const internal::RaceEntrantResult& e = race.entrants[i];
+    families.push_back({std::string(CpuIsaName(entrants[i])), e.median, e.q25,
+                        e.q75, static_cast<int>(e.samples.size()),
+                        e.q25 > 0 ? flops / e.q25 / 1e9 : NAN});
+  }
+  const KernelFamilyTime winner = families[race.winner];
+  // In the race's order: the first quartile (see family_race.h).
+  std::stable_sort(families.begin(), families.end(),
+                   [](const KernelFamilyTime& x, const KernelFamilyTime& y) {
+                     return x.seconds_q25 < y.seconds_q25;
+                   });
+  char sample[160];
+  std::snprintf(sample, sizeof(sample),
+                "m=%u n=%u d=%u candidates=%zu queries=%d keys=%d threads=%d "
+                "rows=%zu%s",
+                m, n, d, candidates, options.queries ? 1 : 0,
+                layout.has_keys ? 1 : 0,
+                pool_ == nullptr ? 1 : pool_->workers() + 1, size,
+                flush ? " flushed" : "");
+
+  std::lock_guard<std::mutex> lock(info_mu_);
+  KernelInfo& info = info_[slot];
+  if (!info.forced) {
+    tables_[slot].store(KernelTableFor(entrants[race.winner]),
+                        std::memory_order_release);
+    info.kernel = winner.kernel;
+    info.measured_gflops = winner.gflops;
+  }
+  info.families = std::move(families);
+  info.dispatch_sample = sample;
+  info.dispatch_stop = race.stop;
+  info.dispatch_seconds = race.seconds;
+  info.dispatch_rounds = race.rounds;
+  return Status::Ok();
+}
 
 }  // namespace
 

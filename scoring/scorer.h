@@ -11,6 +11,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -30,6 +31,18 @@ struct ScoredRow {
   int32_t top_user_code = -1;
 };
 
+// One kernel family's time in the last dispatch measurement (DispatchOn).
+struct KernelFamilyTime {
+  std::string kernel;        // e.g. "avx512"
+  double seconds_p50 = NAN;  // median seconds of one call of the sample
+  // First and third quartiles; families are ranked by the first (other
+  // processes' preemption only adds time; scoring/internal/family_race.h).
+  double seconds_q25 = NAN;
+  double seconds_q75 = NAN;
+  int samples = 0;
+  double gflops = NAN;  // 4*m*n*d*candidates FLOP / seconds_q25
+};
+
 // Which kernel a scorer runs for one storage dtype, for logs and the
 // embsum_scorer_info metric.
 struct KernelInfo {
@@ -40,6 +53,39 @@ struct KernelInfo {
   double measured_gflops = NAN;
   // True when the kernel was forced (--isa) rather than picked by timing.
   bool forced = false;
+  // Filled by DispatchOn for this dtype: every family it timed, fastest
+  // (lowest first quartile) first; the sample it timed and why the timing
+  // stopped ("clear", "tie", "budget", "rounds", "single"). Empty before any
+  // DispatchOn.
+  std::vector<KernelFamilyTime> families;
+  std::string dispatch_sample;  // e.g. "m=32 n=8 d=512 candidates=500 ..."
+  std::string dispatch_stop;
+  double dispatch_seconds = 0;  // wall time of the measurement
+  int dispatch_rounds = 0;
+};
+
+// Dispatch where the server runs (Scorer::DispatchOn): the served shape
+// and the measurement's limits.
+struct DispatchOptions {
+  uint32_t user_codes = 32;   // m of the served users
+  bool queries = true;        // the served users carry Q
+  uint32_t candidates = 500;  // rows per timed call: a Rank-sized request
+  // Wall-clock budget of the measurement for the dtype, warm-up included.
+  double budget_seconds = 0.3;
+  int min_rounds = 5;
+  int max_rounds = 200;
+  // Rows are flushed from the caches before each timed call when the arena
+  // is smaller than this many bytes (0: the last-level cache's size, from
+  // sysfs): its rows would otherwise be cache-resident, unlike a served
+  // arena larger than the cache.
+  size_t cold_below_bytes = 0;
+  uint64_t seed = 1;
+  // Test seam, not an operator option: when set, times one call of
+  // `kernel` (a family name) instead of the steady clock; `call` runs the
+  // call and may be skipped. The race's budget still uses the steady clock.
+  std::function<double(std::string_view kernel,
+                       const std::function<void()>& call)>
+      timer;
 };
 
 // Thread-safety: every method of a Scorer is safe to call concurrently.
@@ -54,7 +100,9 @@ class Scorer {
   // backend, unmeasured.
   virtual KernelInfo kernel_info(DType dtype) const {
     (void)dtype;
-    return KernelInfo{std::string(backend()), NAN, false};
+    KernelInfo info;
+    info.kernel = std::string(backend());
+    return info;
   }
 
   // Scores `rows` (each < arena.size()) for `user`.
@@ -75,6 +123,24 @@ class Scorer {
   virtual Status ScoreAllTopK(const UserView& user, const ItemArena& arena,
                               std::span<const uint8_t> live, uint32_t k,
                               std::vector<ScoredRow>* out) const = 0;
+
+  // Dispatch by measurement on the served data: times every kernel family
+  // that this scorer could run for arena.layout().dtype on rows drawn at
+  // random from `arena` (its published rows), options.candidates per call,
+  // a different synthetic user of the served shape per call, on the
+  // scorer's own threads, round robin until the fastest is clear or the
+  // budget is spent, then runs the fastest for that dtype (unless the
+  // kernel was forced, which stays: the timings are still reported).
+  // kernel_info(dtype) then lists every family's time. Safe to call while
+  // other threads score: a request uses the family it started with.
+  // Backends with one kernel do nothing. Errors: InvalidArgument for a
+  // user_codes of 0 or a candidates of 0.
+  virtual Status DispatchOn(const ItemArena& arena,
+                            const DispatchOptions& options) {
+    (void)arena;
+    (void)options;
+    return Status::Ok();
+  }
 
   // Tells a scorer that keeps its own copy of the arena (CUDA) that `rows`
   // of `arena` changed, or that the arena was replaced when `rows` is empty

@@ -220,7 +220,7 @@ int RunApp(const AppOptions& options) {
   // The scorer outlives the data directory: the item catalogue's listener
   // points at it.
   absl::StatusOr<BackendChoice> backend =
-      MakeScorer(options.backend, options.server.workers);
+      MakeScorer(options.backend, options.server.workers, options.isa);
   if (!backend.ok()) return fail(backend.status());
   std::unique_ptr<scoring::Scorer> scorer = std::move(backend->scorer);
 
@@ -235,7 +235,8 @@ int RunApp(const AppOptions& options) {
     LogEvent(std::string(level), "ann_gpu",
              {{"message", std::string(message)}});
   };
-  ModelLoader loader(data_dir, data_options, scorer.get(), &registry);
+  ModelLoader loader(data_dir, data_options, scorer.get(), &registry,
+                     options.dispatch);
   absl::StatusOr<std::shared_ptr<const ServingModel>> model = loader.Load();
   if (!model.ok()) return fail(model.status());
   const ServingModel& dir = **model;
@@ -268,6 +269,7 @@ int RunApp(const AppOptions& options) {
     metrics_server = *std::move(m);
   }
 
+  const scoring::KernelInfo kernel = scorer->kernel_info(options.item_dtype);
   const std::string host =
       options.server.listen.substr(0, options.server.listen.rfind(':'));
   const std::string admin_host = options.server.admin_listen.substr(
@@ -285,9 +287,10 @@ int RunApp(const AppOptions& options) {
         std::string(scoring::DTypeName(dir.users().user_dtype()))},
        {"backend", std::string(scorer->backend())},
        {"backend_reason", backend->reason},
-       {"scorer_kernel", scorer->kernel_info(options.item_dtype).kernel},
-       {"scorer_kernel_gflops",
-        absl::StrCat(scorer->kernel_info(options.item_dtype).measured_gflops)},
+       {"scorer_kernel", kernel.kernel},
+       {"scorer_kernel_gflops", absl::StrCat(kernel.measured_gflops)},
+       {"scorer_kernel_forced", kernel.forced ? "yes" : "no"},
+       {"scorer_families", FamilyTimesText(kernel)},
        {"listen", absl::StrCat(host, ":", (*server)->port())},
        {"admin_listen", absl::StrCat(admin_host, ":", (*server)->admin_port())},
        {"metrics_listen",

@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "scoring/dtype.h"
+#include "server/backend.h"
 #include "server/server.h"
 #include "store/item_catalog.h"
 
@@ -35,6 +36,16 @@ struct AppOptions {
   DemoBuilder build_demo;
   // auto | cpu | cuda.
   std::string backend = "auto";
+  // The CPU scorer's kernel family: "auto" (dispatch by measurement on
+  // each loaded model) or a family name that forces it (--isa).
+  std::string isa = "auto";
+  // Dispatch where the server runs: the families are timed on every
+  // loaded model's arena within this budget (--dispatch_budget).
+  ScorerDispatchOptions dispatch = [] {
+    ScorerDispatchOptions o;
+    o.budget = absl::Milliseconds(300);
+    return o;
+  }();
   scoring::DType item_dtype = scoring::DType::kFloat32;
   // ANN index for Retrieve on the GPU where FAISS has GPU support (kAuto:
   // when a device is present) or on the CPU (kOff).

@@ -1,11 +1,15 @@
 #include "server/backend.h"
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/status_macros.h"
+#include "scoring/cpu_scorer.h"
 #include "server/log.h"
 #include "server/status_util.h"
 
@@ -24,7 +28,23 @@ bool BuiltWithCuda() {
 }
 
 absl::StatusOr<BackendChoice> MakeScorer(std::string_view backend,
-                                         int cpu_threads) {
+                                         int cpu_threads,
+                                         std::string_view cpu_isa) {
+  std::optional<scoring::CpuIsa> forced;
+  if (!cpu_isa.empty() && cpu_isa != "auto") {
+    forced = scoring::ParseCpuIsa(cpu_isa);
+    if (!forced.has_value()) {
+      std::string names;
+      for (int i = 0;; ++i) {
+        const std::string_view name =
+            scoring::CpuIsaName(static_cast<scoring::CpuIsa>(i));
+        if (name == "unknown") break;
+        absl::StrAppend(&names, names.empty() ? "" : ", ", std::string(name));
+      }
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--isa='", std::string(cpu_isa), "': want auto or one of ", names));
+    }
+  }
   if (backend != "auto" && backend != "cpu" && backend != "cuda") {
     return absl::InvalidArgumentError(absl::StrCat(
         "--backend='", std::string(backend), "': want auto, cpu or cuda"));
@@ -57,9 +77,53 @@ absl::StatusOr<BackendChoice> MakeScorer(std::string_view backend,
   } else {
     choice.reason = "requested";
   }
-  choice.scorer =
-      scoring::MakeCpuScorer(scoring::CpuScorerOptions{.threads = cpu_threads});
+  const scoring::CpuScorerOptions cpu_options{.threads = cpu_threads};
+  if (forced.has_value()) {
+    absl::Status s = ToAbslStatus(
+        scoring::MakeCpuScorerWithIsa(cpu_options, *forced, &choice.scorer));
+    if (!s.ok()) {
+      return absl::Status(s.code(), absl::StrCat("--isa: ", s.message()));
+    }
+    return choice;
+  }
+  choice.scorer = scoring::MakeCpuScorer(cpu_options);
   return choice;
+}
+
+std::string FamilyTimesText(const scoring::KernelInfo& info) {
+  std::string out;
+  for (const scoring::KernelFamilyTime& f : info.families) {
+    absl::StrAppend(&out, out.empty() ? "" : ",", f.kernel, ":",
+                    absl::StrFormat("%.3fms", f.seconds_q25 * 1e3));
+  }
+  return out;
+}
+
+absl::Status DispatchScorer(scoring::Scorer* scorer, const store::DataDir& dir,
+                            const ScorerDispatchOptions& options) {
+  if (options.budget <= absl::ZeroDuration()) return absl::OkStatus();
+  const store::ModelManifest& manifest = dir.manifest();
+  scoring::DispatchOptions dispatch;
+  dispatch.user_codes = manifest.user_codes;
+  dispatch.queries = manifest.user_queries;
+  dispatch.candidates = options.candidates;
+  dispatch.budget_seconds = absl::ToDoubleSeconds(options.budget);
+  dispatch.timer = options.timer;
+  const scoring::ItemArena& arena = dir.items().Current()->arena();
+  RETURN_IF_ERROR(ToAbslStatus(scorer->DispatchOn(arena, dispatch)));
+  const scoring::DType dtype = arena.layout().dtype;
+  const scoring::KernelInfo info = scorer->kernel_info(dtype);
+  if (info.families.empty()) return absl::OkStatus();  // one kernel only
+  LogEvent("info", "scorer_dispatch",
+           {{"dtype", std::string(scoring::DTypeName(dtype))},
+            {"kernel", info.kernel},
+            {"forced", info.forced ? "yes" : "no"},
+            {"families", FamilyTimesText(info)},
+            {"sample", info.dispatch_sample},
+            {"stop", info.dispatch_stop},
+            {"rounds", std::to_string(info.dispatch_rounds)},
+            {"took", absl::StrFormat("%.1fms", info.dispatch_seconds * 1e3)}});
+  return absl::OkStatus();
 }
 
 absl::Status AttachScorer(scoring::Scorer* scorer,

@@ -12,6 +12,7 @@
 #include "absl/strings/str_replace.h"
 #include "common/status_macros.h"
 #include "server/backend.h"
+#include "server/log.h"
 
 namespace embsum::server {
 namespace {
@@ -34,11 +35,22 @@ class Fd {
 
 }  // namespace
 
+void ModelLoader::MeasureDispatch(const store::DataDir& dir) {
+  // A failed measurement keeps the kernel in use: worth a log line, not a
+  // refused model.
+  if (absl::Status s = DispatchScorer(scorer_, dir, dispatch_); !s.ok()) {
+    LogEvent("warning", "scorer_dispatch_failed",
+             {{"message", std::string(s.message())}});
+  }
+}
+
 ModelLoader::ModelLoader(std::string data_dir, store::DataDirOptions options,
-                         scoring::Scorer* scorer, metrics::Registry* registry)
+                         scoring::Scorer* scorer, metrics::Registry* registry,
+                         ScorerDispatchOptions dispatch)
     : data_dir_(std::move(data_dir)),
       options_(std::move(options)),
-      scorer_(scorer) {
+      scorer_(scorer),
+      dispatch_(std::move(dispatch)) {
   if (registry != nullptr) {
     metrics::Family<metrics::Counter>& reloads = registry->AddCounter(
         "embsum_model_reloads_total",
@@ -66,6 +78,7 @@ absl::StatusOr<std::shared_ptr<const ServingModel>> ModelLoader::Load() {
   ASSIGN_OR_RETURN(std::unique_ptr<store::DataDir> dir,
                    store::DataDir::Open(data_dir_, options_));
   RETURN_IF_ERROR(AttachScorer(scorer_, &dir->items()));
+  MeasureDispatch(*dir);
   serving_ = Identity{st.st_dev, st.st_ino};
   return std::make_shared<const ServingModel>(std::move(dir), ++generation_);
 }
@@ -106,6 +119,7 @@ ModelLoader::Reload ModelLoader::ReloadIfChanged(bool force) {
     // Before the model is published: the scorer's mirror (CUDA) of the
     // new arena is complete when the first request reaches it.
     status = AttachScorer(scorer_, &(*dir)->items());
+    if (status.ok()) MeasureDispatch(**dir);
   } else {
     status = dir.status();
   }

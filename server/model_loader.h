@@ -28,6 +28,7 @@
 #include "absl/status/statusor.h"
 #include "metrics/metrics.h"
 #include "scoring/scorer.h"
+#include "server/backend.h"
 #include "server/serving_model.h"
 #include "store/data_dir.h"
 
@@ -39,11 +40,15 @@ class ModelLoader {
   // and every model it returns. Registers
   // embsum_model_reloads_total{result="ok"|"failed"} and
   // embsum_model_reload_failing (1 while the directory on disk is one this
-  // loader refused, else 0).
+  // loader refused, else 0). Every model it opens (start-up and each
+  // reload) is also measured for the scorer's dispatch (DispatchScorer in
+  // server/backend.h) before it is returned, unless dispatch.budget is zero.
   ModelLoader(std::string data_dir, store::DataDirOptions options,
-              scoring::Scorer* scorer, metrics::Registry* registry);
+              scoring::Scorer* scorer, metrics::Registry* registry,
+              ScorerDispatchOptions dispatch = {});
 
-  // The start-up model: opened, scorer attached. Errors as DataDir::Open.
+  // The start-up model: opened, scorer attached and its dispatch measured.
+  // Errors as DataDir::Open.
   absl::StatusOr<std::shared_ptr<const ServingModel>> Load();
 
   enum class Outcome {
@@ -67,9 +72,13 @@ class ModelLoader {
     bool operator==(const Identity&) const = default;
   };
 
+  // DispatchScorer on a model just opened; failures are logged.
+  void MeasureDispatch(const store::DataDir& dir);
+
   std::string data_dir_;
   store::DataDirOptions options_;
   scoring::Scorer* scorer_;
+  ScorerDispatchOptions dispatch_;
   metrics::Counter* reloads_ok_ = nullptr;
   metrics::Counter* reloads_failed_ = nullptr;
   metrics::Gauge* failing_ = nullptr;

@@ -128,10 +128,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   {
     const scoring::DType dtype =
         server->models_->Current()->items().Current()->arena().layout().dtype;
-    const scoring::KernelInfo kernel = scorer->kernel_info(dtype);
-    server->metrics_->SetScorerInfo(kernel.kernel,
-                                    std::string(scoring::DTypeName(dtype)),
-                                    kernel.measured_gflops);
+    server->metrics_->SetScorerKernel(std::string(scoring::DTypeName(dtype)),
+                                      scorer->kernel_info(dtype));
   }
   server->core_ = std::make_unique<RankerCore>(
       options.core, server->models_.get(), scorer, server->metrics_.get());
@@ -190,9 +188,13 @@ std::shared_ptr<const ServingModel> Server::SwapModel(
       !tuned.ok()) {
     (void)tuned;  // keeps the previous model's settings
   }
+  const scoring::DType dtype = next->items().Current()->arena().layout().dtype;
   std::shared_ptr<const ServingModel> previous =
       models_->Publish(std::move(next));
   metrics_->SetModelVersion(version);
+  // The loader re-measured the scorer's dispatch on the new model.
+  metrics_->SetScorerKernel(std::string(scoring::DTypeName(dtype)),
+                            core_->scorer().kernel_info(dtype));
   return previous;
 }
 

@@ -189,19 +189,53 @@ void ServerMetrics::SetModelVersion(const std::string& model_version) {
 void ServerMetrics::SetScorerInfo(const std::string& kernel,
                                   const std::string& dtype,
                                   double measured_gflops) {
-  registry_
-      ->AddGauge("embsum_scorer_info",
-                 "The scoring kernel in use; the value is always 1.",
-                 {"kernel", "dtype"})
-      .WithLabels({kernel, dtype})
-      .Set(1);
-  registry_
-      ->AddGauge("embsum_scorer_kernel_gflops",
-                 "The scoring kernel's rate on its dispatch sample, measured "
-                 "when the scorer was made (GFLOP/s; NaN: not measured).",
-                 {"kernel", "dtype"})
-      .WithLabels({kernel, dtype})
-      .Set(measured_gflops);
+  scoring::KernelInfo info;
+  info.kernel = kernel;
+  info.measured_gflops = measured_gflops;
+  SetScorerKernel(dtype, info);
+}
+
+void ServerMetrics::SetScorerKernel(const std::string& dtype,
+                                    const scoring::KernelInfo& info) {
+  absl::MutexLock lock(&scorer_mu_);
+  if (scorer_info_ == nullptr) {
+    scorer_info_ = &registry_->AddGauge(
+        "embsum_scorer_info",
+        "The scoring kernel in use; the value is always 1.",
+        {"kernel", "dtype"});
+    scorer_gflops_ = &registry_->AddGauge(
+        "embsum_scorer_kernel_gflops",
+        "The scoring kernel's rate on its dispatch sample (GFLOP/s; NaN: not "
+        "measured).",
+        {"kernel", "dtype"});
+    family_seconds_ = &registry_->AddGauge(
+        "embsum_scorer_family_seconds",
+        "Seconds of one call of each CPU kernel family on the served shape "
+        "and arena at the last dispatch measurement (start-up or reload; "
+        "first quartile of the calls, the ranking statistic); the fastest "
+        "is used unless one is forced (--isa).",
+        {"kernel", "dtype"});
+    dispatch_seconds_ = &registry_->AddGauge(
+        "embsum_scorer_dispatch_seconds",
+        "Wall time of the last dispatch measurement of the kernel families.",
+        {"dtype"});
+  }
+  for (const auto& labels : scorer_series_) {
+    scorer_info_->Remove(labels);
+    scorer_gflops_->Remove(labels);
+  }
+  for (const auto& labels : family_series_) family_seconds_->Remove(labels);
+  scorer_series_ = {{info.kernel, dtype}};
+  scorer_info_->WithLabels({info.kernel, dtype}).Set(1);
+  scorer_gflops_->WithLabels({info.kernel, dtype}).Set(info.measured_gflops);
+  family_series_.clear();
+  for (const scoring::KernelFamilyTime& f : info.families) {
+    family_series_.push_back({f.kernel, dtype});
+    family_seconds_->WithLabels({f.kernel, dtype}).Set(f.seconds_q25);
+  }
+  if (!info.families.empty()) {
+    dispatch_seconds_->WithLabels({dtype}).Set(info.dispatch_seconds);
+  }
 }
 
 }  // namespace embsum::server

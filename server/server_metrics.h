@@ -11,10 +11,12 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "metrics/metrics.h"
+#include "scoring/scorer.h"
 #include "server/rank_timings.h"
 
 namespace embsum::server {
@@ -102,6 +104,14 @@ class ServerMetrics {
   // scorer was made (NaN when not measured). Call once.
   void SetScorerInfo(const std::string& kernel, const std::string& dtype,
                      double measured_gflops);
+  // The same from a KernelInfo, callable again (a reload re-measures): the
+  // previous kernel's series leave the exposition. Also
+  // embsum_scorer_family_seconds{kernel,dtype}: each family's time (first
+  // quartile of its calls) on the served sample at the last dispatch
+  // measurement (none when it was not measured), and
+  // embsum_scorer_dispatch_seconds{dtype}: how long that measurement took.
+  void SetScorerKernel(const std::string& dtype,
+                       const scoring::KernelInfo& info);
 
  private:
   // Uses handled_, started_ and handling_seconds_ (initialised first).
@@ -133,6 +143,20 @@ class ServerMetrics {
   metrics::Family<metrics::Gauge>* model_info_ = nullptr;
   absl::Mutex model_mu_;
   std::string model_version_ ABSL_GUARDED_BY(model_mu_);
+  absl::Mutex scorer_mu_;
+  metrics::Family<metrics::Gauge>* scorer_info_ ABSL_GUARDED_BY(scorer_mu_) =
+      nullptr;
+  metrics::Family<metrics::Gauge>* scorer_gflops_ ABSL_GUARDED_BY(scorer_mu_) =
+      nullptr;
+  metrics::Family<metrics::Gauge>* family_seconds_ ABSL_GUARDED_BY(scorer_mu_) =
+      nullptr;
+  metrics::Family<metrics::Gauge>* dispatch_seconds_
+      ABSL_GUARDED_BY(scorer_mu_) = nullptr;
+  // Label sets currently exported by the four families above.
+  std::vector<std::vector<std::string>> scorer_series_
+      ABSL_GUARDED_BY(scorer_mu_);
+  std::vector<std::vector<std::string>> family_series_
+      ABSL_GUARDED_BY(scorer_mu_);
 };
 
 }  // namespace embsum::server

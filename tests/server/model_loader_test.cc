@@ -2,13 +2,17 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "datagen/synthetic_model.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "metrics/metrics.h"
+#include "scoring/cpu_scorer.h"
 #include "scoring/scorer.h"
 #include "store/data_dir.h"
 #include "tests/server/test_support.h"
@@ -136,6 +140,103 @@ TEST_F(ModelLoaderTest, AMissingDirectoryIsReportedOnlyWhenForced) {
   EXPECT_EQ(reload.outcome, Outcome::kFailed);
   EXPECT_THAT(reload.status.message(), HasSubstr(data_dir_));
   EXPECT_EQ((*first)->items().Current()->size(), 40u);  // still serving
+}
+
+// A CPU scorer that records each DispatchOn: the arena's identity and size
+// and the served shape it was given.
+class RecordingScorer : public scoring::Scorer {
+ public:
+  struct Call {
+    uint64_t arena = 0;
+    size_t rows = 0;
+    uint32_t user_codes = 0;
+    bool queries = false;
+  };
+  std::string_view backend() const override { return inner_->backend(); }
+  scoring::KernelInfo kernel_info(scoring::DType dtype) const override {
+    return inner_->kernel_info(dtype);
+  }
+  scoring::Status Score(const scoring::UserView& user,
+                        const scoring::ItemArena& arena,
+                        std::span<const uint32_t> rows, std::span<float> scores,
+                        std::span<int32_t> top_codes) const override {
+    return inner_->Score(user, arena, rows, scores, top_codes);
+  }
+  scoring::Status ScoreAllTopK(
+      const scoring::UserView& user, const scoring::ItemArena& arena,
+      std::span<const uint8_t> live, uint32_t k,
+      std::vector<scoring::ScoredRow>* out) const override {
+    return inner_->ScoreAllTopK(user, arena, live, k, out);
+  }
+  scoring::Status DispatchOn(const scoring::ItemArena& arena,
+                             const scoring::DispatchOptions& options) override {
+    calls.push_back(
+        {arena.identity(), arena.size(), options.user_codes, options.queries});
+    return inner_->DispatchOn(arena, options);
+  }
+  std::vector<Call> calls;
+
+ private:
+  std::unique_ptr<scoring::Scorer> inner_ = scoring::MakeCpuScorer(
+      scoring::CpuScorerOptions{.threads = 1, .measure_dispatch = false});
+};
+
+// Dispatch where the server runs: the families are timed on the loaded
+// model's arena and shape at start-up and again on every reload, and the
+// fastest (here by an injected timer) is kept.
+TEST_F(ModelLoaderTest, MeasuresTheScorerDispatchAtLoadAndOnEveryReload) {
+  if (!scoring::CpuIsaSupported(scoring::CpuIsa::kAvx2) ||
+      !scoring::CpuIsaSupported(scoring::CpuIsa::kAvx512)) {
+    GTEST_SKIP() << "needs the avx2 and avx512 kernel families";
+  }
+  // Two families with their own fp32 code.
+  const std::string narrow = "avx2", wide = "avx512";
+  auto fastest = std::make_shared<std::string>(narrow);
+  RecordingScorer scorer;
+  ScorerDispatchOptions dispatch;
+  dispatch.budget = absl::Milliseconds(200);
+  dispatch.candidates = 16;
+  dispatch.timer = [fastest](std::string_view kernel,
+                             const std::function<void()>& call) {
+    call();
+    return kernel == *fastest ? 1e-3 : 2e-3;
+  };
+  ModelLoader loader(data_dir_, {}, &scorer, nullptr, dispatch);
+  auto first = loader.Load();
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(scorer.calls.size(), 1u);
+  const scoring::ItemArena& arena1 = (*first)->items().Current()->arena();
+  EXPECT_EQ(scorer.calls[0].arena, arena1.identity());
+  EXPECT_EQ(scorer.calls[0].rows, 40u);
+  EXPECT_EQ(scorer.calls[0].user_codes, (*first)->manifest().user_codes);
+  EXPECT_EQ(scorer.calls[0].queries, (*first)->manifest().user_queries);
+  scoring::KernelInfo info = scorer.kernel_info(scoring::DType::kFloat32);
+  EXPECT_EQ(info.kernel, narrow);
+  EXPECT_FALSE(info.families.empty());
+
+  // An unchanged directory is not re-measured; a replaced one is.
+  EXPECT_EQ(loader.ReloadIfChanged(true).outcome, Outcome::kUnchanged);
+  EXPECT_EQ(scorer.calls.size(), 1u);
+  *fastest = wide;
+  ASSERT_TRUE(Ingest(MakeModel("v2", 2, 60)).ok());
+  ModelLoader::Reload reload = loader.ReloadIfChanged(false);
+  ASSERT_EQ(reload.outcome, Outcome::kReloaded) << reload.status;
+  ASSERT_EQ(scorer.calls.size(), 2u);
+  EXPECT_EQ(scorer.calls[1].arena,
+            reload.model->items().Current()->arena().identity());
+  EXPECT_EQ(scorer.calls[1].rows, 60u);
+  info = scorer.kernel_info(scoring::DType::kFloat32);
+  EXPECT_EQ(info.kernel, wide);
+  EXPECT_EQ(info.families.front().kernel, wide);
+}
+
+TEST_F(ModelLoaderTest, ZeroDispatchBudgetMeasuresNothing) {
+  RecordingScorer scorer;
+  ModelLoader loader(data_dir_, {}, &scorer, nullptr);  // default: off
+  auto first = loader.Load();
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_TRUE(scorer.calls.empty());
+  EXPECT_TRUE(scorer.kernel_info(scoring::DType::kFloat32).families.empty());
 }
 
 TEST_F(ModelLoaderTest, StartUpRefusesAMissingDirectory) {

@@ -35,6 +35,14 @@ ABSL_FLAG(bool, demo, false,
           "serve it (ignores --data_dir).");
 ABSL_FLAG(std::string, backend, "auto",
           "Scorer: auto (CUDA when a device is usable, else CPU), cpu, cuda.");
+ABSL_FLAG(std::string, isa, "auto",
+          "CPU scorer kernel family: auto (the fastest, timed on the loaded "
+          "model at start-up and on each reload) or one of scalar, avx2, "
+          "avx512, avx512bf16, avxvnni, avx512vnni to force it.");
+ABSL_FLAG(absl::Duration, dispatch_budget, absl::Milliseconds(300),
+          "Time spent per loaded model timing the CPU kernel families on "
+          "its item arena (the fastest is kept); 0 = no timing (the pick "
+          "made on a synthetic sample before the model loads stays).");
 ABSL_FLAG(std::string, ann_gpu, "auto",
           "ANN index for Retrieve on the GPU where FAISS has GPU support: "
           "auto (when a device is present) or off.");
@@ -123,6 +131,14 @@ int main(int argc, char** argv) {
     return embsum::server::BuildDemoModel(demo_shape, root, data_dir);
   };
   options.backend = absl::GetFlag(FLAGS_backend);
+  options.isa = absl::GetFlag(FLAGS_isa);
+  options.dispatch.budget = absl::GetFlag(FLAGS_dispatch_budget);
+  if (options.dispatch.budget < absl::ZeroDuration()) {
+    embsum::server::LogEvent(
+        "error", "start_failed",
+        {{"message", "--dispatch_budget must not be negative"}});
+    return 1;
+  }
   const std::string dtype = absl::GetFlag(FLAGS_item_dtype);
   const std::optional<embsum::scoring::DType> parsed =
       embsum::scoring::ParseDType(dtype);

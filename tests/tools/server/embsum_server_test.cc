@@ -263,8 +263,10 @@ TEST_F(EmbsumServerTest, PromtoolIsCleanOnTheRealMetrics) {
        {"grpc_server_handled_total{", "grpc_server_handling_seconds_bucket{",
         "embsum_rank_candidates_bucket{", "embsum_scoring_seconds_bucket{",
         "embsum_unknown_items_total ", "embsum_shed_total{", "embsum_users ",
-        "embsum_items ", "embsum_model_info{", "process_cpu_seconds_total ",
-        "process_resident_memory_bytes ", "process_start_time_seconds "}) {
+        "embsum_items ", "embsum_model_info{", "embsum_scorer_info{",
+        "embsum_scorer_family_seconds{", "embsum_scorer_dispatch_seconds{",
+        "process_cpu_seconds_total ", "process_resident_memory_bytes ",
+        "process_start_time_seconds "}) {
     EXPECT_THAT(text, HasSubstr(std::string("\n") + name)) << name;
   }
   ASSERT_EQ(std::system("command -v promtool >/dev/null"), 0)
@@ -276,6 +278,40 @@ TEST_F(EmbsumServerTest, PromtoolIsCleanOnTheRealMetrics) {
   const std::string verdict = ReadFileOrEmpty(root_ + "/promtool.txt");
   EXPECT_EQ(rc, 0) << verdict;
   EXPECT_EQ(verdict, "");
+}
+
+// Dispatch where the server runs: the start line names every timed family
+// and the kernel in use (one of them, the fastest), /metrics has each
+// family's time; --isa forces a family, still timed beside the others.
+TEST_F(EmbsumServerTest, StartLineAndMetricsShowEveryFamilysTime) {
+  StartServer(SmallModelOptions());
+  const auto& f = server_->start_fields();
+  const std::string families = f.at("scorer_families");
+  ASSERT_FALSE(families.empty());
+  EXPECT_EQ(f.at("scorer_kernel_forced"), "no");
+  // "avx512:0.012ms,avx2:0.020ms": fastest first, and that one is in use.
+  EXPECT_EQ(families.substr(0, families.find(':')), f.at("scorer_kernel"));
+  const std::string metrics = Metrics();
+  const std::string labels =
+      "{kernel=\"" + f.at("scorer_kernel") + "\",dtype=\"fp32\"} ";
+  EXPECT_THAT(metrics, HasSubstr("embsum_scorer_family_seconds" + labels));
+  EXPECT_THAT(metrics, HasSubstr("embsum_scorer_info" + labels + "1\n"));
+  EXPECT_THAT(ReadFileOrEmpty(root_ + "/server.log"),
+              HasSubstr("event=scorer_dispatch dtype=fp32 kernel=" +
+                        f.at("scorer_kernel") + " forced=no"));
+}
+
+TEST_F(EmbsumServerTest, IsaForcesAFamily) {
+  StartServer(SmallModelOptions(), {"--isa=scalar"});
+  const auto& f = server_->start_fields();
+  EXPECT_EQ(f.at("scorer_kernel"), "scalar");
+  EXPECT_EQ(f.at("scorer_kernel_forced"), "yes");
+  EXPECT_THAT(
+      Metrics(),
+      HasSubstr("embsum_scorer_info{kernel=\"scalar\",dtype=\"fp32\"} 1\n"));
+  v1::RankResponse response;
+  ASSERT_TRUE(Rank(RankAll(0), &response).ok());
+  EXPECT_EQ(response.items_size(), 300);
 }
 
 int FreePort() {
@@ -360,6 +396,12 @@ TEST(EmbsumServerStartTest, StartupFailuresExitOneWithAReason) {
       {{"--data_dir=x", "--retrieve_recall_target=1.5"},
        "--retrieve_recall_target=1.5"},
       {{"--data_dir=x", "--max_retrieve_k=0"}, "--max_retrieve_k=0"},
+      {{"--demo", "--demo_users=5", "--demo_items=20", "--isa=sse9",
+        "--listen=127.0.0.1:0", "--admin_listen=127.0.0.1:0",
+        "--metrics_listen="},
+       "--isa='sse9': want auto or one of scalar, avx2"},
+      {{"--data_dir=x", "--dispatch_budget=-1s"},
+       "--dispatch_budget must not be negative"},
   };
   for (const Case& c : cases) {
     const std::string log = dir + "/run.log";
