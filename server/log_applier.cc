@@ -2,6 +2,7 @@
 
 #include <nats/nats.h>
 
+#include <algorithm>
 #include <chrono>
 #include <utility>
 
@@ -54,9 +55,12 @@ class LogApplier::Lane {
 
  private:
   // The sequence this lane has applied on `model`.
+  // At least the sequence the artifact says it includes.
   uint64_t Applied(const ServingModel& model) const {
-    return kind_ == LaneKind::kUsers ? model.users().applied_log_sequence()
-                                     : model.items().applied_log_sequence();
+    return std::max(model.manifest().log_sequence,
+                    kind_ == LaneKind::kUsers
+                        ? model.users().applied_log_sequence()
+                        : model.items().applied_log_sequence());
   }
 
   void Count(const char* result, const std::string& reason) {

@@ -2,7 +2,8 @@
 // thread per lane (this server's shard's user writes; all item writes),
 // each reading its subject in stream order through an ordered JetStream
 // consumer that starts after the lane's applied sequence (kept by the
-// store, atomically with the data: store/write_stamp.h).
+// store, atomically with the data: store/write_stamp.h), or after the
+// artifact's manifest log_sequence when that is larger.
 //
 // Each message is applied to the model current when it arrives, stamped
 // with its sequence; a message at or below the applied sequence changes

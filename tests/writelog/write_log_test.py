@@ -387,6 +387,28 @@ class WriteLogTest(Base):
                                 lane="items", result="applied",
                                 reason="upsert"), 30)
 
+    def test_replica_from_an_artifact_resumes_after_its_log_sequence(self):
+        a = self.start_server(self.data_dir("a"), "a", self.log_flags())
+        first = a.admin().UpsertItems(iter([self.new_item("in-artifact")[0]]),
+                                      timeout=30)
+        a.admin().UpsertItems(iter([self.new_item("after-artifact")[0]]),
+                              timeout=30)
+        # An artifact cut after the first write says so in its manifest.
+        cut = os.path.join(self.work, "cut")
+        shutil.copytree(self.model_dir, cut)
+        manifest = os.path.join(cut, "manifest.json")
+        with open(manifest) as f:
+            text = f.read()
+        with open(manifest, "w") as f:
+            f.write(text.replace('"model_version"',
+                                 f'"log_sequence": {first.log_sequence}, '
+                                 '"model_version"', 1))
+        c = self.start_server(self.data_dir("c", cut), "c", self.log_flags())
+        self.assertTrue(self.item_visible(c, "after-artifact"))
+        # Not in this artifact really, but it says so: not applied again.
+        self.assertFalse(self.item_visible(c, "in-artifact"))
+        self.assertIn(f"from_sequence={first.log_sequence + 1}", c.read_log())
+
     def test_poison_and_other_version_messages_are_skipped_and_counted(self):
         a, b = self.two_servers()
         self.node.publish_raw("EMBSUM.items", b"\xff\x00 not a LogWrite")
