@@ -80,6 +80,7 @@ class LogApplier::Lane {
   void DropSubscription() {
     if (sub_ != nullptr) natsSubscription_Destroy(sub_);
     sub_ = nullptr;
+    last_consumer_sequence_ = 0;
   }
 
   absl::Status Subscribe(const ServingModel& model) {
@@ -132,9 +133,12 @@ class LogApplier::Lane {
     int buffered = 0;
     natsSubscription_GetPending(sub_, &buffered, nullptr);
     pending_ = info->NumPending + static_cast<uint64_t>(std::max(0, buffered));
-    const bool delivered_applied = info->Delivered.Stream <= Applied(model);
+    // Everything the consumer delivered has been handled here (not still
+    // on its way from a consumer leader on another node).
+    const bool delivered_handled =
+        info->Delivered.Consumer <= last_consumer_sequence_;
     jsConsumerInfo_Destroy(info);
-    if (pending_ == 0 && delivered_applied) MarkCaughtUp();
+    if (pending_ == 0 && delivered_handled) MarkCaughtUp();
   }
 
   void MarkCaughtUp() {
@@ -235,6 +239,7 @@ class LogApplier::Lane {
       return true;
     }
     const uint64_t sequence = meta->Sequence.Stream;
+    last_consumer_sequence_ = meta->Sequence.Consumer;
     const double published = static_cast<double>(meta->Timestamp) * 1e-9;
     pending_ = meta->NumPending;
     jsMsgMetaData_Destroy(meta);
@@ -393,6 +398,8 @@ class LogApplier::Lane {
   // Lane thread only.
   natsSubscription* sub_ = nullptr;
   uint64_t pending_ = 0;
+  // Consumer sequence of the last message handled on sub_.
+  uint64_t last_consumer_sequence_ = 0;
   int probe_failures_ = 0;
   double caught_up_at_ = 0;
   const double started_at_ = NowSeconds();
