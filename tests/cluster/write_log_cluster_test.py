@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import unittest
 import urllib.request
 
@@ -73,10 +74,14 @@ class WriteLogClusterTest(unittest.TestCase):
                     p.kill()
                     p.wait()
         code = self.cluster.stop()
+        output = self.cluster.output()
         pids = self.cluster.pids() + [p.pid for p in self.restarted]
-        if code == 0 and not any(ct.alive(p) for p in pids):
+        if (code == 0 and not any(ct.alive(p) for p in pids) and
+                not os.environ.get("EMBSUM_KEEP_TEST_DIR")):
             shutil.rmtree(self.tmp, ignore_errors=True)
-        self.assertEqual(code, 0, self.cluster.output())
+        else:
+            print("kept", self.tmp)
+        self.assertEqual(code, 0, output)
 
     def restart(self, argv, log_path):
         out = open(log_path, "a")
@@ -103,7 +108,8 @@ class WriteLogClusterTest(unittest.TestCase):
             """Once to a live replica (of `shard` unless None); retried on
             UNAVAILABLE (the answer then says nothing was written, or the
             write is idempotent). Returns the ack."""
-            for _ in range(200):
+            deadline = time.monotonic() + ct.WAIT_S
+            while time.monotonic() < deadline:
                 with lock:
                     live = [i for i, s in enumerate(servers)
                             if i not in down and
@@ -115,6 +121,9 @@ class WriteLogClusterTest(unittest.TestCase):
                 except grpc.RpcError as e:
                     if e.code() != grpc.StatusCode.UNAVAILABLE:
                         raise
+                    # NATS fails over (client reconnect, new stream leader):
+                    # poll for it as wait_for does.
+                    time.sleep(0.02)
             raise AssertionError(f"{call}: no live replica took the write")
 
         load = ct.Load(self.cluster.ranker(), self.m.user_ids,
