@@ -419,7 +419,10 @@ int RunApp(const AppOptions& options) {
   }
   (*server)->Shutdown(options.shutdown_grace);
   server->reset();
-  write_log.reset();
+  if (write_log != nullptr) {
+    write_log.reset();
+    CloseWriteLogLibrary();
+  }
   metrics_server.reset();
   LogEvent("info", "shutdown_done", {});
   return 0;

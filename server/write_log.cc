@@ -310,6 +310,8 @@ absl::StatusOr<std::string> WriteLog::ReadMessage(uint64_t sequence) {
   return data;
 }
 
+void CloseWriteLogLibrary() { nats_CloseAndWait(2000); }
+
 absl::Status PublishUsers(const RankerCore& core, WriteLog& log,
                           const std::vector<v1::UserRecord>& records,
                           v1::UpsertResponse* response) {

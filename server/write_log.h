@@ -104,6 +104,10 @@ class WriteLog {
   __jsCtx* js_ = nullptr;
 };
 
+// Releases the NATS client library's global state (its threads and
+// buffers) once every WriteLog is destroyed; call at most once, at exit.
+void CloseWriteLogLibrary();
+
 // The admin RPCs with a write log: validate the whole call against the
 // model in service exactly as without a log (RankerCore::Check*; nothing is
 // published when it fails), fill in each record's model_version, publish,
