@@ -387,6 +387,37 @@ class WriteLogTest(Base):
                                 lane="items", result="applied",
                                 reason="upsert"), 30)
 
+    def test_sigkill_while_applying_loses_nothing_and_keeps_order(self):
+        a, b = self.two_servers()
+        b.kill()
+        # Behind by 400 messages: b2 is killed while it catches up.
+        last = {}
+        acks = []
+        for i in range(400):
+            item_id = "hot" if i % 4 == 0 else f"cold-{i}"
+            record, cpe, keys = self.new_item(item_id)
+            last[item_id] = (cpe, keys)
+            acks.append(a.admin().UpsertItems(iter([record]), timeout=30))
+        final = acks[-1].log_sequence
+        b2 = self.restart(b, "b2")
+        wait_for(lambda: "event=write_log_subscribed lane=items"
+                 in b2.read_log(), "b2 applying")
+        b2.kill()
+        b3 = self.restart(b, "b3")
+        wait_for(lambda: "event=write_log_caught_up" in b3.read_log(),
+                 "b3 caught up")
+        self.assertEqual(metric(b3, "embsum_write_log_applied_sequence",
+                                lane="items"), final)
+        user = self.model.user(self.model.user_ids[0])
+        for item_id, (cpe, keys) in last.items():
+            want = h.score(*user, cpe, keys)
+            self.assertAlmostEqual(self.item_score(b3, item_id), want,
+                                   delta=1e-4 * max(1, abs(want)),
+                                   msg=item_id)
+        self.assertEqual(metric(b3, "embsum_write_log_messages_total",
+                                lane="items", result="failed",
+                                reason="store"), 0)
+
     def test_replica_from_an_artifact_resumes_after_its_log_sequence(self):
         a = self.start_server(self.data_dir("a"), "a", self.log_flags())
         first = a.admin().UpsertItems(iter([self.new_item("in-artifact")[0]]),
