@@ -227,6 +227,59 @@ class WriteLogClusterTest(unittest.TestCase):
                             "embsum_write_log_messages_total", lane=lane,
                             result=result, reason=reason), 0)
 
+    def test_all_nats_down_fails_writes_fast_reads_go_on_then_catch_up(self):
+        servers = self.cluster.servers
+        item = ranking_pb2.ItemRecord(
+            item_id="before", cpe=[0.1] * 16,
+            keys=[0.2] * 16 if self.m.manifest["item_keys"] else [])
+        first = self.cluster.admin(servers[0]).UpsertItems(iter([item]),
+                                                           timeout=30)
+        load = ct.Load(self.cluster.ranker(), self.m.user_ids,
+                       self.m.item_ids, threads=2)
+        try:
+            for node in self.cluster.info["nats"]:
+                os.kill(node["pid"], signal.SIGKILL)
+            with self.assertRaises(grpc.RpcError) as e:
+                # The server's own UNAVAILABLE, well before this deadline.
+                self.cluster.admin(servers[1]).UpsertItems(
+                    iter([item]), timeout=30)
+            self.assertEqual(e.exception.code(), grpc.StatusCode.UNAVAILABLE)
+            # Reads go on; the lag grows on every replica.
+            at_kill = load.answered()
+            ct.wait_for(lambda: load.answered() > at_kill + 100,
+                        "reads with NATS down")
+            for s in servers:
+                lag = metric(s["metrics_listen"],
+                             "embsum_write_log_lag_seconds", lane="items")
+                ct.wait_for(lambda: metric(
+                    s["metrics_listen"], "embsum_write_log_lag_seconds",
+                    lane="items") > lag, "the lag to grow")
+            for node in self.cluster.info["nats"]:
+                self.restart(node["argv"], node["log"])
+            item.item_id = "after"
+            acks = []
+
+            def write():
+                try:
+                    acks.append(self.cluster.admin(servers[2]).UpsertItems(
+                        iter([item]), timeout=30))
+                    return True
+                except grpc.RpcError as err:
+                    if err.code() == grpc.StatusCode.UNAVAILABLE:
+                        return False
+                    raise
+            ct.wait_for(write, "a write once NATS is back", timeout=120)
+            self.assertGreater(acks[0].log_sequence, first.log_sequence)
+            for s in servers:
+                ct.wait_for(lambda: metric(
+                    s["metrics_listen"], "embsum_write_log_applied_sequence",
+                    lane="items") >= acks[0].log_sequence,
+                    f"shard {s['shard']} replica {s['replica']} catch-up",
+                    timeout=120)
+        finally:
+            load.stop()
+        self.assertEqual(load.failures, [], "reads through the proxy failed")
+
 
 if __name__ == "__main__":
     unittest.main()
