@@ -120,7 +120,7 @@ class LogApplier::Lane {
 
   // Asks the consumer how far behind the lane is; updates pending_ and,
   // when nothing is left, the moment it was last caught up.
-  void Probe(const ServingModel& model) {
+  void Probe() {
     if (sub_ == nullptr || !log_->connected()) return;
     jsConsumerInfo* info = nullptr;
     jsErrCode code = static_cast<jsErrCode>(0);
@@ -356,14 +356,14 @@ class LogApplier::Lane {
           continue;
         }
         generation = model->generation();
-        Probe(*model);
+        Probe();
         last_probe = absl::Now();
       }
       natsMsg* msg = nullptr;
       const natsStatus s = natsSubscription_NextMsg(&msg, sub_, 100);
       if (s == NATS_TIMEOUT) {
         if (absl::Now() - last_probe > absl::Milliseconds(500)) {
-          Probe(*model);
+          Probe();
           last_probe = absl::Now();
         }
         continue;
