@@ -41,7 +41,7 @@ RUN apt-get update \
       libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler \
       libabsl-dev librocksdb-dev libopenblas-dev \
       libcivetweb-dev libgtest-dev libgmock-dev libbenchmark-dev \
-      nlohmann-json3-dev libxxhash-dev \
+      nlohmann-json3-dev libxxhash-dev libnats-dev \
       zlib1g-dev \
  && rm -rf /var/lib/apt/lists/*
 # FAISS as a shared library: its CUDA dependencies stay private to
