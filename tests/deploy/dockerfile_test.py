@@ -23,6 +23,8 @@ GPU_LEFT_OUT = {
     "civetweb": "the civetweb command-line server; the service links libcivetweb-dev",
     "prometheus": "promtool, for tests only; the GPU image runs no tests",
     "haproxy": "the sharded-cluster proxy, for tests and embsum-local-cluster only",
+    "nats-server": "the write log's NATS server, for tests and embsum-local-cluster only "
+                   "(a deployment runs its own NATS cluster)",
     "python3": "tests and tools only",
     "python3-grpcio": "tests and tools only",
     "python3-protobuf": "tests and tools only",
