@@ -33,7 +33,8 @@ ENV DEBIAN_FRONTEND=noninteractive
 # tools/setup.sh's list less libfaiss-dev (CPU-only; built below with GPU
 # support), civetweb (the command-line tool; libcivetweb-dev is the library),
 # and what only the tests and sanitizer builds use (prometheus, python3*,
-# clang, libclang-rt-14-dev, libomp-dev, grpc-proto, haproxy), since this
+# clang, libclang-rt-14-dev, libomp-dev, grpc-proto, haproxy, nats-server,
+# python3-torch), since this
 # stage runs no tests; plus ca-certificates for the FAISS download.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
@@ -41,7 +42,7 @@ RUN apt-get update \
       libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler \
       libabsl-dev librocksdb-dev libopenblas-dev \
       libcivetweb-dev libgtest-dev libgmock-dev libbenchmark-dev \
-      nlohmann-json3-dev libxxhash-dev \
+      nlohmann-json3-dev libxxhash-dev libnats-dev \
       zlib1g-dev \
  && rm -rf /var/lib/apt/lists/*
 # FAISS as a shared library: its CUDA dependencies stay private to

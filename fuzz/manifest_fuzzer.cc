@@ -27,7 +27,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       again->user_codes != manifest->user_codes ||
       again->item_codes != manifest->item_codes ||
       again->user_queries != manifest->user_queries ||
-      again->item_keys != manifest->item_keys) {
+      again->item_keys != manifest->item_keys ||
+      again->log_sequence != manifest->log_sequence) {
     std::fprintf(stderr, "manifest does not survive a round trip\n");
     std::abort();
   }

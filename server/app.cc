@@ -21,9 +21,11 @@
 #include "metrics/process_metrics.h"
 #include "server/backend.h"
 #include "server/log.h"
+#include "server/log_applier.h"
 #include "server/model_loader.h"
 #include "server/runtime_info.h"
 #include "server/serving_model.h"
+#include "server/write_log.h"
 #include "store/data_dir.h"
 
 namespace embsum::server {
@@ -131,8 +133,11 @@ void Retire(std::shared_ptr<const ServingModel> model,
 
 // Reloads on SIGHUP (and, with a positive interval, when a poll finds the
 // data directory replaced) until SIGTERM or SIGINT, which it returns.
+// dropped_writes (may be null) counts the online writes reloads dropped
+// (without a write log).
 int ServeUntilStopped(const sigset_t& signals, absl::Duration reload_interval,
-                      ModelLoader* loader, Server* server) {
+                      ModelLoader* loader, Server* server, bool write_log,
+                      metrics::Counter* dropped_writes) {
   while (true) {
     const int signal_number = WaitForSignal(signals, reload_interval);
     if (signal_number == SIGTERM || signal_number == SIGINT) {
@@ -162,16 +167,34 @@ int ServeUntilStopped(const sigset_t& signals, absl::Duration reload_interval,
         // Retrieve for it first): from this line on, calls get it.
         std::shared_ptr<const ServingModel> previous =
             server->SwapModel(std::move(reload.model));
-        LogEvent("info", "reload",
-                 {{"trigger", forced ? "SIGHUP" : "poll"},
-                  {"model_version", next->manifest().model_version},
-                  {"previous_model_version", in_service},
-                  {"generation", std::to_string(next->generation())},
-                  {"users", std::to_string(next->users().size())},
-                  {"items", std::to_string(next->items().Current()->size())},
-                  {"open_time", absl::FormatDuration(open_time)},
-                  {"swap_time",
-                   absl::FormatDuration(absl::Now() - start - open_time)}});
+        // Without a write log, the online writes of the replaced model are
+        // not in the new directory (the guard refused a same-version
+        // directory unless --reload_drops_online_writes). With the log,
+        // the new model applies its version's writes from the log instead.
+        const uint64_t dropped = write_log
+                                     ? 0
+                                     : previous->users().online_writes() +
+                                           previous->items().online_writes();
+        if (dropped_writes != nullptr) {
+          dropped_writes->Increment(static_cast<double>(dropped));
+        }
+        LogEvent(
+            dropped > 0 ? "warning" : "info", "reload",
+            {{"trigger", forced ? "SIGHUP" : "poll"},
+             {"dropped_online_writes", std::to_string(dropped)},
+             {"write_log_sequence",
+              write_log ? absl::StrCat(
+                              "users ", next->users().applied_log_sequence(),
+                              ", items ", next->items().applied_log_sequence())
+                        : "off"},
+             {"model_version", next->manifest().model_version},
+             {"previous_model_version", in_service},
+             {"generation", std::to_string(next->generation())},
+             {"users", std::to_string(next->users().size())},
+             {"items", std::to_string(next->items().Current()->size())},
+             {"open_time", absl::FormatDuration(open_time)},
+             {"swap_time",
+              absl::FormatDuration(absl::Now() - start - open_time)}});
         Retire(std::move(previous), absl::Seconds(10));
         break;
       }
@@ -237,6 +260,12 @@ int RunApp(const AppOptions& options) {
   };
   ModelLoader loader(data_dir, data_options, scorer.get(), &registry,
                      options.dispatch);
+  metrics::Counter& dropped_writes =
+      registry
+          .AddCounter("embsum_reload_dropped_writes_total",
+                      "Online writes (records) of replaced models that the "
+                      "new data directory does not hold (no write log)")
+          .WithLabels({});
   absl::StatusOr<std::shared_ptr<const ServingModel>> model = loader.Load();
   if (!model.ok()) return fail(model.status());
   const ServingModel& dir = **model;
@@ -257,9 +286,47 @@ int RunApp(const AppOptions& options) {
       LogEvent("info", "retrieve_tuning", {{"message", line}});
     };
   }
+  std::unique_ptr<WriteLog> write_log;
+  if (options.write_log.has_value()) {
+    absl::StatusOr<std::unique_ptr<WriteLog>> log =
+        WriteLog::Connect(*options.write_log);
+    if (!log.ok()) return fail(log.status());
+    write_log = *std::move(log);
+    server_options.admin.write_log = write_log.get();
+    // SERVING once caught up with the log (below).
+    server_options.start_serving = false;
+  }
   absl::StatusOr<std::unique_ptr<Server>> server =
       Server::Start(server_options, *model, scorer.get(), &registry);
   if (!server.ok()) return fail(server.status());
+  std::unique_ptr<LogApplier> applier;
+  if (write_log != nullptr) {
+    Server* s = server->get();
+    LogApplierOptions applier_options;
+    applier_options.serving_lag_messages = options.write_log_serving_lag;
+    applier_options.on_caught_up = [s] { s->SetServing(true); };
+    applier = std::make_unique<LogApplier>(
+        applier_options, write_log.get(), s->core(), [s] { return s->model(); },
+        &registry);
+  } else if (!options.reload_drops_online_writes) {
+    Server* s = server->get();
+    loader.SetGuard([s](const store::DataDir& next) -> absl::Status {
+      const std::shared_ptr<const ServingModel> current = s->model();
+      const uint64_t online =
+          current->users().online_writes() + current->items().online_writes();
+      if (online == 0 ||
+          next.manifest().model_version != current->manifest().model_version) {
+        return absl::OkStatus();
+      }
+      return absl::FailedPreconditionError(absl::StrCat(
+          "refused: the model in service (version '",
+          current->manifest().model_version, "') holds ", online,
+          " online writes that the new directory of the same version lacks "
+          "and a reload would drop; give the new artifact its own "
+          "model_version, run with a write log (--write_log), or pass "
+          "--reload_drops_online_writes"));
+    });
+  }
   std::unique_ptr<metrics::MetricsHttpServer> metrics_server;
   if (!options.metrics_listen.empty()) {
     absl::StatusOr<std::unique_ptr<metrics::MetricsHttpServer>> m =
@@ -315,18 +382,25 @@ int RunApp(const AppOptions& options) {
   model->reset();  // the server holds the model in service
   if (demo_dir.has_value()) PrintDemoHint(demo_dir->path(), (*server)->port());
 
-  const int signal_number = ServeUntilStopped(signals, options.reload_interval,
-                                              &loader, server->get());
+  const int signal_number =
+      ServeUntilStopped(signals, options.reload_interval, &loader,
+                        server->get(), write_log != nullptr, &dropped_writes);
   LogEvent("info", "shutdown_begin",
            {{"signal", signal_number == SIGTERM ? "SIGTERM" : "SIGINT"},
             {"delay", absl::FormatDuration(options.shutdown_delay)},
             {"grace", absl::FormatDuration(options.shutdown_grace)}});
+  // No more log writes applied (and no late SERVING) from here on.
+  applier.reset();
   (*server)->SetServing(false);
   if (options.shutdown_delay > absl::ZeroDuration()) {
     absl::SleepFor(options.shutdown_delay);
   }
   (*server)->Shutdown(options.shutdown_grace);
   server->reset();
+  if (write_log != nullptr) {
+    write_log.reset();
+    CloseWriteLogLibrary();
+  }
   metrics_server.reset();
   LogEvent("info", "shutdown_done", {});
   return 0;

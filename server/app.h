@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -17,6 +18,7 @@
 #include "scoring/dtype.h"
 #include "server/backend.h"
 #include "server/server.h"
+#include "server/write_log.h"
 #include "store/item_catalog.h"
 
 namespace embsum::server {
@@ -66,6 +68,15 @@ struct AppOptions {
   absl::Duration shutdown_delay = absl::ZeroDuration();
   // Then: how long calls in flight may take before they are cancelled.
   absl::Duration shutdown_grace = absl::Seconds(30);
+  // The write log (server/write_log.h); unset: writes are applied locally.
+  std::optional<WriteLogOptions> write_log;
+  // With the log: SERVING at start-up once at most this many messages
+  // behind (server/log_applier.h).
+  uint64_t write_log_serving_lag = 0;
+  // Without the log, a reload to a directory of the same model version is
+  // refused while the model in service holds online writes (they would be
+  // lost); true lets it go on, counting what it drops.
+  bool reload_drops_online_writes = false;
 };
 
 // Runs until SIGTERM/SIGINT. Returns the process exit code: 0 after a clean

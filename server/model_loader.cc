@@ -115,12 +115,13 @@ ModelLoader::Reload ModelLoader::ReloadIfChanged(bool force) {
   absl::Status status;
   absl::StatusOr<std::unique_ptr<store::DataDir>> dir =
       store::DataDir::Open(path, options_);
-  if (dir.ok()) {
+  if (dir.ok() && guard_) status = guard_(**dir);
+  if (dir.ok() && status.ok()) {
     // Before the model is published: the scorer's mirror (CUDA) of the
     // new arena is complete when the first request reaches it.
     status = AttachScorer(scorer_, &(*dir)->items());
     if (status.ok()) MeasureDispatch(**dir);
-  } else {
+  } else if (!dir.ok()) {
     status = dir.status();
   }
   if (!status.ok()) {

@@ -20,6 +20,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -61,6 +62,14 @@ class ModelLoader {
     std::shared_ptr<const ServingModel> model;
     absl::Status status;
   };
+  // Called with each newly opened directory (before the scorer is
+  // attached to it); a non-OK status refuses it as a failed open would be
+  // (kFailed with that status, counted, not retried by polls). Null: every
+  // directory that opens is accepted.
+  void SetGuard(std::function<absl::Status(const store::DataDir&)> guard) {
+    guard_ = std::move(guard);
+  }
+
   // force: retry a directory whose last reload failed (SIGHUP does; a poll
   // does not, so a bad directory is reported once, not every interval).
   Reload ReloadIfChanged(bool force);
@@ -85,6 +94,7 @@ class ModelLoader {
   std::optional<Identity> serving_;
   std::optional<Identity> failed_;
   uint64_t generation_ = 0;
+  std::function<absl::Status(const store::DataDir&)> guard_;
 };
 
 }  // namespace embsum::server

@@ -572,17 +572,35 @@ void RankerCore::GetModelInfo(v1::ModelInfo* info) const {
   info->set_items((*model)->items().Current()->size());
 }
 
-absl::Status RankerCore::UpsertUsers(const std::vector<v1::UserRecord>& records,
-                                     v1::UpsertResponse* response) const {
-  ASSIGN_OR_RETURN(const std::shared_ptr<const ServingModel> model, Model());
-  const store::ModelManifest& manifest = model->manifest();
+namespace {
+
+// FailedPrecondition naming both versions when a record's model_version is
+// set and differs from the one served.
+absl::Status CheckRecordVersion(const std::string& name,
+                                const std::string& sent,
+                                const std::string& served) {
+  if (sent.empty() || sent == served) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      name, ": model_version '", sent.substr(0, kMaxIdBytes),
+      "' is not the version this server serves ('", served,
+      "'); embeddings of one model cannot be scored against another's"));
+}
+
+}  // namespace
+
+absl::Status RankerCore::CheckUsers(
+    const ServingModel& model,
+    const std::vector<v1::UserRecord>& records) const {
+  const store::ModelManifest& manifest = model.manifest();
   for (size_t i = 0; i < records.size(); ++i) {
     const v1::UserRecord& r = records[i];
     const std::string name = RecordName(i, "user_id", r.user_id());
     if (absl::Status s = ValidateId(r.user_id(), "user_id"); !s.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(name, ": ", s.message()));
     }
-    if (absl::Status s = CheckUserShard(model->shard(), r.user_id()); !s.ok()) {
+    RETURN_IF_ERROR(
+        CheckRecordVersion(name, r.model_version(), manifest.model_version));
+    if (absl::Status s = CheckUserShard(model.shard(), r.user_id()); !s.ok()) {
       return absl::FailedPreconditionError(
           absl::StrCat(name, ": ", s.message()));
     }
@@ -595,6 +613,33 @@ absl::Status RankerCore::UpsertUsers(const std::vector<v1::UserRecord>& records,
       return absl::InvalidArgumentError(absl::StrCat(name, ": ", s.message()));
     }
   }
+  return absl::OkStatus();
+}
+
+absl::Status RankerCore::CheckItems(
+    const ServingModel& model,
+    const std::vector<v1::ItemRecord>& records) const {
+  const store::ModelManifest& manifest = model.manifest();
+  for (size_t i = 0; i < records.size(); ++i) {
+    const v1::ItemRecord& r = records[i];
+    const std::string name = RecordName(i, "item_id", r.item_id());
+    if (absl::Status s = ValidateId(r.item_id(), "item_id"); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(name, ": ", s.message()));
+    }
+    RETURN_IF_ERROR(
+        CheckRecordVersion(name, r.model_version(), manifest.model_version));
+    if (absl::Status s = store::CheckEmbeddingRecord(
+            manifest, store::RecordKind::kItem, Span(r.cpe()), Span(r.keys()));
+        !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(name, ": ", s.message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RankerCore::ApplyUsers(const ServingModel& model,
+                                    const std::vector<v1::UserRecord>& records,
+                                    const store::WriteStamp& stamp) {
   std::vector<store::UserUpsert> upserts;
   for (size_t i : LastOfEachId(records, &v1::UserRecord::user_id)) {
     const v1::UserRecord& r = records[i];
@@ -605,29 +650,13 @@ absl::Status RankerCore::UpsertUsers(const std::vector<v1::UserRecord>& records,
     if (!r.summary().empty()) u.summary = r.summary();
     upserts.push_back(std::move(u));
   }
-  if (!upserts.empty()) {
-    RETURN_IF_ERROR(model->users().Upsert(upserts));
-  }
-  response->set_accepted(records.size());
-  return absl::OkStatus();
+  if (upserts.empty() && stamp.log_sequence == 0) return absl::OkStatus();
+  return model.users().Upsert(upserts, stamp);
 }
 
-absl::Status RankerCore::UpsertItems(const std::vector<v1::ItemRecord>& records,
-                                     v1::UpsertResponse* response) const {
-  ASSIGN_OR_RETURN(const std::shared_ptr<const ServingModel> model, Model());
-  const store::ModelManifest& manifest = model->manifest();
-  for (size_t i = 0; i < records.size(); ++i) {
-    const v1::ItemRecord& r = records[i];
-    const std::string name = RecordName(i, "item_id", r.item_id());
-    if (absl::Status s = ValidateId(r.item_id(), "item_id"); !s.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(name, ": ", s.message()));
-    }
-    if (absl::Status s = store::CheckEmbeddingRecord(
-            manifest, store::RecordKind::kItem, Span(r.cpe()), Span(r.keys()));
-        !s.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(name, ": ", s.message()));
-    }
-  }
+absl::Status RankerCore::ApplyItems(const ServingModel& model,
+                                    const std::vector<v1::ItemRecord>& records,
+                                    const store::WriteStamp& stamp) {
   std::vector<store::ItemUpsert> upserts;
   for (size_t i : LastOfEachId(records, &v1::ItemRecord::item_id)) {
     const v1::ItemRecord& r = records[i];
@@ -637,9 +666,31 @@ absl::Status RankerCore::UpsertItems(const std::vector<v1::ItemRecord>& records,
     u.keys.assign(r.keys().begin(), r.keys().end());
     upserts.push_back(std::move(u));
   }
-  if (!upserts.empty()) {
-    RETURN_IF_ERROR(model->items().Upsert(upserts));
-  }
+  if (upserts.empty() && stamp.log_sequence == 0) return absl::OkStatus();
+  return model.items().Upsert(upserts, stamp);
+}
+
+absl::StatusOr<uint64_t> RankerCore::ApplyDelete(
+    const ServingModel& model, const std::vector<std::string>& item_ids,
+    const store::WriteStamp& stamp) {
+  if (item_ids.empty() && stamp.log_sequence == 0) return 0;
+  return model.items().Delete(item_ids, stamp);
+}
+
+absl::Status RankerCore::UpsertUsers(const std::vector<v1::UserRecord>& records,
+                                     v1::UpsertResponse* response) const {
+  ASSIGN_OR_RETURN(const std::shared_ptr<const ServingModel> model, Model());
+  RETURN_IF_ERROR(CheckUsers(*model, records));
+  RETURN_IF_ERROR(ApplyUsers(*model, records, store::WriteStamp{}));
+  response->set_accepted(records.size());
+  return absl::OkStatus();
+}
+
+absl::Status RankerCore::UpsertItems(const std::vector<v1::ItemRecord>& records,
+                                     v1::UpsertResponse* response) const {
+  ASSIGN_OR_RETURN(const std::shared_ptr<const ServingModel> model, Model());
+  RETURN_IF_ERROR(CheckItems(*model, records));
+  RETURN_IF_ERROR(ApplyItems(*model, records, store::WriteStamp{}));
   response->set_accepted(records.size());
   return absl::OkStatus();
 }
@@ -653,9 +704,9 @@ absl::Status RankerCore::DeleteItems(const v1::DeleteItemsRequest& request,
     return absl::OkStatus();
   }
   ASSIGN_OR_RETURN(const std::shared_ptr<const ServingModel> model, Model());
-  absl::StatusOr<uint64_t> deleted = model->items().Delete(ids);
-  if (!deleted.ok()) return deleted.status();
-  response->set_deleted(*deleted);
+  ASSIGN_OR_RETURN(const uint64_t deleted,
+                   ApplyDelete(*model, ids, store::WriteStamp{}));
+  response->set_deleted(deleted);
   return absl::OkStatus();
 }
 

@@ -27,6 +27,7 @@
 #include "store/item_catalog.h"
 #include "store/manifest.h"
 #include "store/user_store.h"
+#include "store/write_stamp.h"
 
 namespace embsum::server {
 
@@ -115,6 +116,33 @@ class RankerCore {
                            v1::UpsertResponse* response) const;
   absl::Status DeleteItems(const v1::DeleteItemsRequest& request,
                            v1::DeleteItemsResponse* response) const;
+
+  // The admin writes in two halves, so that a write log
+  // (server/write_log.h) can sit between them. Check* validates a whole
+  // call against `model` exactly as the RPCs above do (INVALID_ARGUMENT for
+  // a bad record; FAILED_PRECONDITION for a user of another shard or a
+  // record whose model_version is set and is not the one `model` serves,
+  // naming both versions). Apply* writes a checked call with `stamp`
+  // (store/write_stamp.h) in the same atomic store write; with no records
+  // and a nonzero log sequence it writes only the sequence.
+  absl::Status CheckUsers(const ServingModel& model,
+                          const std::vector<v1::UserRecord>& records) const;
+  absl::Status CheckItems(const ServingModel& model,
+                          const std::vector<v1::ItemRecord>& records) const;
+  static absl::Status ApplyUsers(const ServingModel& model,
+                                 const std::vector<v1::UserRecord>& records,
+                                 const store::WriteStamp& stamp);
+  static absl::Status ApplyItems(const ServingModel& model,
+                                 const std::vector<v1::ItemRecord>& records,
+                                 const store::WriteStamp& stamp);
+  // Returns how many of the ids existed.
+  static absl::StatusOr<uint64_t> ApplyDelete(
+      const ServingModel& model, const std::vector<std::string>& item_ids,
+      const store::WriteStamp& stamp);
+  // The model in service (FailedPrecondition for a validate-only core).
+  absl::StatusOr<std::shared_ptr<const ServingModel>> CurrentModel() const {
+    return Model();
+  }
 
   const scoring::Scorer& scorer() const { return *scorer_; }
 

@@ -175,7 +175,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
       options.max_receive_bytes, &server->admin_port_);
   if (!admin_server.ok()) return admin_server.status();
   server->admin_server_ = *std::move(admin_server);
-  server->SetServing(true);
+  server->SetServing(options.start_serving);
   return server;
 }
 

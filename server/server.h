@@ -67,6 +67,9 @@ struct ServerOptions {
   // Clock of the Ranker pool: queue waits (max_queue_wait) and the deadline
   // checks of queued calls. Null: the real clock. For tests.
   std::function<absl::Time()> clock = nullptr;
+  // Health at start: SERVING, or NOT_SERVING until SetServing(true) (a
+  // server that must catch up with the write log first).
+  bool start_serving = true;
 };
 
 class Server {
@@ -99,6 +102,9 @@ class Server {
   // it let go. `next` must have the same scorer attached (AttachScorer).
   std::shared_ptr<const ServingModel> SwapModel(
       std::shared_ptr<const ServingModel> next);
+
+  // The request logic (the write log's applier uses it).
+  const RankerCore* core() const { return core_.get(); }
 
   // Health of every service on both ports (grpc.health.v1).
   void SetServing(bool serving);

@@ -269,9 +269,10 @@ grpc::ServerReadReactor<v1::UserRecord>* RankerAdminService::UpsertUsers(
   return new UpsertReactor<v1::UserRecord>(
       context, response, pool_, metrics_, &metrics_->upsert_users(),
       options_.max_upsert_bytes,
-      [core = core_](const std::vector<v1::UserRecord>& records,
-                     v1::UpsertResponse* out) {
-        return core->UpsertUsers(records, out);
+      [core = core_, log = options_.write_log](
+          const std::vector<v1::UserRecord>& records, v1::UpsertResponse* out) {
+        return log != nullptr ? PublishUsers(*core, *log, records, out)
+                              : core->UpsertUsers(records, out);
       });
 }
 
@@ -280,9 +281,10 @@ grpc::ServerReadReactor<v1::ItemRecord>* RankerAdminService::UpsertItems(
   return new UpsertReactor<v1::ItemRecord>(
       context, response, pool_, metrics_, &metrics_->upsert_items(),
       options_.max_upsert_bytes,
-      [core = core_](const std::vector<v1::ItemRecord>& records,
-                     v1::UpsertResponse* out) {
-        return core->UpsertItems(records, out);
+      [core = core_, log = options_.write_log](
+          const std::vector<v1::ItemRecord>& records, v1::UpsertResponse* out) {
+        return log != nullptr ? PublishItems(*core, *log, records, out)
+                              : core->UpsertItems(records, out);
       });
 }
 
@@ -294,8 +296,10 @@ grpc::ServerUnaryReactor* RankerAdminService::DeleteItems(
   rpc->Started();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   DispatchUnary(context, reactor, pool_, metrics_, rpc, start, Placement::kPool,
-                [core = core_, request, response] {
-                  return core->DeleteItems(*request, response);
+                [core = core_, log = options_.write_log, request, response] {
+                  return log != nullptr ? PublishDeleteItems(*core, *log,
+                                                             *request, response)
+                                        : core->DeleteItems(*request, response);
                 });
   return reactor;
 }

@@ -23,6 +23,7 @@
 #include "server/ranker_core.h"
 #include "server/server_metrics.h"
 #include "server/worker_pool.h"
+#include "server/write_log.h"
 
 namespace embsum::server {
 
@@ -56,6 +57,10 @@ struct AdminServiceOptions {
   // Largest total size of the records of one upsert stream: the stream is
   // collected in memory before the (atomic) write.
   size_t max_upsert_bytes = size_t{256} << 20;
+  // With a write log (server/write_log.h), calls are validated, published
+  // and answered after the log's ack; the stores are written by the
+  // applier (server/log_applier.h). Null: applied here, as without one.
+  WriteLog* write_log = nullptr;
 };
 
 class RankerAdminService final : public v1::RankerAdmin::CallbackService {

@@ -167,11 +167,46 @@ void CatalogImpl::Publish(std::shared_ptr<SnapshotImpl> snap,
   if (listener_) listener_(*snap, rows);
 }
 
-absl::Status CatalogImpl::Upsert(std::span<const ItemUpsert> items) {
+void CatalogImpl::PutCounters(rocksdb::WriteBatch* batch, uint64_t written,
+                              const WriteStamp& stamp) {
+  if (written > 0) {
+    batch->Put(rocksdb::Slice(kItemLogOnlineWritesKey.data(),
+                              kItemLogOnlineWritesKey.size()),
+               std::to_string(online_writes_.load(std::memory_order_relaxed) +
+                              written));
+  }
+  if (stamp.log_sequence != 0) {
+    batch->Put(
+        rocksdb::Slice(kItemLogSequenceKey.data(), kItemLogSequenceKey.size()),
+        std::to_string(stamp.log_sequence));
+  }
+}
+
+void CatalogImpl::CommitCounters(uint64_t written, const WriteStamp& stamp) {
+  online_writes_.fetch_add(written, std::memory_order_relaxed);
+  if (stamp.log_sequence != 0) {
+    log_sequence_.store(stamp.log_sequence, std::memory_order_release);
+  }
+}
+
+absl::Status CatalogImpl::Upsert(std::span<const ItemUpsert> items,
+                                 const WriteStamp& stamp) {
   for (size_t i = 0; i < items.size(); ++i) {
     RETURN_IF_ERROR(ValidateItem(items[i], i, manifest_));
   }
-  if (items.empty()) return absl::OkStatus();
+  if (items.empty()) {
+    if (stamp.log_sequence == 0) return absl::OkStatus();
+    // Only the sequence (a log message with nothing to apply here).
+    absl::MutexLock lock(&mu_);
+    rocksdb::WriteBatch batch;
+    PutCounters(&batch, 0, stamp);
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    RETURN_IF_ERROR(FromRocksDb(log_->Write(wo, &batch),
+                                absl::StrCat(dir_, "/log: sequence")));
+    CommitCounters(0, stamp);
+    return absl::OkStatus();
+  }
   absl::MutexLock lock(&mu_);
   const SnapshotImpl& cur = *current_;
   const uint64_t live = cur.map_.size();
@@ -233,12 +268,14 @@ absl::Status CatalogImpl::Upsert(std::span<const ItemUpsert> items) {
               EncodeItemLogUpsert(manifest_.item_codes, manifest_.dim, item.cpe,
                                   item.keys));
   }
+  PutCounters(&batch, items.size(), stamp);
   rocksdb::WriteOptions wo;
   wo.sync = true;
   RETURN_IF_ERROR(Fault("upsert:log"));
   RETURN_IF_ERROR(
       FromRocksDb(log_->Write(wo, &batch), absl::StrCat(dir_, "/log: upsert")));
   log_entries_ += items.size();
+  CommitCounters(items.size(), stamp);
 
   if (state != state_) {
     state_ = state;
@@ -250,14 +287,24 @@ absl::Status CatalogImpl::Upsert(std::span<const ItemUpsert> items) {
 }
 
 absl::StatusOr<uint64_t> CatalogImpl::Delete(
-    std::span<const std::string> item_ids) {
+    std::span<const std::string> item_ids, const WriteStamp& stamp) {
   absl::MutexLock lock(&mu_);
   const SnapshotImpl& cur = *current_;
   absl::flat_hash_set<absl::string_view> existing;
   for (const std::string& id : item_ids) {
     if (cur.FindRow(id)) existing.insert(id);
   }
-  if (existing.empty()) return 0;
+  if (existing.empty()) {
+    if (stamp.log_sequence == 0) return 0;
+    rocksdb::WriteBatch batch;
+    PutCounters(&batch, 0, stamp);
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    RETURN_IF_ERROR(FromRocksDb(log_->Write(wo, &batch),
+                                absl::StrCat(dir_, "/log: sequence")));
+    CommitCounters(0, stamp);
+    return 0;
+  }
   std::shared_ptr<SnapshotImpl> snap = CopyForWrite(cur);
   for (absl::string_view id : existing) {
     std::optional<uint32_t> row = snap->map_.Erase(
@@ -270,12 +317,14 @@ absl::StatusOr<uint64_t> CatalogImpl::Delete(
   for (absl::string_view id : existing) {
     batch.Put(rocksdb::Slice(id.data(), id.size()), EncodeItemLogTombstone());
   }
+  PutCounters(&batch, existing.size(), stamp);
   rocksdb::WriteOptions wo;
   wo.sync = true;
   RETURN_IF_ERROR(Fault("delete:log"));
   RETURN_IF_ERROR(
       FromRocksDb(log_->Write(wo, &batch), absl::StrCat(dir_, "/log: delete")));
   log_entries_ += existing.size();
+  CommitCounters(existing.size(), stamp);
   // Deletes change only liveness: no arena rows for the listener.
   current_ = snap;
   published_.Store(std::move(snap));

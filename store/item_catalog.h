@@ -20,6 +20,7 @@
 #include "scoring/item_arena.h"
 #include "scoring/user_view.h"
 #include "store/manifest.h"
+#include "store/write_stamp.h"
 
 namespace embsum::store {
 
@@ -180,10 +181,26 @@ class ItemCatalog {
 
   // All-or-nothing: validates every record (id, sizes, finite values) first.
   // Durable before it returns; the next Current() sees the change.
-  virtual absl::Status Upsert(std::span<const ItemUpsert> items) = 0;
+  absl::Status Upsert(std::span<const ItemUpsert> items) {
+    return Upsert(items, WriteStamp{});
+  }
   // Returns how many of the ids existed and were deleted.
-  virtual absl::StatusOr<uint64_t> Delete(
-      std::span<const std::string> item_ids) = 0;
+  absl::StatusOr<uint64_t> Delete(std::span<const std::string> item_ids) {
+    return Delete(item_ids, WriteStamp{});
+  }
+  // The same, with the stamp written in the item log's batch of the write
+  // (atomic with it): a nonzero stamp.log_sequence becomes
+  // applied_log_sequence(), also when nothing else is written (no items,
+  // or none of the ids existed). Upserted items count in online_writes().
+  virtual absl::Status Upsert(std::span<const ItemUpsert> items,
+                              const WriteStamp& stamp) = 0;
+  virtual absl::StatusOr<uint64_t> Delete(std::span<const std::string> item_ids,
+                                          const WriteStamp& stamp) = 0;
+  // The write log sequence of the last message applied (0: none). Kept in
+  // the item log, so it survives checkpoints and restarts.
+  virtual uint64_t applied_log_sequence() const = 0;
+  // Items upserted or deleted online since the directory was built.
+  virtual uint64_t online_writes() const = 0;
 
   // Called (under the writer's lock, after publication) with the new
   // snapshot and the arena rows written; rows empty = whole new arena.

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "rocksdb/write_batch.h"
@@ -28,6 +29,20 @@ absl::Status CatalogImpl::ReadLog(
   std::unique_ptr<rocksdb::Iterator> it(log_->NewIterator(ro));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     std::string key = it->key().ToString();
+    if (!key.empty() && key[0] == kItemLogMetaPrefix) {
+      if (key == kItemLogSequenceKey || key == kItemLogOnlineWritesKey) {
+        uint64_t value = 0;
+        if (!absl::SimpleAtoi(
+                absl::string_view(it->value().data(), it->value().size()),
+                &value)) {
+          return absl::DataLossError(absl::StrCat(
+              dir_, "/log: counter \"", key.substr(1), "\" is malformed"));
+        }
+        (key == kItemLogSequenceKey ? log_sequence_ : online_writes_)
+            .store(value, std::memory_order_release);
+      }
+      continue;
+    }
     ItemLogEntry entry;
     RETURN_IF_ERROR(DecodeItemLog(
         absl::string_view(it->value().data(), it->value().size()), manifest_,

@@ -104,6 +104,14 @@ absl::StatusOr<ModelManifest> ParseManifest(std::string_view json_text,
   auto ik = GetBool(j, source, "item_keys");
   if (!ik.ok()) return ik.status();
   m.item_keys = *ik;
+  if (auto ls = j.find("log_sequence"); ls != j.end()) {
+    if (!ls->is_number_unsigned()) {
+      return FieldError(
+          source, "log_sequence",
+          absl::StrCat("expected an unsigned integer, got ", ls->dump()));
+    }
+    m.log_sequence = ls->get<uint64_t>();
+  }
   return m;
 }
 
@@ -117,6 +125,7 @@ std::string ManifestToJson(const ModelManifest& manifest) {
       {"user_queries", manifest.user_queries},
       {"item_keys", manifest.item_keys},
   };
+  if (manifest.log_sequence != 0) j["log_sequence"] = manifest.log_sequence;
   return j.dump(2, ' ', false, Json::error_handler_t::replace) + "\n";
 }
 

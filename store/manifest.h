@@ -19,6 +19,10 @@ struct ModelManifest {
   uint32_t item_codes = 0;  // n
   bool user_queries = false;
   bool item_keys = false;
+  // Optional "log_sequence": the write log sequence (server/write_log.h)
+  // whose writes the artifact already includes; a server that loads it
+  // applies the log from the sequence after it. 0 (absent): none.
+  uint64_t log_sequence = 0;
 };
 
 // Parses and validates manifest JSON; `source` names the file in errors.

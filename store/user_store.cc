@@ -323,14 +323,17 @@ class RocksDbUserStore : public UserStore {
                    std::unique_ptr<rocksdb::DB> db,
                    std::vector<rocksdb::ColumnFamilyHandle*> handles,
                    uint64_t count, scoring::DType dtype,
-                   std::function<void()> between_reads)
+                   std::function<void()> between_reads, uint64_t log_sequence,
+                   uint64_t online_writes)
       : between_reads_for_testing_(std::move(between_reads)),
         path_(std::move(path)),
         manifest_(std::move(manifest)),
         dtype_(dtype),
         db_(std::move(db)),
         handles_(std::move(handles)),
-        count_(count) {}
+        count_(count),
+        log_sequence_(log_sequence),
+        online_writes_(online_writes) {}
 
   ~RocksDbUserStore() override {
     for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
@@ -431,11 +434,13 @@ class RocksDbUserStore : public UserStore {
     return std::string();
   }
 
-  absl::Status Upsert(std::span<const UserUpsert> users) override {
+  using UserStore::Upsert;
+  absl::Status Upsert(std::span<const UserUpsert> users,
+                      const WriteStamp& stamp) override {
     for (size_t i = 0; i < users.size(); ++i) {
       RETURN_IF_ERROR(ValidateUser(users[i], i, manifest_, dtype_));
     }
-    if (users.empty()) return absl::OkStatus();
+    if (users.empty() && stamp.log_sequence == 0) return absl::OkStatus();
     absl::MutexLock lock(&write_mu_);
     // Which ids are new (for the exact count)?
     absl::flat_hash_map<absl::string_view, bool> is_new;
@@ -473,12 +478,33 @@ class RocksDbUserStore : public UserStore {
     uint64_t count = count_.load(std::memory_order_relaxed) + added;
     batch.Put(handles_[2], internal::kMetaUserCountKey,
               internal::EncodeCount(count));
+    const uint64_t online =
+        online_writes_.load(std::memory_order_relaxed) + users.size();
+    if (!users.empty()) {
+      batch.Put(handles_[2], internal::kMetaOnlineWritesKey,
+                internal::EncodeCount(online));
+    }
+    if (stamp.log_sequence != 0) {
+      batch.Put(handles_[2], internal::kMetaLogSequenceKey,
+                internal::EncodeCount(stamp.log_sequence));
+    }
     rocksdb::WriteOptions wo;
     wo.sync = true;
     RETURN_IF_ERROR(
         FromRocksDb(db_->Write(wo, &batch), absl::StrCat(path_, ": upsert")));
     count_.store(count, std::memory_order_relaxed);
+    online_writes_.store(online, std::memory_order_relaxed);
+    if (stamp.log_sequence != 0) {
+      log_sequence_.store(stamp.log_sequence, std::memory_order_release);
+    }
     return absl::OkStatus();
+  }
+
+  uint64_t applied_log_sequence() const override {
+    return log_sequence_.load(std::memory_order_acquire);
+  }
+  uint64_t online_writes() const override {
+    return online_writes_.load(std::memory_order_relaxed);
   }
 
   uint64_t size() const override {
@@ -504,6 +530,8 @@ class RocksDbUserStore : public UserStore {
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
   absl::Mutex write_mu_;
   std::atomic<uint64_t> count_;
+  std::atomic<uint64_t> log_sequence_;
+  std::atomic<uint64_t> online_writes_;
 };
 
 }  // namespace
@@ -575,9 +603,21 @@ absl::StatusOr<std::unique_ptr<UserStore>> UserStore::Open(
     return fail(absl::DataLossError(
         absl::StrCat(path, ": meta/user_dtype: ", s.ToString())));
   }
-  return std::unique_ptr<UserStore>(
-      new RocksDbUserStore(path, manifest, std::move(db), std::move(handles),
-                           count, dtype, options.between_reads_for_testing));
+  // Counters that directories from before them lack (0).
+  uint64_t counters[2] = {0, 0};
+  const char* counter_keys[2] = {internal::kMetaLogSequenceKey,
+                                 internal::kMetaOnlineWritesKey};
+  for (int i = 0; i < 2; ++i) {
+    s = db->Get(rocksdb::ReadOptions(), handles[2], counter_keys[i], &value);
+    if (s.IsNotFound()) continue;
+    if (!s.ok() || !internal::DecodeCount(value, &counters[i])) {
+      return fail(absl::DataLossError(absl::StrCat(
+          path, ": meta/", counter_keys[i], " unreadable or malformed")));
+    }
+  }
+  return std::unique_ptr<UserStore>(new RocksDbUserStore(
+      path, manifest, std::move(db), std::move(handles), count, dtype,
+      options.between_reads_for_testing, counters[0], counters[1]));
 }
 
 }  // namespace embsum::store

@@ -20,6 +20,7 @@
 #include "scoring/dtype.h"
 #include "scoring/user_view.h"
 #include "store/manifest.h"
+#include "store/write_stamp.h"
 
 namespace embsum::store {
 
@@ -85,7 +86,19 @@ class UserStore {
   // exactly when the manifest has user_queries; summary size and UTF-8): if any
   // is invalid nothing is written and the error names the record. Otherwise one
   // atomic WriteBatch through the WAL, synced before returning.
-  virtual absl::Status Upsert(std::span<const UserUpsert> users) = 0;
+  absl::Status Upsert(std::span<const UserUpsert> users) {
+    return Upsert(users, WriteStamp{});
+  }
+  // The same, with the stamp written in the same batch: a nonzero
+  // stamp.log_sequence becomes applied_log_sequence() atomically with the
+  // users (with no users, only the sequence is written). Also adds the
+  // users to online_writes().
+  virtual absl::Status Upsert(std::span<const UserUpsert> users,
+                              const WriteStamp& stamp) = 0;
+  // The write log sequence of the last message applied (0: none).
+  virtual uint64_t applied_log_sequence() const = 0;
+  // Users written by upserts since the directory was built (persisted).
+  virtual uint64_t online_writes() const = 0;
   // Number of users (exact, maintained across upserts).
   virtual uint64_t size() const = 0;
   // Element type of the stored records (embsum-ingest --user_dtype, kept in

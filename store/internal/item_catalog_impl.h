@@ -12,6 +12,7 @@
 #error "store/internal/ is private to embsum::store: include store/'s public headers, or link embsum::store_internal (tests, fuzz, datagen)"
 #endif
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -29,6 +30,7 @@
 #include "common/published.h"
 #include "common/status_conversion.h"
 #include "rocksdb/db.h"
+#include "rocksdb/write_batch.h"
 #include "scoring/item_arena.h"
 #include "scoring/status.h"
 #include "store/internal/ann_index.h"
@@ -114,9 +116,18 @@ class CatalogImpl final : public ItemCatalog {
   std::shared_ptr<const ItemSnapshot> Current() const override {
     return published_.Load();
   }
-  absl::Status Upsert(std::span<const ItemUpsert> items) override;
-  absl::StatusOr<uint64_t> Delete(
-      std::span<const std::string> item_ids) override;
+  using ItemCatalog::Delete;
+  using ItemCatalog::Upsert;
+  absl::Status Upsert(std::span<const ItemUpsert> items,
+                      const WriteStamp& stamp) override;
+  absl::StatusOr<uint64_t> Delete(std::span<const std::string> item_ids,
+                                  const WriteStamp& stamp) override;
+  uint64_t applied_log_sequence() const override {
+    return log_sequence_.load(std::memory_order_acquire);
+  }
+  uint64_t online_writes() const override {
+    return online_writes_.load(std::memory_order_relaxed);
+  }
   void SetListener(Listener listener) override;
   absl::Status Checkpoint() override;
   absl::Status last_checkpoint_status() const override;
@@ -134,6 +145,13 @@ class CatalogImpl final : public ItemCatalog {
       const rocksdb::Snapshot* snapshot,
       std::vector<std::pair<std::string, ItemLogEntry>>* entries);
   absl::Status CheckpointLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Adds the counters a write of `written` entries stamped `stamp` changes
+  // to `batch` (see kItemLogMetaPrefix); CommitCounters publishes them once
+  // the batch is durable.
+  void PutCounters(rocksdb::WriteBatch* batch, uint64_t written,
+                   const WriteStamp& stamp) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CommitCounters(uint64_t written, const WriteStamp& stamp)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Checkpoints when the log passed its threshold.
   void MaybeCheckpointLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A fresh arena holding `rows` rows' worth of capacity and its snapshot
@@ -172,6 +190,8 @@ class CatalogImpl final : public ItemCatalog {
   // the liveness AnnIndex::Build reads, filled only for the rows it
   // indexes, so a small segment costs O(its rows).
   std::vector<uint8_t> ann_scratch_ ABSL_GUARDED_BY(mu_);
+  std::atomic<uint64_t> log_sequence_{0};
+  std::atomic<uint64_t> online_writes_{0};
   // What Current() returns (common/published.h says why a mutex).
   Published<SnapshotImpl> published_;
 };

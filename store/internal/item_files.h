@@ -44,6 +44,16 @@ namespace embsum::store::internal {
 
 inline constexpr char kItemsCurrentFile[] = "CURRENT";
 inline constexpr char kItemLogDir[] = "log";
+// Keys of the item log that are not items start with this byte (an item id
+// never holds a control character): the counters written in the batch of
+// the write they count, decimal text. Reading the log skips them and a
+// checkpoint keeps them.
+inline constexpr char kItemLogMetaPrefix = '\0';
+// The write log sequence of the last message applied (store/write_stamp.h).
+inline constexpr std::string_view kItemLogSequenceKey{"\0log_sequence", 13};
+// Items written online since the directory was built.
+inline constexpr std::string_view kItemLogOnlineWritesKey{"\0online_writes",
+                                                          14};
 
 // Writes one snapshot directory shard by shard (bounded memory).
 class SnapshotWriter {

@@ -30,6 +30,12 @@ inline constexpr char kMetaUserCountKey[] = "user_count";
 // The element type of the user records ("fp32", "fp16", "bf16"); upserts
 // are written in it. Absent in directories from before it existed: fp32.
 inline constexpr char kMetaUserDTypeKey[] = "user_dtype";
+// The write log's sequence of the last message applied (store/write_stamp.h),
+// written in the batch of that message's users. Absent: 0.
+inline constexpr char kMetaLogSequenceKey[] = "log_sequence";
+// Users written online (records, counted in the batch that wrote them).
+// Absent: 0.
+inline constexpr char kMetaOnlineWritesKey[] = "online_writes";
 
 rocksdb::DBOptions UserDbOptions();
 // Options of the three column families, in the order above.

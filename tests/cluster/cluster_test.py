@@ -63,7 +63,7 @@ def shard_of(user_id):
 class LocalCluster:
     """tools/embsum-local-cluster as a child process."""
 
-    def __init__(self, model_dir, work_dir):
+    def __init__(self, model_dir, work_dir, extra=()):
         self.work_dir = work_dir
         self.out_path = os.path.join(work_dir, "local-cluster.out")
         os.makedirs(work_dir, exist_ok=True)
@@ -72,7 +72,7 @@ class LocalCluster:
             [LOCAL_CLUSTER, f"--model_dir={model_dir}",
              f"--work_dir={work_dir}", f"--shards={SHARDS}",
              f"--replicas={REPLICAS}", "--listen=127.0.0.1:0",
-             f"--build_dir={BUILD_DIR}", "--check_inter=200ms"],
+             f"--build_dir={BUILD_DIR}", "--check_inter=200ms", *extra],
             stdout=self.out, stderr=subprocess.STDOUT)
         path = os.path.join(work_dir, "cluster.json")
         wait_for(lambda: os.path.exists(path) or self.proc.poll() is not None,
@@ -131,7 +131,9 @@ class LocalCluster:
         return code
 
     def pids(self):
-        return [self.info["proxy"]["pid"]] + [s["pid"] for s in self.servers]
+        return ([self.info["proxy"]["pid"]] +
+                [s["pid"] for s in self.servers] +
+                [n["pid"] for n in self.info.get("nats", [])])
 
 
 def alive(pid):

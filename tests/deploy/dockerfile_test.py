@@ -23,6 +23,8 @@ GPU_LEFT_OUT = {
     "civetweb": "the civetweb command-line server; the service links libcivetweb-dev",
     "prometheus": "promtool, for tests only; the GPU image runs no tests",
     "haproxy": "the sharded-cluster proxy, for tests and embsum-local-cluster only",
+    "nats-server": "the write log's NATS server, for tests and embsum-local-cluster only "
+                   "(a deployment runs its own NATS cluster)",
     "python3": "tests and tools only",
     "python3-grpcio": "tests and tools only",
     "python3-protobuf": "tests and tools only",
@@ -34,8 +36,6 @@ GPU_LEFT_OUT = {
     "grpc-proto": "health and reflection .proto files for the tests' clients only",
     "nats-server": "the write log's broker: a separate process, started by tests and "
                    "embsum-local-cluster, never part of the server's image",
-    "libnats-dev": "the write log client (--write_log) is built where the library is "
-                   "found; the GPU image serves without the write log",
     "python3-torch": "the PyTorch score, the example and the peer benchmark: tools and "
                      "tests only",
 }

@@ -135,6 +135,29 @@ TEST_F(UserStoreTest, UpsertInsertsReplacesAndCountsAcrossReopen) {
   EXPECT_EQ(users().size(), 41u);
 }
 
+TEST_F(UserStoreTest, LogSequenceAndOnlineWritesAreKeptWithTheUsers) {
+  EXPECT_EQ(users().applied_log_sequence(), 0u);
+  EXPECT_EQ(users().online_writes(), 0u);
+  std::vector<UserUpsert> batch = {MakeUser("new-1", 1), MakeUser("U1", 2)};
+  ASSERT_TRUE(users().Upsert(batch, WriteStamp{7}).ok());
+  EXPECT_EQ(users().applied_log_sequence(), 7u);
+  EXPECT_EQ(users().online_writes(), 2u);
+  // A sequence alone (a skipped message) moves it, writes no user.
+  ASSERT_TRUE(users().Upsert({}, WriteStamp{9}).ok());
+  // A local write leaves the sequence as it is.
+  UserUpsert local = MakeUser("new-2", 3);
+  ASSERT_TRUE(users().Upsert({&local, 1}).ok());
+  Reopen();
+  EXPECT_EQ(users().applied_log_sequence(), 9u);
+  EXPECT_EQ(users().online_writes(), 3u);
+  EXPECT_EQ(users().size(), 42u);
+  // An invalid batch writes neither the users nor its sequence.
+  UserUpsert bad = MakeUser("bad", 1);
+  bad.upe.pop_back();
+  EXPECT_FALSE(users().Upsert({&bad, 1}, WriteStamp{10}).ok());
+  EXPECT_EQ(users().applied_log_sequence(), 9u);
+}
+
 TEST_F(UserStoreTest, InvalidBatchWritesNothing) {
   const float nan = std::numeric_limits<float>::quiet_NaN();
   const float inf = std::numeric_limits<float>::infinity();

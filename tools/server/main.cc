@@ -105,6 +105,28 @@ ABSL_FLAG(uint32_t, demo_user_codes, 8, "--demo: user codes m.");
 ABSL_FLAG(uint32_t, demo_item_codes, 4, "--demo: item codes n.");
 ABSL_FLAG(uint64_t, demo_seed, 1, "--demo: random seed.");
 
+ABSL_FLAG(std::string, write_log, "",
+          "NATS servers of the write log, nats://HOST:PORT,...: admin writes "
+          "go through a JetStream stream and every server applies it "
+          "(docs/operations.md). Empty: writes are applied locally.");
+ABSL_FLAG(std::string, write_log_stream, "EMBSUM",
+          "The write log's JetStream stream (and subject prefix).");
+ABSL_FLAG(int32_t, write_log_replicas, 3,
+          "Replicas of the stream when this server creates it (1 for a "
+          "single NATS node).");
+ABSL_FLAG(absl::Duration, write_log_timeout, absl::Seconds(5),
+          "How long a write waits for the log's ack before UNAVAILABLE.");
+ABSL_FLAG(uint64_t, write_log_max_message_bytes, 0,
+          "Largest write log message; larger calls are published as parts "
+          "and a commit (0: the NATS server's max_payload).");
+ABSL_FLAG(uint64_t, write_log_serving_lag, 0,
+          "At start-up, the server reports SERVING once it is at most this "
+          "many log messages behind.");
+ABSL_FLAG(bool, reload_drops_online_writes, false,
+          "Without a write log: allow a reload to a directory of the same "
+          "model version although the one in service holds online writes "
+          "(they are dropped; counted in the reload line).");
+
 int main(int argc, char** argv) {
   // First, before any thread: FAISS's BLAS on this CPU's widest kernels.
   embsum::MaybeReexecForOpenBlas(argv);
@@ -178,6 +200,27 @@ int main(int argc, char** argv) {
   options.shutdown_delay = absl::GetFlag(FLAGS_shutdown_delay);
   options.reload_interval = absl::GetFlag(FLAGS_reload_interval);
   options.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
+
+  if (!absl::GetFlag(FLAGS_write_log).empty()) {
+    absl::StatusOr<std::vector<std::string>> servers =
+        embsum::server::ParseWriteLogServers(absl::GetFlag(FLAGS_write_log));
+    if (!servers.ok()) {
+      embsum::server::LogEvent(
+          "error", "start_failed",
+          {{"message", std::string(servers.status().message())}});
+      return 1;
+    }
+    embsum::server::WriteLogOptions log;
+    log.servers = *std::move(servers);
+    log.stream = absl::GetFlag(FLAGS_write_log_stream);
+    log.replicas = absl::GetFlag(FLAGS_write_log_replicas);
+    log.publish_timeout = absl::GetFlag(FLAGS_write_log_timeout);
+    log.max_message_bytes = absl::GetFlag(FLAGS_write_log_max_message_bytes);
+    options.write_log = std::move(log);
+    options.write_log_serving_lag = absl::GetFlag(FLAGS_write_log_serving_lag);
+  }
+  options.reload_drops_online_writes =
+      absl::GetFlag(FLAGS_reload_drops_online_writes);
 
   embsum::server::ServerOptions& server = options.server;
   server.listen = absl::GetFlag(FLAGS_listen);
