@@ -138,12 +138,22 @@ class LogApplier::Lane {
     const bool delivered_handled =
         info->Delivered.Consumer <= last_consumer_sequence_;
     jsConsumerInfo_Destroy(info);
-    if (pending_ == 0 && delivered_handled) MarkCaughtUp();
+    if (!delivered_handled) return;
+    if (pending_ == 0) {
+      MarkCaughtUp();
+    } else {
+      NoteProgress();
+    }
   }
 
   void MarkCaughtUp() {
     caught_up_at_ = NowSeconds();
-    if (pending_ <= owner_->options_.serving_lag_messages && !reported_) {
+    NoteProgress();
+  }
+
+  // Reports the lane (once) when it is within the serving lag.
+  void NoteProgress() {
+    if (!reported_ && pending_ <= owner_->options_.serving_lag_messages) {
       reported_ = true;
       owner_->LaneCaughtUp();
     }
@@ -378,6 +388,7 @@ class LogApplier::Lane {
       }
       const bool done = Handle(*model, msg);
       natsMsg_Destroy(msg);
+      if (done) NoteProgress();
       if (!done) {
         DropSubscription();
         Pause(absl::Milliseconds(500));
