@@ -93,6 +93,24 @@ class LogApplier::Lane {
                                     ? log_->UsersSubject(model.shard().shard)
                                     : log_->ItemsSubject();
     const uint64_t start = Applied(model) + 1;
+    // Sequences this lane has not read that the stream no longer holds
+    // (its limits or a purge removed them; some may have been this lane's):
+    // they cannot be applied; say so (the replica needs a newer artifact)
+    // and go on from what is left.
+    if (absl::StatusOr<uint64_t> first = log_->FirstSequence();
+        first.ok() && *first > start && !gap_reported_) {
+      gap_reported_ = true;
+      Count("failed", "truncated_log");
+      LogEvent("error", "write_log_truncated",
+               {{"lane", LaneName(kind_)},
+                {"from_sequence", std::to_string(start)},
+                {"first_in_stream", std::to_string(*first)},
+                {"message",
+                 "the stream no longer holds sequences from from_sequence to "
+                 "first_in_stream - 1, and this lane may have missed writes "
+                 "among them; load an artifact whose manifest log_sequence "
+                 "is at least first_in_stream - 1"}});
+    }
     jsSubOptions so;
     jsSubOptions_Init(&so);
     so.Stream = log_->options().stream.c_str();
@@ -415,6 +433,7 @@ class LogApplier::Lane {
   double caught_up_at_ = 0;
   const double started_at_ = NowSeconds();
   bool reported_ = false;
+  bool gap_reported_ = false;
   std::atomic<bool> stopping_{false};
   std::thread thread_;
 };
