@@ -93,6 +93,24 @@ class LogApplier::Lane {
                                     ? log_->UsersSubject(model.shard().shard)
                                     : log_->ItemsSubject();
     const uint64_t start = Applied(model) + 1;
+    // Sequences this lane has not read that the stream no longer holds
+    // (its limits or a purge removed them; some may have been this lane's):
+    // they cannot be applied; say so (the replica needs a newer artifact)
+    // and go on from what is left.
+    if (absl::StatusOr<uint64_t> first = log_->FirstSequence();
+        first.ok() && *first > start && !gap_reported_) {
+      gap_reported_ = true;
+      Count("failed", "truncated_log");
+      LogEvent("error", "write_log_truncated",
+               {{"lane", LaneName(kind_)},
+                {"from_sequence", std::to_string(start)},
+                {"first_in_stream", std::to_string(*first)},
+                {"message",
+                 "the stream no longer holds sequences from from_sequence to "
+                 "first_in_stream - 1, and this lane may have missed writes "
+                 "among them; load an artifact whose manifest log_sequence "
+                 "is at least first_in_stream - 1"}});
+    }
     jsSubOptions so;
     jsSubOptions_Init(&so);
     so.Stream = log_->options().stream.c_str();
@@ -138,12 +156,22 @@ class LogApplier::Lane {
     const bool delivered_handled =
         info->Delivered.Consumer <= last_consumer_sequence_;
     jsConsumerInfo_Destroy(info);
-    if (pending_ == 0 && delivered_handled) MarkCaughtUp();
+    if (!delivered_handled) return;
+    if (pending_ == 0) {
+      MarkCaughtUp();
+    } else {
+      NoteProgress();
+    }
   }
 
   void MarkCaughtUp() {
     caught_up_at_ = NowSeconds();
-    if (pending_ <= owner_->options_.serving_lag_messages && !reported_) {
+    NoteProgress();
+  }
+
+  // Reports the lane (once) when it is within the serving lag.
+  void NoteProgress() {
+    if (!reported_ && pending_ <= owner_->options_.serving_lag_messages) {
       reported_ = true;
       owner_->LaneCaughtUp();
     }
@@ -378,6 +406,7 @@ class LogApplier::Lane {
       }
       const bool done = Handle(*model, msg);
       natsMsg_Destroy(msg);
+      if (done) NoteProgress();
       if (!done) {
         DropSubscription();
         Pause(absl::Milliseconds(500));
@@ -404,6 +433,7 @@ class LogApplier::Lane {
   double caught_up_at_ = 0;
   const double started_at_ = NowSeconds();
   bool reported_ = false;
+  bool gap_reported_ = false;
   std::atomic<bool> stopping_{false};
   std::thread thread_;
 };

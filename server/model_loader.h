@@ -11,7 +11,11 @@
 // an unchanged directory does nothing (reopening it would also collide with
 // the RocksDB lock this process already holds). Writes acknowledged on the
 // replaced model after the ingest and before the reload are dropped with it:
-// ingest replaces the whole model.
+// ingest replaces the whole model. The app never drops them in silence: a
+// guard (SetGuard) refuses a same-version directory while the model in
+// service holds online writes, and the reload line counts what another
+// version drops (docs/operations.md, "Without the log: what a reload
+// drops"); with the write log the new model applies them from the log.
 //
 // Thread-compatible: one thread (the app's signal loop) calls Load/Reload.
 #ifndef EMBSUM_SERVER_MODEL_LOADER_H_

@@ -289,6 +289,23 @@ absl::StatusOr<uint64_t> WriteLog::Publish(const std::string& subject,
   return PublishOne(subject, commit.SerializeAsString(), write.model_version());
 }
 
+absl::StatusOr<uint64_t> WriteLog::FirstSequence() {
+  if (!connected()) {
+    return absl::UnavailableError("write log: no NATS server reachable");
+  }
+  jsStreamInfo* info = nullptr;
+  jsErrCode code = static_cast<jsErrCode>(0);
+  natsStatus s =
+      js_GetStreamInfo(&info, js_, options_.stream.c_str(), nullptr, &code);
+  if (s != NATS_OK) {
+    return absl::UnavailableError(absl::StrCat(
+        "write log: stream ", options_.stream, ": ", NatsError(s, code)));
+  }
+  const uint64_t first = info->State.Msgs > 0 ? info->State.FirstSeq : 0;
+  jsStreamInfo_Destroy(info);
+  return first;
+}
+
 absl::StatusOr<std::string> WriteLog::ReadMessage(uint64_t sequence) {
   if (!connected()) {
     return absl::UnavailableError("write log: no NATS server reachable");

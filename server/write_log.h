@@ -79,6 +79,10 @@ class WriteLog {
   absl::StatusOr<uint64_t> Publish(const std::string& subject,
                                    const v1::LogWrite& write);
 
+  // The stream's first sequence still stored (0 for an empty stream):
+  // messages below it were removed by the stream's limits or a purge.
+  absl::StatusOr<uint64_t> FirstSequence();
+
   // The payload of the stream message `sequence` (the parts of a commit).
   // NotFound when the stream no longer has it; Unavailable when NATS is
   // unreachable.

@@ -280,6 +280,65 @@ class WriteLogClusterTest(unittest.TestCase):
             load.stop()
         self.assertEqual(load.failures, [], "reads through the proxy failed")
 
+    def test_new_replica_from_the_artifact_alone_reaches_its_peers(self):
+        rng = random.Random(9)
+        servers = self.cluster.servers
+        shard0 = [s for s in servers if s["shard"] == 0]
+        users = [u for u in (f"new-{i}" for i in range(200))
+                 if ct.shard_of(u) == 0][:40]
+        for u in users:
+            self.cluster.admin(shard0[0]).UpsertUsers(iter([
+                ranking_pb2.UserRecord(
+                    user_id=u, upe=[rng.uniform(-1, 1) for _ in range(16)],
+                    queries=([rng.uniform(-1, 1) for _ in range(16)]
+                             if self.m.manifest["user_queries"] else []))]),
+                timeout=30)
+        items = [f"new-item-{i}" for i in range(20)]
+        last = None
+        for i in items:
+            last = self.cluster.admin(servers[-1]).UpsertItems(iter([
+                ranking_pb2.ItemRecord(
+                    item_id=i, cpe=[rng.uniform(-1, 1) for _ in range(16)],
+                    keys=([rng.uniform(-1, 1) for _ in range(16)]
+                          if self.m.manifest["item_keys"] else []))]),
+                timeout=30)
+        self.cluster.admin(servers[0]).DeleteItems(
+            ranking_pb2.DeleteItemsRequest(item_ids=items[:5]), timeout=30)
+        # A fifth server: shard 0 from the artifact alone, on the log.
+        data = os.path.join(self.tmp, "new-replica")
+        r = subprocess.run(
+            [harness.INGEST, f"--model_dir={self.model}",
+             f"--data_dir={data}", f"--shards={ct.SHARDS}", "--shard=0"],
+            capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        argv = [a for a in shard0[0]["argv"] if not a.startswith(
+            ("--data_dir=", "--listen=", "--admin_listen=",
+             "--metrics_listen="))]
+        argv += [f"--data_dir={data}", "--listen=127.0.0.1:0",
+                 "--admin_listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0"]
+        log = os.path.join(self.tmp, "new-replica.log")
+        self.restart(argv, log)
+
+        def started():
+            with open(log, errors="replace") as f:
+                text = f.read()
+            if "event=write_log_caught_up" not in text:
+                return None
+            return next(l for l in text.splitlines() if " event=start " in l)
+        ct.wait_for(lambda: started() is not None,
+                    "the new replica caught up")
+        listen = harness._field(started(), "listen")
+        fresh = self.cluster.ranker(listen)
+        peer = self.cluster.ranker(shard0[1]["listen"])
+        for u in users:
+            request = ranking_pb2.RankRequest(user_id=u, candidate_ids=items)
+            a = fresh.Rank(request, timeout=ct.CALL_TIMEOUT_S)
+            b = peer.Rank(request, timeout=ct.CALL_TIMEOUT_S)
+            self.assertEqual(sorted(a.unknown_item_ids), sorted(items[:5]))
+            self.assertEqual([(i.item_id, i.score) for i in a.items],
+                             [(i.item_id, i.score) for i in b.items], u)
+        self.assertGreater(last.log_sequence, 0)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -123,6 +123,31 @@ class Nats:
                     raise AssertionError(f"publish failed: {line!r}")
 
 
+def _request_raw(self, subject, payload):
+    """A NATS request (publish with a reply inbox, wait for the answer)."""
+    with socket.create_connection(("127.0.0.1", self.port),
+                                  timeout=10) as s:
+        f = s.makefile("rb")
+        assert f.readline().startswith(b"INFO")
+        s.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\n'
+                  b"SUB _INBOX.t 1\r\n" +
+                  f"PUB {subject} _INBOX.t {len(payload)}\r\n".encode() +
+                  payload + b"\r\n")
+        while True:
+            line = f.readline()
+            if not line or line.startswith(b"-ERR"):
+                raise AssertionError(f"request failed: {line!r}")
+            if line.startswith(b"MSG"):
+                size = int(line.split()[-1])
+                body = f.read(size + 2)[:size]
+                if b'"error"' in body:
+                    raise AssertionError(body.decode())
+                return body
+
+
+Nats.request_raw = _request_raw
+
+
 def metrics(server):
     url = f"http://{server.metrics_listen}/metrics"
     with urllib.request.urlopen(url, timeout=10) as r:
@@ -417,6 +442,25 @@ class WriteLogTest(Base):
         self.assertEqual(metric(b3, "embsum_write_log_messages_total",
                                 lane="items", result="failed",
                                 reason="store"), 0)
+
+    def test_a_truncated_log_is_reported(self):
+        a, b = self.two_servers()
+        b.kill()
+        for i in range(5):
+            a.admin().UpsertItems(iter([self.new_item(f"gone-{i}")[0]]),
+                                  timeout=30)
+        # JetStream's purge API, asked as any NATS client would.
+        self.node.request_raw("$JS.API.STREAM.PURGE.EMBSUM", b"")
+        a.admin().UpsertItems(iter([self.new_item("kept")[0]]), timeout=30)
+        b2 = self.restart(b, "b2")
+        wait_for(lambda: "event=write_log_caught_up" in b2.read_log(),
+                 "b2 caught up")
+        self.assertTrue(self.item_visible(b2, "kept"))
+        self.assertIn("event=write_log_truncated lane=items from_sequence=1 "
+                      "first_in_stream=6", b2.read_log())
+        self.assertEqual(metric(b2, "embsum_write_log_messages_total",
+                                lane="items", result="failed",
+                                reason="truncated_log"), 1)
 
     def test_replica_from_an_artifact_resumes_after_its_log_sequence(self):
         a = self.start_server(self.data_dir("a"), "a", self.log_flags())
