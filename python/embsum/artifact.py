@@ -42,6 +42,7 @@ MAX_SUMMARY_BYTES = 64 * 1024
 # far from the float32 limit 3.4e38, so every score is finite.
 MAX_EMBEDDING_MAGNITUDE = 1e6
 
+_FLOAT16_MAX = 65504.0
 _DTYPES = {"float32": "<f4", "fp32": "<f4", "float16": "<f2", "fp16": "<f2"}
 
 
@@ -701,6 +702,16 @@ class ArtifactWriter:
             raise ValueError(
                 f"{field}[{r}] (id {_quote(ids[r])}): "
                 f"{value_problem(flat[r], self.manifest['dim'])}")
+        if self.descr == "<f2":
+            big = np.nonzero((np.abs(flat) > _FLOAT16_MAX).any(axis=1))[0]
+            if big.size:
+                r = int(big[0])
+                i = int(np.argmax(np.abs(flat[r]) > _FLOAT16_MAX))
+                raise ValueError(
+                    f"{field}[{r}] (id {_quote(ids[r])}): {flat[r][i]:g} at "
+                    f"vector {i // self.manifest['dim']}, element "
+                    f"{i % self.manifest['dim']} does not fit float16 "
+                    f"(at most {_FLOAT16_MAX:g}); write float32")
         return arr
 
     def _check_open(self):
