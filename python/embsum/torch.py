@@ -58,6 +58,15 @@ class PolyAttentionScore(nn.Module):
         return per_code.sum(-1), per_code.argmax(-1)
 
 
+def gelu(x):
+    """The exact GELU, x·Φ(x) = x/2·(1 + erf(x/√2)), as F.gelu computes it
+    (approximate="none"), written out: the fused GELU backward of Debian's
+    python3-torch 1.13 returns NaN for some ordinary inputs on this
+    project's CPUs (AVX-512 Xeons), seen as NaN gradients within a few
+    dozen training steps; erf's own backward does not."""
+    return 0.5 * x * (1.0 + torch.erf(x * 0.7071067811865476))
+
+
 class ItemKeys(nn.Module):
     """The learned item keys G = gelu(B·W) (docs/design.md section 2), the
     part of the head the exporter precomputes. W is [d, d].
@@ -71,7 +80,7 @@ class ItemKeys(nn.Module):
         self.weight = nn.Parameter(torch.randn(dim, dim) * std)
 
     def forward(self, B):
-        return F.gelu(B @ self.weight)
+        return gelu(B @ self.weight)
 
 
 def _numpy(x):

@@ -153,9 +153,11 @@ def cmd_upsert(args):
     _print({"accepted": accepted})
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+COMMANDS = ("rank", "retrieve", "health", "info", "upsert")
+
+
+def _common(p):
+    """Connection options, accepted before or after the subcommand."""
     p.add_argument("--target", default="127.0.0.1:50051",
                    help="HOST:PORT (upsert: the admin listener)")
     p.add_argument("--timeout", type=float, default=10.0,
@@ -166,9 +168,30 @@ def main(argv=None):
     p.add_argument("--cert")
     p.add_argument("--key")
     p.add_argument("--server_name")
+
+
+def _subcommand_first(argv):
+    """Moves the subcommand to the front, so connection options may come
+    before it; without one, `rank` (the first version's command line:
+    --user=U --candidates=A,B)."""
+    for i, a in enumerate(argv):
+        if a in COMMANDS:
+            return [a] + argv[:i] + argv[i + 1:]
+        if a in ("-h", "--help"):
+            return argv
+    return ["rank"] + argv
+
+
+def main(argv=None):
+    argv = _subcommand_first(list(sys.argv[1:] if argv is None else argv))
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("rank", help="Rank candidates for a user")
+    r.add_argument("--explain", action="store_true",
+                   help="accepted for compatibility: top_user_code is "
+                        "always asked for")
     r.add_argument("--user", required=True)
     r.add_argument("--candidates", required=True,
                    help="comma-separated item ids")
@@ -210,6 +233,8 @@ def main(argv=None):
                    help="skip validating --model_dir first")
     r.set_defaults(fn=cmd_upsert)
 
+    for r in sub.choices.values():
+        _common(r)
     args = p.parse_args(argv)
     try:
         return args.fn(args) or 0
