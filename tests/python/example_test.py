@@ -16,8 +16,8 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import shutil
+import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -35,7 +35,8 @@ class ExampleTest(unittest.TestCase):
                 [sys.executable, EXAMPLE, f"--work={work}", "--users=150",
                  "--items=500", "--dim=16", "--user_codes=4",
                  "--item_codes=2", "--impressions=1500",
-                 "--impression_size=10", "--steps=300", "--seed=3"],
+                 "--impression_size=10", "--steps=300", "--seed=3",
+                 "--threads=1"],
                 capture_output=True, text=True, timeout=600)
             self.assertEqual(p.returncode, 0, p.stderr[-4000:])
             r = json.loads(p.stdout)
