@@ -16,7 +16,6 @@ reference, pass float64 tensors.
 """
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from embsum import artifact as _artifact
 
