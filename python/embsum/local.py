@@ -30,7 +30,12 @@ class Server:
         s.ranker().rank(...)
     """
 
-    def __init__(self, binary, data_dir, extra=(), start_timeout=120):
+    def __init__(self, binary, data_dir, extra=(), start_timeout=120,
+                 tls=None):
+        """tls: the embsum.client.TLS the clients of ranker() and admin()
+        (and the readiness check) use, for a server started with
+        --tls_cert and friends in `extra`."""
+        self.tls = tls
         self.args = [binary, f"--data_dir={data_dir}",
                      "--listen=127.0.0.1:0", "--admin_listen=127.0.0.1:0",
                      "--metrics_listen=127.0.0.1:0", "--workers=2", *extra]
@@ -66,11 +71,13 @@ class Server:
         return "".join(self.lines)
 
     def ranker(self, **kw):
+        kw.setdefault("tls", self.tls)
         c = Ranker(self.listen, **kw)
         self._clients.append(c)
         return c
 
     def admin(self, **kw):
+        kw.setdefault("tls", self.tls)
         c = Admin(self.admin_listen, **kw)
         self._clients.append(c)
         return c

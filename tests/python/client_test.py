@@ -270,6 +270,64 @@ class WriteTest(_WithServer):
         self.assertEqual(p.returncode, 0, p.stderr)
 
 
+def _openssl(*args):
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+class TlsTest(unittest.TestCase):
+    """Mutual TLS: embsum.client.TLS against a server started with
+    --tls_cert, --tls_key and --tls_client_ca."""
+
+    def setUp(self):
+        if shutil.which("openssl") is None:
+            self.skipTest("openssl not installed")
+        self.tmp = tempfile.mkdtemp(prefix="embsum-tls-")
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def cert(self, name, ca, server):
+        key, csr, crt, ext = (os.path.join(self.tmp, f"{name}.{s}")
+                              for s in ("key", "csr", "crt", "ext"))
+        with open(ext, "w") as f:
+            f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n" if server
+                    else "extendedKeyUsage=clientAuth\n")
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj",
+                 f"/CN={name}", "-keyout", key, "-out", csr)
+        _openssl("x509", "-req", "-in", csr, "-CA", ca + ".crt", "-CAkey",
+                 ca + ".key", "-CAcreateserial", "-days", "2", "-extfile",
+                 ext, "-out", crt)
+        return key, crt
+
+    def test_mutual_tls(self):
+        ca = os.path.join(self.tmp, "ca")
+        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days",
+                 "2", "-subj", "/CN=test-ca", "-keyout", ca + ".key",
+                 "-out", ca + ".crt")
+        server_key, server_crt = self.cert("server", ca, True)
+        client_key, client_crt = self.cert("client", ca, False)
+        model = embsum_procs.datagen(os.path.join(self.tmp, "m"), users=5,
+                                     items=9)
+        embsum_procs.ingest(model, os.path.join(self.tmp, "data"))
+        tls = client.TLS(ca_cert=ca + ".crt", cert=client_crt,
+                         key=client_key)
+        with embsum_procs.Server(
+                os.path.join(self.tmp, "data"),
+                extra=[f"--tls_cert={server_crt}", f"--tls_key={server_key}",
+                       f"--tls_client_ca={ca}.crt"], tls=tls) as s:
+            self.assertEqual(s.ranker().info()["users"], 5)
+            self.assertEqual(s.admin().delete_items(["none"]), 0)
+            for name, other in (
+                    ("no client certificate", client.TLS(ca_cert=ca + ".crt")),
+                    ("plaintext", None)):
+                with self.subTest(name):
+                    r = s.ranker(tls=other, timeout=5, retries=0)
+                    with self.assertRaises(client.RpcError) as ctx:
+                        r.info()
+                    self.assertEqual(ctx.exception.code,
+                                     grpc.StatusCode.UNAVAILABLE)
+
+
 class ClientUnitTest(unittest.TestCase):
     def test_health_wire_format(self):
         self.assertEqual(client._health_request(""), b"")

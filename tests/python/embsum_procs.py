@@ -42,6 +42,6 @@ def ingest(model, data, extra=(), check=True):
     return p
 
 
-def Server(data_dir, extra=(), start_timeout=120):
+def Server(data_dir, extra=(), start_timeout=120, tls=None):
     """embsum.local.Server of EMBSUM_SERVER."""
-    return local.Server(SERVER, data_dir, extra, start_timeout)
+    return local.Server(SERVER, data_dir, extra, start_timeout, tls)
