@@ -6,6 +6,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "store/embedding_rules.h"
 #include "store/internal/file_util.h"
 
 namespace embsum::store {
@@ -54,12 +55,19 @@ absl::Status CheckFiniteRow(std::span<const float> values, uint32_t dim,
                             absl::string_view file, uint64_t row,
                             absl::string_view kind, absl::string_view id) {
   for (size_t i = 0; i < values.size(); ++i) {
-    if (!std::isfinite(values[i])) {
+    const float v = values[i];
+    if (std::fabs(v) <= kMaxEmbeddingMagnitude) continue;  // false for NaN
+    const std::string at =
+        absl::StrCat(file, ": row ", row, " (", kind, " \"", id, "\"): ");
+    const std::string where =
+        absl::StrCat(" at vector ", i / dim, ", element ", i % dim);
+    if (!std::isfinite(v)) {
       return absl::InvalidArgumentError(
-          absl::StrCat(file, ": row ", row, " (", kind, " \"", id,
-                       "\"): ", std::isnan(values[i]) ? "NaN" : "Inf",
-                       " at vector ", i / dim, ", element ", i % dim));
+          absl::StrCat(at, std::isnan(v) ? "NaN" : "Inf", where));
     }
+    return absl::InvalidArgumentError(
+        absl::StrCat(at, v, where, " exceeds the embedding bound ",
+                     kMaxEmbeddingMagnitude, " (docs/design.md section 10)"));
   }
   return absl::OkStatus();
 }

@@ -244,4 +244,41 @@ absl::Status Ingest(const IngestOptions& options) {
   return s;
 }
 
+absl::Status CheckArtifact(const IngestOptions& options) {
+  if (options.model_dir.empty()) {
+    return absl::InvalidArgumentError("model_dir is needed");
+  }
+  ASSIGN_OR_RETURN(ModelArtifact artifact,
+                   ModelArtifact::Open(options.model_dir));
+  const ModelManifest& m = artifact.manifest;
+  // One pass per kind: the embedding and the second matrix of a row are
+  // checked together, so the first bad row is reported whichever file
+  // holds it.
+  auto check = [&](const char* kind, const std::vector<std::string>& ids,
+                   const NpyArray& first, const NpyArray* second,
+                   uint32_t codes) -> absl::Status {
+    std::vector<float> a(size_t{codes} * m.dim);
+    std::vector<float> b(second ? a.size() : 0);
+    internal::Progress progress(options.progress, kind, ids.size(),
+                                options.progress_interval_s);
+    for (uint64_t row = 0; row < ids.size(); ++row) {
+      first.ReadRow(row, a);
+      RETURN_IF_ERROR(
+          CheckFiniteRow(a, m.dim, first.name(), row, kind, ids[row]));
+      if (second) {
+        second->ReadRow(row, b);
+        RETURN_IF_ERROR(
+            CheckFiniteRow(b, m.dim, second->name(), row, kind, ids[row]));
+      }
+      progress.Advance(1);
+    }
+    progress.Done();
+    return absl::OkStatus();
+  };
+  RETURN_IF_ERROR(check("user", artifact.user_ids, *artifact.upe,
+                        artifact.queries.get(), m.user_codes));
+  return check("item", artifact.item_ids, *artifact.cpe, artifact.keys.get(),
+               m.item_codes);
+}
+
 }  // namespace embsum::store

@@ -76,6 +76,16 @@ struct IngestOptions {
 // row and the problem.
 absl::Status Ingest(const IngestOptions& options);
 
+// Checks the artifact of options.model_dir as Ingest does, writing nothing
+// (embsum-ingest --check): everything ModelArtifact::Open checks, then every
+// value of every user (upe then queries, row by row, every shard) and every
+// item (cpe then keys), in row order. The error names the file, the row and
+// the problem, as Ingest's does; the Python validator
+// (python/embsum/artifact.py) reports the same file and row. Uses
+// options.progress and progress_interval_s; ignores data_dir, force, shard
+// and user_dtype.
+absl::Status CheckArtifact(const IngestOptions& options);
+
 }  // namespace embsum::store
 
 #endif  // EMBSUM_STORE_DATA_DIR_H_

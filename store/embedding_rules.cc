@@ -15,10 +15,18 @@ absl::Status CheckValues(std::span<const float> values, const char* field,
         field, " has ", values.size(), " values; want ", shape, " = ", want));
   }
   for (size_t i = 0; i < values.size(); ++i) {
-    if (!std::isfinite(values[i])) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          field, "[", i, "] is ", std::isnan(values[i]) ? "NaN" : "Inf",
-          " (vector ", i / dim, ", element ", i % dim, ")"));
+    if (!(std::fabs(values[i]) <= kMaxEmbeddingMagnitude)) {  // NaN too
+      const float v = values[i];
+      const std::string where =
+          absl::StrCat("(vector ", i / dim, ", element ", i % dim, ")");
+      if (!std::isfinite(v)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            field, "[", i, "] is ", std::isnan(v) ? "NaN" : "Inf", " ", where));
+      }
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, "[", i, "] is ", v, " ", where,
+                       ", beyond the embedding bound ", kMaxEmbeddingMagnitude,
+                       " (docs/design.md section 10)"));
     }
   }
   return absl::OkStatus();

@@ -1,6 +1,7 @@
 // The model artifact of docs/design.md section 3, opened and checked: manifest,
 // ids, memory-mapped .npy arrays with shapes and counts cross-checked, and
-// summaries. Values (NaN/Inf) are checked row by row by the consumer with
+// summaries. Values (NaN/Inf, and the bound of docs/design.md section 10)
+// are checked row by row by the consumer with
 // CheckFiniteRow, so a large artifact is read once.
 // Thread-safe: immutable once open.
 #ifndef EMBSUM_STORE_INTERNAL_ARTIFACT_H_
@@ -44,8 +45,11 @@ struct ModelArtifact {
   static absl::StatusOr<ModelArtifact> Open(const std::string& model_dir);
 };
 
-// OK when every value is finite; otherwise InvalidArgument
-// "<file>: row R (<kind> \"<id>\"): NaN at vector V, element E".
+// OK when every value is finite and within kMaxEmbeddingMagnitude
+// (store/embedding_rules.h); otherwise InvalidArgument
+// "<file>: row R (<kind> \"<id>\"): NaN at vector V, element E" (or "Inf
+// at ...", or "3e+38 at vector V, element E exceeds the embedding bound
+// 1e+06 (docs/design.md section 10)").
 // `values` holds `vectors` vectors of `dim` elements.
 absl::Status CheckFiniteRow(std::span<const float> values, uint32_t dim,
                             absl::string_view file, uint64_t row,

@@ -20,6 +20,7 @@
 #include "scoring/item_arena.h"
 #include "scoring/scorer.h"
 #include "store/data_dir.h"
+#include "store/embedding_rules.h"
 #include "store/internal/npy.h"
 #include "store_test_util.h"
 
@@ -172,6 +173,13 @@ TEST_F(ItemCatalogTest, InvalidBatchAppliesNothing) {
        "values)"},
       {[&](ItemUpsert* i) { i->keys[17] = nan; },
        "keys[17] is NaN (vector 1, element 1)"},
+      // docs/design.md section 10: finite but beyond the bound.
+      {[](ItemUpsert* i) { i->cpe[20] = 3e38f; },
+       "cpe[20] is 3e+38 (vector 1, element 4), beyond the embedding bound "
+       "1e+06 (docs/design.md section 10)"},
+      {[](ItemUpsert* i) { i->keys[0] = -kMaxEmbeddingMagnitude * 1.5f; },
+       "keys[0] is -1.5e+06 (vector 0, element 0), beyond the embedding "
+       "bound"},
   };
   for (const auto& c : cases) {
     auto before = catalog_->Current();

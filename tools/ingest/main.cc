@@ -26,6 +26,10 @@ ABSL_FLAG(std::string, user_dtype, "",
           "Storage type of the users: fp32, fp16 or bf16 (16-bit halves the "
           "user read per request; upserts are rounded to it). Empty: the "
           "artifact's type.");
+ABSL_FLAG(bool, check, false,
+          "Only check --model_dir as an ingest would (every file, id and "
+          "value), writing nothing; --data_dir is not needed. Exit 0 when "
+          "the artifact is valid, 1 with the file, row and problem when not.");
 ABSL_FLAG(double, progress_interval_s, 1.0,
           "Seconds between progress lines on stderr (0 = every row).");
 
@@ -36,7 +40,8 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Builds a data directory from a model artifact:\n"
       "  embsum-ingest --model_dir=MODEL --data_dir=DATA [--force]\n"
-      "    [--user_dtype=fp32|fp16|bf16] [--shards=N --shard=I]");
+      "    [--user_dtype=fp32|fp16|bf16] [--shards=N --shard=I]\n"
+      "  embsum-ingest --check --model_dir=MODEL   (validate, write nothing)");
   absl::ParseCommandLine(argc, argv);
   embsum::store::IngestOptions options;
   options.model_dir = absl::GetFlag(FLAGS_model_dir);
@@ -61,6 +66,17 @@ int main(int argc, char** argv) {
     std::fflush(stderr);
   };
   auto start = std::chrono::steady_clock::now();
+  if (absl::GetFlag(FLAGS_check)) {
+    absl::Status s = embsum::store::CheckArtifact(options);
+    if (!s.ok()) {
+      std::fprintf(stderr, "embsum-ingest: %s\n",
+                   std::string(s.message()).c_str());
+      return 1;
+    }
+    std::fprintf(stderr, "embsum-ingest: %s: ok (checked, nothing written)\n",
+                 options.model_dir.c_str());
+    return 0;
+  }
   absl::Status s = embsum::store::Ingest(options);
   if (!s.ok()) {
     std::fprintf(stderr, "embsum-ingest: %s\n",
