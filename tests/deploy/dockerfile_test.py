@@ -34,8 +34,6 @@ GPU_LEFT_OUT = {
     "libclang-rt-14-dev": "sanitizer builds only",
     "libomp-dev": "OpenMP for clang (the fuzz build) only; gcc ships its own",
     "grpc-proto": "health and reflection .proto files for the tests' clients only",
-    "nats-server": "the write log's broker: a separate process, started by tests and "
-                   "embsum-local-cluster, never part of the server's image",
     "python3-torch": "the PyTorch score, the example and the peer benchmark: tools and "
                      "tests only",
 }
