@@ -28,7 +28,8 @@
 #define EMBSUM_SCORING_INTERNAL_CPU_KERNELS_INL_H_
 
 #ifndef EMBSUM_SCORING_INTERNAL_ACCESS
-#error "scoring/internal/ is private to embsum::scoring: include scoring/'s public headers, or link embsum::scoring_internal (tests, benchmarks)"
+#error \
+    "scoring/internal/ is private to embsum::scoring: include scoring/'s public headers, or link embsum::scoring_internal (tests, benchmarks)"
 #endif
 
 #include "scoring/internal/cpu_kernels.h"
@@ -36,6 +37,15 @@
 
 namespace embsum::scoring::internal {
 namespace {
+
+// The scalar tail every int8 family quantizes a user value with:
+// round(clamp(x * inverse, -127, 127)), NaN to 0.
+inline int QuantizeInt8Scalar(float x, float inverse) {
+  float v = x * inverse;
+  if (!(v == v)) return 0;
+  v = v > 127.0f ? 127.0f : (v < -127.0f ? -127.0f : v);
+  return static_cast<int>(__builtin_rintf(v));
+}
 
 constexpr size_t RoundUp(size_t x, size_t to) { return (x + to - 1) / to * to; }
 

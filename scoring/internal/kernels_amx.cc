@@ -23,9 +23,9 @@
 // items of the two kinds of group. A partial last chunk of k is copied into
 // zero-padded scratch (never read past a block, no garbage times zero).
 #include "scoring/internal/cpu_kernels.h"
+#include "scoring/internal/kernel_target.h"
 
-#if defined(__x86_64__) && defined(__GNUC__) && \
-    (defined(__clang__) || __GNUC__ >= 11)
+#if EMBSUM_KERNELS_X86 && (defined(__clang__) || __GNUC__ >= 11)
 // GCC 12's AVX-512 intrinsics build "undefined" vectors as `__m512 y = y;`,
 // which -Wmaybe-uninitialized reports falsely (GCC bug 105593).
 #if !defined(__clang__)
@@ -40,18 +40,9 @@
 
 #include "scoring/internal/half.h"
 
-#if defined(__clang__)
-#pragma clang attribute push(                                              \
-    __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16," \
-                          "avx512vnni,avx2,fma,f16c,amx-tile,amx-bf16,"    \
-                          "amx-int8"))),                                   \
-    apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target(                                                      \
-    "avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx512vnni,avx2,fma," \
-    "f16c,amx-tile,amx-bf16,amx-int8")
-#endif
+// clang-format off
+EMBSUM_KERNEL_TARGET_BEGIN("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx512vnni,avx2,fma,f16c,amx-tile,amx-bf16,amx-int8")
+// clang-format on
 #include "scoring/internal/cpu_kernels_inl.h"
 #include "scoring/internal/ops_avx512_inl.h"
 
@@ -368,9 +359,7 @@ struct AmxOps : Avx512Ops {
                        _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(v)));
     }
     for (; k < count; ++k) {
-      float v = x[k] * inverse;
-      v = v > 127.0f ? 127.0f : (v < -127.0f ? -127.0f : v);
-      out[k] = static_cast<int8_t>(static_cast<int>(__builtin_rintf(v)));
+      out[k] = static_cast<int8_t>(QuantizeInt8Scalar(x[k], inverse));
     }
   }
 
@@ -644,20 +633,12 @@ constexpr KernelTable kAmxTable = MakeTable<AmxOps>(CpuIsa::kAmx);
 
 }  // namespace
 }  // namespace embsum::scoring::internal
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+EMBSUM_KERNEL_TARGET_END()
 
-namespace embsum::scoring::internal {
-const KernelTable* AmxKernelTable() { return &kAmxTable; }
-}  // namespace embsum::scoring::internal
+EMBSUM_KERNEL_TABLE(AmxKernelTable, kAmxTable)
 
 #else  // not x86-64 GCC (11 or later) or Clang
 
-namespace embsum::scoring::internal {
-const KernelTable* AmxKernelTable() { return nullptr; }
-}  // namespace embsum::scoring::internal
+EMBSUM_KERNEL_TABLE_ABSENT(AmxKernelTable)
 
 #endif

@@ -2,8 +2,9 @@
 // compiled for AVX2 + FMA + F16C, 8 lanes. Used only when the CPU reports
 // them.
 #include "scoring/internal/cpu_kernels.h"
+#include "scoring/internal/kernel_target.h"
 
-#if defined(__x86_64__) && defined(__GNUC__)
+#if EMBSUM_KERNELS_X86
 #include <immintrin.h>
 
 #include <cstddef>
@@ -11,13 +12,9 @@
 
 #include "scoring/internal/half.h"
 
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), \
-                             apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c")
-#endif
+// clang-format off
+EMBSUM_KERNEL_TARGET_BEGIN("avx2,fma,f16c")
+// clang-format on
 #include "scoring/internal/cpu_kernels_inl.h"
 #include "scoring/internal/ops_avx2_inl.h"
 
@@ -28,20 +25,12 @@ constexpr KernelTable kAvx2Table = MakeTable<Avx2Ops>(CpuIsa::kAvx2);
 
 }  // namespace
 }  // namespace embsum::scoring::internal
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+EMBSUM_KERNEL_TARGET_END()
 
-namespace embsum::scoring::internal {
-const KernelTable* Avx2KernelTable() { return &kAvx2Table; }
-}  // namespace embsum::scoring::internal
+EMBSUM_KERNEL_TABLE(Avx2KernelTable, kAvx2Table)
 
-#else  // not x86-64 GCC or Clang
+#else  // not EMBSUM_KERNELS_X86
 
-namespace embsum::scoring::internal {
-const KernelTable* Avx2KernelTable() { return nullptr; }
-}  // namespace embsum::scoring::internal
+EMBSUM_KERNEL_TABLE_ABSENT(Avx2KernelTable)
 
 #endif

@@ -1,8 +1,9 @@
 // AVX-512 kernel family (CpuIsa::kAvx512): the engine of cpu_kernels_inl.h
 // compiled for AVX-512 F/BW/DQ/VL. Used only when the CPU reports them.
 #include "scoring/internal/cpu_kernels.h"
+#include "scoring/internal/kernel_target.h"
 
-#if defined(__x86_64__) && defined(__GNUC__)
+#if EMBSUM_KERNELS_X86
 // GCC 12's AVX-512 intrinsics build "undefined" vectors as `__m512 y = y;`,
 // which -Wmaybe-uninitialized reports falsely (GCC bug 105593).
 #if !defined(__clang__)
@@ -15,15 +16,9 @@
 
 #include "scoring/internal/half.h"
 
-#if defined(__clang__)
-#pragma clang attribute push(                                         \
-    __attribute__((                                                   \
-        target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c"))), \
-    apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")
-#endif
+// clang-format off
+EMBSUM_KERNEL_TARGET_BEGIN("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")
+// clang-format on
 #include "scoring/internal/cpu_kernels_inl.h"
 #include "scoring/internal/ops_avx512_inl.h"
 
@@ -32,20 +27,12 @@ namespace {
 constexpr KernelTable kAvx512Table = MakeTable<Avx512Ops>(CpuIsa::kAvx512);
 }  // namespace
 }  // namespace embsum::scoring::internal
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+EMBSUM_KERNEL_TARGET_END()
 
-namespace embsum::scoring::internal {
-const KernelTable* Avx512KernelTable() { return &kAvx512Table; }
-}  // namespace embsum::scoring::internal
+EMBSUM_KERNEL_TABLE(Avx512KernelTable, kAvx512Table)
 
-#else  // not x86-64 GCC or Clang
+#else  // not EMBSUM_KERNELS_X86
 
-namespace embsum::scoring::internal {
-const KernelTable* Avx512KernelTable() { return nullptr; }
-}  // namespace embsum::scoring::internal
+EMBSUM_KERNEL_TABLE_ABSENT(Avx512KernelTable)
 
 #endif

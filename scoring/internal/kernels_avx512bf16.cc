@@ -3,8 +3,9 @@
 // into each fp32 lane per instruction: twice the fp32 FMA rate, half the
 // bytes). The user panels are rounded to bf16 for this path.
 #include "scoring/internal/cpu_kernels.h"
+#include "scoring/internal/kernel_target.h"
 
-#if defined(__x86_64__) && defined(__GNUC__)
+#if EMBSUM_KERNELS_X86
 // GCC 12's AVX-512 intrinsics build "undefined" vectors as `__m512 y = y;`,
 // which -Wmaybe-uninitialized reports falsely (GCC bug 105593).
 #if !defined(__clang__)
@@ -18,16 +19,9 @@
 
 #include "scoring/internal/half.h"
 
-#if defined(__clang__)
-#pragma clang attribute push(                                             \
-    __attribute__((target(                                                \
-        "avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma,f16c"))), \
-    apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target( \
-    "avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma,f16c")
-#endif
+// clang-format off
+EMBSUM_KERNEL_TARGET_BEGIN("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma,f16c")
+// clang-format on
 #include "scoring/internal/cpu_kernels_inl.h"
 #include "scoring/internal/ops_avx512_inl.h"
 
@@ -133,20 +127,12 @@ constexpr KernelTable kAvx512Bf16Table =
 
 }  // namespace
 }  // namespace embsum::scoring::internal
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+EMBSUM_KERNEL_TARGET_END()
 
-namespace embsum::scoring::internal {
-const KernelTable* Avx512Bf16KernelTable() { return &kAvx512Bf16Table; }
-}  // namespace embsum::scoring::internal
+EMBSUM_KERNEL_TABLE(Avx512Bf16KernelTable, kAvx512Bf16Table)
 
-#else  // not x86-64 GCC or Clang
+#else  // not EMBSUM_KERNELS_X86
 
-namespace embsum::scoring::internal {
-const KernelTable* Avx512Bf16KernelTable() { return nullptr; }
-}  // namespace embsum::scoring::internal
+EMBSUM_KERNEL_TABLE_ABSENT(Avx512Bf16KernelTable)
 
 #endif

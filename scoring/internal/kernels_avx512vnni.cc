@@ -2,8 +2,9 @@
 // storage multiplied with 16-lane vpdpbusd. Used only when the CPU reports
 // AVX-512 F/BW/DQ/VL and AVX512_VNNI.
 #include "scoring/internal/cpu_kernels.h"
+#include "scoring/internal/kernel_target.h"
 
-#if defined(__x86_64__) && defined(__GNUC__)
+#if EMBSUM_KERNELS_X86
 // GCC 12's AVX-512 intrinsics build "undefined" vectors as `__m512 y = y;`,
 // which -Wmaybe-uninitialized reports falsely (GCC bug 105593).
 #if !defined(__clang__)
@@ -17,16 +18,9 @@
 
 #include "scoring/internal/half.h"
 
-#if defined(__clang__)
-#pragma clang attribute push(                                             \
-    __attribute__((target(                                                \
-        "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c"))), \
-    apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target( \
-    "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")
-#endif
+// clang-format off
+EMBSUM_KERNEL_TARGET_BEGIN("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")
+// clang-format on
 #include "scoring/internal/cpu_kernels_inl.h"
 #include "scoring/internal/ops_avx512_inl.h"
 
@@ -60,9 +54,7 @@ struct Avx512VnniOps : Avx512Ops {
                        _mm512_cvtusepi32_epi8(q));
     }
     for (; k < count; ++k) {
-      float v = x[k] * inverse;
-      v = v > 127.0f ? 127.0f : (v < -127.0f ? -127.0f : v);
-      out[k] = static_cast<uint8_t>(static_cast<int>(__builtin_rintf(v)) + 128);
+      out[k] = static_cast<uint8_t>(QuantizeInt8Scalar(x[k], inverse) + 128);
     }
   }
 };
@@ -70,20 +62,12 @@ constexpr KernelTable kAvx512VnniTable =
     MakeTable<Avx512VnniOps>(CpuIsa::kAvx512Vnni);
 }  // namespace
 }  // namespace embsum::scoring::internal
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+EMBSUM_KERNEL_TARGET_END()
 
-namespace embsum::scoring::internal {
-const KernelTable* Avx512VnniKernelTable() { return &kAvx512VnniTable; }
-}  // namespace embsum::scoring::internal
+EMBSUM_KERNEL_TABLE(Avx512VnniKernelTable, kAvx512VnniTable)
 
-#else  // not x86-64 GCC or Clang
+#else  // not EMBSUM_KERNELS_X86
 
-namespace embsum::scoring::internal {
-const KernelTable* Avx512VnniKernelTable() { return nullptr; }
-}  // namespace embsum::scoring::internal
+EMBSUM_KERNEL_TABLE_ABSENT(Avx512VnniKernelTable)
 
 #endif

@@ -2,8 +2,9 @@
 // multiplied with 8-lane vpdpbusd (VEX encoding). Used only when the CPU
 // reports AVX2, FMA, F16C and AVX-VNNI.
 #include "scoring/internal/cpu_kernels.h"
+#include "scoring/internal/kernel_target.h"
 
-#if defined(__x86_64__) && defined(__GNUC__)
+#if EMBSUM_KERNELS_X86
 #include <immintrin.h>
 
 #include <cstddef>
@@ -11,13 +12,9 @@
 
 #include "scoring/internal/half.h"
 
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma,f16c,avxvnni"))), \
-                             apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c,avxvnni")
-#endif
+// clang-format off
+EMBSUM_KERNEL_TARGET_BEGIN("avx2,fma,f16c,avxvnni")
+// clang-format on
 #include "scoring/internal/cpu_kernels_inl.h"
 #include "scoring/internal/ops_avx2_inl.h"
 
@@ -43,10 +40,7 @@ struct AvxVnniOps : Avx2Ops {
   static void QuantizeU8(const float* x, size_t count, float inverse,
                          uint8_t* out) {
     for (size_t k = 0; k < count; ++k) {
-      float v = x[k] * inverse;
-      if (!(v == v)) v = 0.0f;
-      v = v > 127.0f ? 127.0f : (v < -127.0f ? -127.0f : v);
-      out[k] = static_cast<uint8_t>(static_cast<int>(__builtin_rintf(v)) + 128);
+      out[k] = static_cast<uint8_t>(QuantizeInt8Scalar(x[k], inverse) + 128);
     }
   }
 };
@@ -55,20 +49,12 @@ constexpr KernelTable kAvxVnniTable = MakeTable<AvxVnniOps>(CpuIsa::kAvxVnni);
 
 }  // namespace
 }  // namespace embsum::scoring::internal
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+EMBSUM_KERNEL_TARGET_END()
 
-namespace embsum::scoring::internal {
-const KernelTable* AvxVnniKernelTable() { return &kAvxVnniTable; }
-}  // namespace embsum::scoring::internal
+EMBSUM_KERNEL_TABLE(AvxVnniKernelTable, kAvxVnniTable)
 
-#else  // not x86-64 GCC or Clang
+#else  // not EMBSUM_KERNELS_X86
 
-namespace embsum::scoring::internal {
-const KernelTable* AvxVnniKernelTable() { return nullptr; }
-}  // namespace embsum::scoring::internal
+EMBSUM_KERNEL_TABLE_ABSENT(AvxVnniKernelTable)
 
 #endif

@@ -5,7 +5,8 @@
 #define EMBSUM_SCORING_INTERNAL_OPS_AVX512_INL_H_
 
 #ifndef EMBSUM_SCORING_INTERNAL_ACCESS
-#error "scoring/internal/ is private to embsum::scoring: include scoring/'s public headers, or link embsum::scoring_internal (tests, benchmarks)"
+#error \
+    "scoring/internal/ is private to embsum::scoring: include scoring/'s public headers, or link embsum::scoring_internal (tests, benchmarks)"
 #endif
 
 namespace embsum::scoring::internal {
