@@ -178,8 +178,11 @@ class RankerCore {
   ServerMetrics* metrics_;
 };
 
-// An id of docs/design.md section 3: 1..256 bytes of UTF-8 without control
-// characters. `what` names the field in the error ("user_id").
+// The longest id of docs/design.md section 3, in bytes.
+inline constexpr size_t kMaxIdBytes = 256;
+
+// An id of docs/design.md section 3: 1..kMaxIdBytes bytes of UTF-8 without
+// control characters. `what` names the field in the error ("user_id").
 absl::Status ValidateId(const std::string& id, const std::string& what);
 
 }  // namespace embsum::server
