@@ -47,9 +47,13 @@ struct RankerCoreOptions {
   uint32_t ann_oversample = 4;
   // The recall TuneRetrieve aims for at k = 10 and k = 100: the mean over
   // the sampled users must reach halfway between this and 1 (a margin for
-  // the users it did not sample) and the 1st-percentile sampled user must
-  // reach it. 0 turns tuning off (the fixed ann_oversample setting).
+  // the users it did not sample), and the 1st-percentile sampled user
+  // retrieve_tail_target. 0 turns tuning off (the fixed ann_oversample
+  // setting).
   double retrieve_recall_target = 0.99;
+  // The recall@10 and @100 the 1st-percentile sampled user must reach
+  // (capped at retrieve_recall_target); 0 = retrieve_recall_target.
+  double retrieve_tail_target = 0.95;
   // Users the tuner samples at random (all when fewer); each costs a full
   // scan. At least 256 to see a 1% tail.
   uint32_t retrieve_tune_users = 256;

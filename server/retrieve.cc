@@ -475,7 +475,7 @@ absl::StatusOr<RetrieveTuning> RankerCore::TuneRetrieveImpl(
   const store::ItemSnapshot::AnnShape shape = snapshot->ann_shape();
   const store::ModelManifest& manifest = model->manifest();
   const std::vector<uint32_t> mean_probes =
-      ProbeChoices(shape.ivf, shape.lists, 256);
+      ProbeChoices(shape.ivf, shape.lists, 64);
   const std::vector<uint32_t> code_probes =
       shape.code_index ? ProbeChoices(shape.code_ivf, shape.code_lists, 8)
                        : std::vector<uint32_t>{};
@@ -494,7 +494,10 @@ absl::StatusOr<RetrieveTuning> RankerCore::TuneRetrieveImpl(
   space.user_codes = manifest.user_codes;
   space.item_codes = manifest.item_codes;
   space.live_items = live_items;
-  space.tail_target = options_.retrieve_recall_target;
+  space.tail_target = options_.retrieve_tail_target > 0
+                          ? std::min(options_.retrieve_tail_target,
+                                     options_.retrieve_recall_target)
+                          : options_.retrieve_recall_target;
   space.mean_target = options_.retrieve_recall_target +
                       (1.0 - options_.retrieve_recall_target) / 2;
   space.scan_items =
@@ -531,8 +534,7 @@ absl::StatusOr<RetrieveTuning> RankerCore::TuneRetrieveImpl(
         " min ", chosen.at_10.min, ", recall@100 mean ", chosen.at_100.mean,
         " p1 ", chosen.at_100.p1, " min ", chosen.at_100.min, " on ",
         chosen.users, " random users (seed ", seed, "; target ",
-        options_.retrieve_recall_target, " for p1, ", space.mean_target,
-        " for the mean",
+        space.tail_target, " for p1, ", space.mean_target, " for the mean",
         chosen.met_target ? ")" : ", NOT met: best setting tried)", "; scans ",
         truth_seconds, " s, total ", SecondsSince(started),
         " s; per search: mean ",

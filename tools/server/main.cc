@@ -50,6 +50,10 @@ ABSL_FLAG(uint32_t, retrieve_tune_users, 256,
           "Users the Retrieve tuner draws at random (all when fewer; each "
           "costs one full scan, in the background after start-up and "
           "reload).");
+ABSL_FLAG(double, retrieve_tail_target, 0.95,
+          "The recall@10 and @100 the Retrieve tuner requires of the "
+          "1st-percentile sampled user (at most --retrieve_recall_target; "
+          "0 = that target).");
 ABSL_FLAG(uint64_t, retrieve_tune_seed, 0,
           "Seed of the Retrieve tuner's user sample; 0 draws one (logged).");
 ABSL_FLAG(double, retrieve_shadow_rate, 0.001,
@@ -208,6 +212,7 @@ int main(int argc, char** argv) {
       absl::GetFlag(FLAGS_retrieve_recall_target);
   server.core.retrieve_tune_users = absl::GetFlag(FLAGS_retrieve_tune_users);
   server.core.retrieve_tune_seed = absl::GetFlag(FLAGS_retrieve_tune_seed);
+  server.core.retrieve_tail_target = absl::GetFlag(FLAGS_retrieve_tail_target);
   server.core.retrieve_shadow_rate = shadow_rate;
   server.core.retrieve_widen_factor =
       absl::GetFlag(FLAGS_retrieve_widen_factor);
