@@ -258,22 +258,23 @@ RetrieveTuning ChooseSetting(const RankTable& table, const TunerSpace& space) {
       for (size_t cp = 0; cp < code_probe_choices; ++cp) {
         for (size_t e = 0; e < eighth_choices; ++e) {
           const uint32_t eighths = codes > 0 ? kCodeEighths[e] : 0;
-          auto depths = [&](uint32_t k, uint32_t factor) {
+          // `mult` deepens the per-code lists at small k (code_extra).
+          auto depths = [&](uint32_t k, uint32_t factor, uint32_t mult) {
             TableSetting s;
             s.mean_probe = p;
             s.code_probe = cp;
             s.code_count = c;
             s.fetch = std::min<uint64_t>(uint64_t{k} * factor, max_fetch_items);
-            s.per_code = codes > 0 ? (uint64_t{k} * eighths + 7) / 8 : 0;
+            s.per_code = codes > 0 ? (uint64_t{k} * eighths + 7) / 8 * mult : 0;
             return s;
           };
           // Smallest fetch factor meeting both targets at k (recall grows
           // with the fetch), or 0 when none does; `tail` gets the best
           // 1st-percentile recall seen.
-          auto smallest = [&](uint32_t k, double* tail) {
+          auto smallest = [&](uint32_t k, uint32_t mult, double* tail) {
             for (uint32_t f : kFetchFactors) {
               const RecallSummary r =
-                  SummariseRecalls(UserRecalls(table, depths(k, f), k));
+                  SummariseRecalls(UserRecalls(table, depths(k, f, mult), k));
               *tail = std::max(*tail, r.p1);
               if (r.mean >= space.mean_target && r.p1 >= space.tail_target) {
                 return f;
@@ -282,14 +283,31 @@ RetrieveTuning ChooseSetting(const RankTable& table, const TunerSpace& space) {
             return 0u;
           };
           double tail_small = 0, tail_large = 0;
-          const uint32_t f_large = smallest(kLargeK, &tail_large);
-          const uint32_t f_small =
-              f_large == 0 ? 0 : smallest(kSmallK, &tail_small);
+          const uint32_t f_large = smallest(kLargeK, 1, &tail_large);
+          // At k = 10 the per-code lists may go deeper than k*eighths/8
+          // (the cheapest pair of fetch factor and depth multiple).
+          uint32_t f_small = 0, mult_small = 1;
+          if (f_large != 0) {
+            double cheapest = std::numeric_limits<double>::infinity();
+            for (uint32_t mult : {1u, 2u, 4u, 8u, 16u, 32u}) {
+              if (mult > 1 && codes == 0) break;
+              const uint32_t f = smallest(kSmallK, mult, &tail_small);
+              if (f == 0) continue;
+              const double cost =
+                  SettingCost(space, table, depths(kSmallK, f, mult));
+              if (cost < cheapest) {
+                cheapest = cost;
+                f_small = f;
+                mult_small = mult;
+              }
+            }
+          }
           RetrieveTuning t;
           t.nprobe = table.mean_probes.empty() ? 0 : table.mean_probes[p];
           t.codes = codes;
           t.code_eighths = eighths;
-          t.code_extra = 0;
+          t.code_extra =
+              codes > 0 ? (kSmallK * eighths + 7) / 8 * (mult_small - 1) : 0;
           t.code_nprobe = codes > 0 && have_codes ? table.code_probes[cp] : 0;
           if (f_large == 0 || f_small == 0) {
             // Not met: remember the setting with the best tail as the
@@ -298,19 +316,30 @@ RetrieveTuning ChooseSetting(const RankTable& table, const TunerSpace& space) {
             if (best_cost == std::numeric_limits<double>::infinity() &&
                 tail > best_tail) {
               best_tail = tail;
-              t.fetch_factor = kFetchFactors[std::size(kFetchFactors) - 1];
+              // The deepest fetch that is still no scan.
+              t.fetch_factor = kFetchFactors[0];
               t.fetch_extra = 0;
+              for (uint32_t f : kFetchFactors) {
+                RetrieveTuning deeper = t;
+                deeper.fetch_factor = f;
+                if (space.scan_items > 0 &&
+                    static_cast<double>(deeper.MaxCandidates(kLargeK)) >=
+                        space.scan_items) {
+                  break;
+                }
+                t.fetch_factor = f;
+              }
               best = t;
             }
             continue;
           }
           t.fetch_factor = f_large;
           t.fetch_extra = f_small > f_large ? kSmallK * (f_small - f_large) : 0;
-          TableSetting at_small = depths(kSmallK, 0);
+          TableSetting at_small = depths(kSmallK, 0, 1);
           at_small.fetch =
               std::min<uint64_t>(t.Fetch(kSmallK), max_fetch_items);
           at_small.per_code = t.PerCode(kSmallK);
-          TableSetting at_large = depths(kLargeK, 0);
+          TableSetting at_large = depths(kLargeK, 0, 1);
           at_large.fetch =
               std::min<uint64_t>(t.Fetch(kLargeK), max_fetch_items);
           at_large.per_code = t.PerCode(kLargeK);
