@@ -68,9 +68,10 @@ class ItemSnapshot {
   // for `user`. First up to `query.k` rows by the mean-vector proxy, best
   // first: the score under uniform attention, mean_i(a_i) . mean_j(b_j),
   // the user's mean UPE row searched against each item's mean CPE row (IVF
-  // above AnnOptions::flat_max_items, exact flat below); then the rows of
-  // the per-interest lists (below); then every live row upserted since the
-  // main index was built (at most about AnnOptions::tail_max_rows).
+  // above AnnOptions::flat_max_items, exact flat below and for recent
+  // upserts). With query.codes > 0, then the rows of the per-interest lists
+  // (below) and every live row upserted since the main index was built (at
+  // most about AnnOptions::tail_max_rows).
   // query.nprobe > 0 overrides AnnOptions::ivf_probes for this search.
   // Memory: O(query.k) per call.
   //

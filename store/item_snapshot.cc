@@ -45,7 +45,7 @@ absl::Status SnapshotImpl::AnnCandidateLists(const scoring::UserView& user,
   }
   if (map_.empty()) return absl::OkStatus();
   const uint32_t k = query.k;
-  if (k > 0 && main_ann_ != nullptr) {
+  if (k > 0 && (main_ann_ != nullptr || !tail_ann_.empty())) {
     // The query: the user's mean UPE row (the index holds each item's mean
     // CPE row; see ItemSnapshot::AnnCandidates).
     std::vector<float> mean(user.dim, 0.0f);
@@ -57,11 +57,20 @@ absl::Status SnapshotImpl::AnnCandidateLists(const scoring::UserView& user,
     absl::flat_hash_map<uint32_t, float> best;
     // Rows deleted since the main index was built still sit in it:
     // over-fetch by their number so k live rows remain.
-    const size_t dead = main_ann_->items() - main_live_;
-    const size_t per_query = size_t{k} + dead;
-    best.reserve(per_query * 2);
-    RETURN_IF_ERROR(main_ann_->Search(mean, 1, per_query, query.nprobe,
+    if (main_ann_ != nullptr) {
+      const size_t dead = main_ann_->items() - main_live_;
+      const size_t per_query = size_t{k} + dead;
+      best.reserve(per_query * 2);
+      RETURN_IF_ERROR(main_ann_->Search(mean, 1, per_query, query.nprobe,
+                                        search_threads_, &best));
+    }
+    for (const auto& segment : tail_ann_) {
+      // Recent upserts compete by the same proxy. Segments are small exact
+      // indexes whose dead count is not kept: fetch every row of a segment
+      // (the flat search scores them all anyway).
+      RETURN_IF_ERROR(segment->Search(mean, 1, segment->items(), query.nprobe,
                                       search_threads_, &best));
+    }
     std::vector<std::pair<float, uint32_t>> hits;
     hits.reserve(best.size());
     for (const auto& [row, score] : best) {
@@ -141,7 +150,9 @@ absl::Status SnapshotImpl::AnnCandidates(const scoring::UserView& user,
   rows->clear();
   AnnLists lists;
   RETURN_IF_ERROR(AnnCandidateLists(user, query, &lists));
-  if (lists.codes.empty() && lists.recent.empty()) {
+  if (lists.codes.empty()) {
+    // Mean-vector candidates only: up to k, best first, recent upserts
+    // ranked among them by the same proxy.
     *rows = std::move(lists.mean);
     return absl::OkStatus();
   }
