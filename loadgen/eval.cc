@@ -207,6 +207,7 @@ LatencySummary Summarise(std::vector<double> seconds) {
   };
   s.p50_seconds = at(0.5);
   s.p90_seconds = at(0.9);
+  s.p99_seconds = at(0.99);
   s.max_seconds = seconds.back();
   return s;
 }
@@ -227,6 +228,7 @@ absl::StatusOr<RetrievalResult> EvaluateRetrieval(
   result.mean_recall.assign(options.ks.size(), 0.0);
   result.min_recall.assign(options.ks.size(), 1.0);
   std::vector<double> approx_seconds, exact_seconds;
+  std::vector<std::vector<double>> per_user(options.ks.size());
   double approx_scored = 0, exact_scored = 0;
   for (const std::string& user : user_ids) {
     if (result.users >= options.users) break;
@@ -271,6 +273,7 @@ absl::StatusOr<RetrievalResult> EvaluateRetrieval(
         recall = static_cast<double>(hit) / static_cast<double>(want);
       }
       result.mean_recall[i] += recall;
+      per_user[i].push_back(recall);
       result.min_recall[i] = std::min(result.min_recall[i], recall);
     }
     exact_seconds.push_back(exact_time);
@@ -287,6 +290,16 @@ absl::StatusOr<RetrievalResult> EvaluateRetrieval(
   }
   const double n = static_cast<double>(result.users);
   for (double& r : result.mean_recall) r /= n;
+  for (std::vector<double>& recalls : per_user) {
+    std::sort(recalls.begin(), recalls.end());
+    auto nearest_rank = [&](double q) {
+      const size_t rank = static_cast<size_t>(
+          std::ceil(q * static_cast<double>(recalls.size())));
+      return recalls[std::clamp<size_t>(rank, 1, recalls.size()) - 1];
+    };
+    result.p1_recall.push_back(nearest_rank(0.01));
+    result.p5_recall.push_back(nearest_rank(0.05));
+  }
   result.mean_scored_items_exact = exact_scored / n;
   result.mean_scored_items_approximate = approx_scored / n;
   result.exact = Summarise(exact_seconds);
@@ -352,25 +365,31 @@ absl::StatusOr<RetrievalResult> RunRetrievalEval(
 std::string RetrievalText(const RetrievalResult& r) {
   std::string out;
   for (size_t i = 0; i < r.ks.size(); ++i) {
-    absl::StrAppendFormat(&out, "recall@%d: %.4f (min %.2f)\n", r.ks[i],
-                          r.mean_recall[i], r.min_recall[i]);
+    absl::StrAppendFormat(
+        &out, "recall@%d: %.4f (p1 %.2f, p5 %.2f, min %.2f)\n", r.ks[i],
+        r.mean_recall[i], i < r.p1_recall.size() ? r.p1_recall[i] : 0.0,
+        i < r.p5_recall.size() ? r.p5_recall[i] : 0.0, r.min_recall[i]);
   }
   auto latency = [&](const char* name, const LatencySummary& l, double scored) {
     absl::StrAppendFormat(&out,
-                          "%s: mean %.2f ms, p50 %.2f ms, p90 %.2f ms, max "
-                          "%.2f ms; %.0f items scored\n",
+                          "%s: mean %.2f ms, p50 %.2f ms, p90 %.2f ms, p99 "
+                          "%.2f ms, max %.2f ms; %.0f items scored\n",
                           name, l.mean_seconds * 1e3, l.p50_seconds * 1e3,
-                          l.p90_seconds * 1e3, l.max_seconds * 1e3, scored);
+                          l.p90_seconds * 1e3, l.p99_seconds * 1e3,
+                          l.max_seconds * 1e3, scored);
   };
   latency("default", r.approximate, r.mean_scored_items_approximate);
   latency("exact", r.exact, r.mean_scored_items_exact);
   absl::StrAppendFormat(
       &out,
-      "latency ratio default/exact: %.3f\nusers: %d evaluated, %d unknown; "
+      "latency ratio default/exact: mean %.3f, p99 %.3f\nusers: %d evaluated, "
+      "%d unknown; "
       "%d default answers certified exact; catalogue %d items\n",
       r.exact.mean_seconds > 0
           ? r.approximate.mean_seconds / r.exact.mean_seconds
           : 0.0,
+      r.exact.p99_seconds > 0 ? r.approximate.p99_seconds / r.exact.p99_seconds
+                              : 0.0,
       r.users, r.skipped_unknown_user, r.certified_approximate,
       r.catalogue_items);
   return out;

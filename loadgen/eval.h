@@ -65,14 +65,18 @@ struct RetrievalOptions {
 };
 
 struct LatencySummary {
-  double mean_seconds = 0, p50_seconds = 0, p90_seconds = 0, max_seconds = 0;
+  double mean_seconds = 0, p50_seconds = 0, p90_seconds = 0, p99_seconds = 0,
+         max_seconds = 0;
 };
 
 struct RetrievalResult {
   std::vector<uint32_t> ks;
   std::vector<double> mean_recall;  // per k
   std::vector<double> min_recall;   // per k
-  uint64_t users = 0;               // evaluated
+  // Nearest-rank 1st and 5th percentile users, per k.
+  std::vector<double> p1_recall;
+  std::vector<double> p5_recall;
+  uint64_t users = 0;  // evaluated
   uint64_t skipped_unknown_user = 0;
   LatencySummary approximate, exact;
   double mean_scored_items_approximate = 0;

@@ -253,6 +253,7 @@ int RunApp(const AppOptions& options) {
   store::DataDirOptions data_options;
   data_options.items.dtype = options.item_dtype;
   data_options.items.ann.gpu = options.ann_gpu;
+  data_options.items.ann.code_index = options.ann_code_index;
   data_options.items.ann.gpu_log = [](std::string_view level,
                                       std::string_view message) {
     LogEvent(std::string(level), "ann_gpu",

@@ -52,6 +52,9 @@ struct AppOptions {
   // ANN index for Retrieve on the GPU where FAISS has GPU support (kAuto:
   // when a device is present) or on the CPU (kOff).
   store::AnnOptions::Gpu ann_gpu = store::AnnOptions::Gpu::kAuto;
+  // The per-interest ANN index's storage (--ann_code_index).
+  store::AnnOptions::CodeIndex ann_code_index =
+      store::AnnOptions::CodeIndex::kInt8;
   // HOST:PORT for GET /metrics; empty disables it.
   std::string metrics_listen = "0.0.0.0:9464";
   ServerOptions server;

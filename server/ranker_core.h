@@ -9,9 +9,11 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -22,6 +24,7 @@
 #include "embsum/v1/ranking.pb.h"
 #include "scoring/scorer.h"
 #include "server/rank_timings.h"
+#include "server/retrieve_tuner.h"
 #include "server/server_metrics.h"
 #include "server/serving_model.h"
 #include "store/item_catalog.h"
@@ -43,12 +46,31 @@ struct RankerCoreOptions {
   // target the tuner sets both (and the IVF probes) at start-up; without
   // one, fetch_factor = ann_oversample and fetch_extra = 0.
   uint32_t ann_oversample = 4;
-  // Mean recall@10 and recall@100 against the exact top k that TuneRetrieve
-  // aims for; it tunes for halfway between this and 1 on
-  // retrieve_tune_users sampled users (each costs a full scan), a margin
-  // for the users it did not sample. 0 turns tuning off.
+  // The recall TuneRetrieve aims for at k = 10 and k = 100: the mean over
+  // the sampled users must reach halfway between this and 1 (a margin for
+  // the users it did not sample), and the 1st-percentile sampled user
+  // retrieve_tail_target. 0 turns tuning off (the fixed ann_oversample
+  // setting).
   double retrieve_recall_target = 0.99;
-  uint32_t retrieve_tune_users = 64;
+  // The recall@10 and @100 the 1st-percentile sampled user must reach
+  // (capped at retrieve_recall_target); 0 = retrieve_recall_target.
+  double retrieve_tail_target = 0.95;
+  // Users the tuner samples at random (all when fewer); each costs a full
+  // scan. At least 256 to see a 1% tail.
+  uint32_t retrieve_tune_users = 256;
+  // Seed of the tuner's sample; 0 draws one (logged either way).
+  uint64_t retrieve_tune_seed = 0;
+  // Adaptive depth: when at least retrieve_widen_share of a call's top k
+  // came from the second half of the candidate lists that found them (by
+  // proxy rank), the lists are searched retrieve_widen_factor times deeper
+  // and the new candidates scored (once per call, within the scan
+  // fraction). Factor <= 1 turns it off.
+  uint32_t retrieve_widen_factor = 4;
+  double retrieve_widen_share = 0.3;
+  // Fraction of default Retrieve calls re-answered off the request path by
+  // an exact scan (one shadow thread, a queue of 4, a scan slot taken only
+  // when free) to record embsum_retrieve_shadow_recall. 0 = none.
+  double retrieve_shadow_rate = 0.001;
   // The default path answers with a full scan (certified exact) when it
   // would rerank more than this fraction of the live items.
   double retrieve_scan_fraction = 0.2;
@@ -64,17 +86,6 @@ struct RankerCoreOptions {
   std::function<void(const std::string&)> log;
 };
 
-// What TuneRetrieve chose and measured.
-struct RetrieveTuning {
-  uint32_t nprobe = 0;  // IVF probes per search (0: the index's default)
-  uint32_t fetch_factor = 4;
-  uint32_t fetch_extra = 0;
-  double recall_at_10 = 0;  // mean over the sample, with these settings
-  double recall_at_100 = 0;
-  uint32_t users = 0;  // users sampled
-  bool met_target = false;
-};
-
 class RankerCore {
  public:
   // Everything must outlive the core. metrics may be null (no metrics).
@@ -83,6 +94,9 @@ class RankerCore {
   // one response. models may be null for a core that only validates.
   RankerCore(const RankerCoreOptions& options, const ModelSlot* models,
              const scoring::Scorer* scorer, ServerMetrics* metrics);
+  // Stops the background tuner and the shadow thread (waits for the work
+  // in hand: at most one user's scan).
+  ~RankerCore();
 
   // Checks that need no store access (run on the gRPC thread before
   // admission): empty user id, too many candidates, bad k.
@@ -97,13 +111,25 @@ class RankerCore {
                         v1::RetrieveResponse* response) const;
   void GetModelInfo(v1::ModelInfo* info) const;
 
-  // Chooses the ANN search parameters of the default Retrieve path for
-  // `model` (the published one when null) from the recall target: the
-  // cheapest (nprobe, fetch_factor, fetch_extra) whose mean recall@10 and
-  // @100 on sampled users reach it (truth: full scans). Logs and returns
-  // the choice; later Retrieves use it. No-op (current settings) when the
-  // target is 0. Safe to call while serving.
+  // Chooses the ANN search setting of the default Retrieve path for
+  // `model` (the published one when null) from the recall target, in the
+  // steps of server/retrieve_tuner.h: retrieve_tune_users users drawn at
+  // random (seed logged), their exact top 100 by full scans, then the
+  // cheapest setting (mean-vector probes and depth, user codes, per-code
+  // depth and probes) whose mean and 1st-percentile user recall@10 and
+  // @100 reach the target. Logs and publishes the choice; later Retrieves
+  // use it. No-op (current settings) when the target is 0. Safe to call
+  // while serving; blocks the caller for the whole run.
   absl::StatusOr<RetrieveTuning> TuneRetrieve(const ServingModel* model);
+  // TuneRetrieve(model) on a background thread (a running one is stopped
+  // first). Until it publishes, Retrieve serves the previous model's
+  // setting or, before any, the safe setting: an exact scan when a scan
+  // slot is free, else the untuned ann_oversample setting.
+  void StartRetrieveTuning(std::shared_ptr<const ServingModel> model);
+  // Blocks until no background tuning runs (tests, shutdown).
+  void WaitForRetrieveTuning();
+  // Blocks until every queued shadow scan has been recorded (tests).
+  void WaitForShadowScans();
   RetrieveTuning retrieve_tuning() const;
 
   // Atomic: every record is validated first (the error names the record by
@@ -161,16 +187,51 @@ class RankerCore {
   absl::Status FullScan(const scoring::UserView& user,
                         const store::ItemSnapshot& snapshot, uint32_t want,
                         std::vector<scoring::ScoredRow>* best) const;
-  // ANN candidates (`fetch` of them) reranked exactly, sorted.
-  absl::Status AnnTopK(const scoring::UserView& user,
-                       const store::ItemSnapshot& snapshot, uint32_t fetch,
-                       uint32_t nprobe, uint32_t want,
-                       const absl::flat_hash_set<uint32_t>& excluded,
-                       std::vector<scoring::ScoredRow>* best,
-                       uint64_t* scored) const;
+
+  // The first ANN candidates scored for `setting` and their proxy depths
+  // (see retrieve.cc), rescored exactly, then widened once when the top k
+  // came mostly from the far end of the lists.
+  absl::Status SettingTopK(const scoring::UserView& user,
+                           const store::ItemSnapshot& snapshot,
+                           const RetrieveSetting& setting, uint32_t k,
+                           uint64_t scan_items,
+                           const absl::flat_hash_set<uint32_t>& excluded,
+                           std::vector<scoring::ScoredRow>* best,
+                           uint64_t* scored) const;
+  // Takes a scan slot when one is free (always for small snapshots);
+  // false when all are busy. Release with ReleaseScanSlot(true) when taken.
+  bool TryScanSlot(const store::ItemSnapshot& snapshot, bool* counted) const;
+  void ReleaseScanSlot(bool counted) const;
+  // A served default answer, queued for a shadow scan.
+  struct ShadowJob {
+    std::shared_ptr<const ServingModel> model;
+    std::shared_ptr<const store::ItemSnapshot> snapshot;
+    store::UserEmbedding user;
+    uint32_t k = 0;
+    absl::flat_hash_set<uint32_t> excluded;
+    std::vector<uint32_t> served;  // rows answered, best first
+  };
+  void MaybeShadow(const std::shared_ptr<const ServingModel>& model,
+                   const std::shared_ptr<const store::ItemSnapshot>& snapshot,
+                   const store::UserEmbedding& user, uint32_t k,
+                   const absl::flat_hash_set<uint32_t>& excluded,
+                   const std::vector<scoring::ScoredRow>& served) const;
+  void ShadowLoop() const;
+  absl::StatusOr<RetrieveTuning> TuneRetrieveImpl(
+      const ServingModel* model, const std::atomic<bool>* stop);
 
   RankerCoreOptions options_;
   mutable std::atomic<uint32_t> scans_running_{0};
+  // Background tuning.
+  absl::Mutex tuner_mu_;
+  std::thread tuner_ ABSL_GUARDED_BY(tuner_mu_);
+  std::atomic<bool> tuner_stop_{false};
+  // Shadow scans: one thread, started on first use.
+  mutable absl::Mutex shadow_mu_;
+  mutable std::deque<ShadowJob> shadow_queue_ ABSL_GUARDED_BY(shadow_mu_);
+  mutable bool shadow_busy_ ABSL_GUARDED_BY(shadow_mu_) = false;
+  mutable bool shadow_stop_ ABSL_GUARDED_BY(shadow_mu_) = false;
+  mutable std::thread shadow_thread_ ABSL_GUARDED_BY(shadow_mu_);
   mutable absl::Mutex tuning_mu_;
   RetrieveTuning tuning_ ABSL_GUARDED_BY(tuning_mu_);
   const ModelSlot* models_;

@@ -133,14 +133,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   }
   server->core_ = std::make_unique<RankerCore>(
       options.core, server->models_.get(), scorer, server->metrics_.get());
-  // Retrieve's ANN parameters from the recall target (logged by the core);
-  // a failure keeps the untuned settings and is logged, not fatal.
-  if (absl::StatusOr<RetrieveTuning> tuned =
-          server->core_->TuneRetrieve(nullptr);
-      !tuned.ok() && options.core.log) {
-    options.core.log(
-        absl::StrCat("retrieve tuner failed: ", tuned.status().ToString()));
-  }
+  // Retrieve's ANN setting from the recall target, tuned in the background
+  // (logged by the core; a failure keeps the safe setting and is logged).
+  // Meanwhile Retrieve serves the safe setting (RankerCore::
+  // StartRetrieveTuning), so start-up does not wait for the tuner's scans.
+  server->core_->StartRetrieveTuning(server->models_->Current());
   server->pool_ = std::make_unique<WorkerPool>(WorkerPoolOptions{
       .threads = server->workers_,
       .queue_capacity = options.queue_size,
@@ -184,10 +181,9 @@ Server::~Server() { Shutdown(absl::ZeroDuration()); }
 std::shared_ptr<const ServingModel> Server::SwapModel(
     std::shared_ptr<const ServingModel> next) {
   const std::string version = next->manifest().model_version;
-  if (absl::StatusOr<RetrieveTuning> tuned = core_->TuneRetrieve(next.get());
-      !tuned.ok()) {
-    (void)tuned;  // keeps the previous model's settings
-  }
+  // The previous model's Retrieve setting serves the new model until the
+  // background tuner publishes one for it.
+  std::shared_ptr<const ServingModel> tune = next;
   const scoring::DType dtype = next->items().Current()->arena().layout().dtype;
   std::shared_ptr<const ServingModel> previous =
       models_->Publish(std::move(next));
@@ -195,6 +191,7 @@ std::shared_ptr<const ServingModel> Server::SwapModel(
   // The loader re-measured the scorer's dispatch on the new model.
   metrics_->SetScorerKernel(std::string(scoring::DTypeName(dtype)),
                             core_->scorer().kernel_info(dtype));
+  core_->StartRetrieveTuning(std::move(tune));
   return previous;
 }
 

@@ -92,6 +92,28 @@ ServerMetrics::ServerMetrics(metrics::Registry* registry,
                           {10, 100, 1000, 2000, 5000, 10000, 20000, 50000,
                            100000, 200000, 500000, 1000000, 10000000})
            .WithLabels({});
+  retrieve_shadow_recall_ =
+      &registry
+           ->AddHistogram(
+               "embsum_retrieve_shadow_recall",
+               "recall@k of sampled default Retrieve answers against an "
+               "exact scan (--retrieve_shadow_rate).",
+               {}, {0.1, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 1})
+           .WithLabels({});
+  retrieve_shadow_skipped_ =
+      &registry
+           ->AddCounter("embsum_retrieve_shadow_skipped_total",
+                        "Retrieve calls sampled for a shadow scan but not "
+                        "checked: the shadow queue or the scan slots were "
+                        "busy.")
+           .WithLabels({});
+  retrieve_widened_ =
+      &registry
+           ->AddCounter("embsum_retrieve_widened_total",
+                        "Default Retrieve calls widened and rescored because "
+                        "their top k came mostly from the far end of the "
+                        "candidate lists.")
+           .WithLabels({});
   scoring_seconds_ =
       &registry
            ->AddHistogram("embsum_scoring_seconds",

@@ -63,6 +63,20 @@ class ServerMetrics {
   metrics::Histogram& retrieve_scored_items() {
     return *retrieve_scored_items_;
   }
+  // embsum_retrieve_shadow_recall: recall@k of a served default Retrieve
+  // against an exact scan of the same snapshot, for the calls sampled by
+  // --retrieve_shadow_rate (scanned off the request path).
+  metrics::Histogram& retrieve_shadow_recall() {
+    return *retrieve_shadow_recall_;
+  }
+  // embsum_retrieve_shadow_skipped_total: sampled calls not checked (the
+  // shadow queue or every scan slot was busy).
+  metrics::Counter& retrieve_shadow_skipped() {
+    return *retrieve_shadow_skipped_;
+  }
+  // embsum_retrieve_widened_total: default Retrieves whose top k came
+  // mostly from the far end of the candidate lists and were widened.
+  metrics::Counter& retrieve_widened() { return *retrieve_widened_; }
   // embsum_scoring_seconds{backend}: time inside the scorer per request.
   metrics::Histogram& scoring_seconds() { return *scoring_seconds_; }
   // embsum_rank_phase_seconds{phase}: one observation per phase of a
@@ -129,6 +143,9 @@ class ServerMetrics {
   RpcMetrics delete_items_;
   metrics::Histogram* rank_candidates_;
   metrics::Histogram* retrieve_scored_items_;
+  metrics::Histogram* retrieve_shadow_recall_;
+  metrics::Counter* retrieve_shadow_skipped_;
+  metrics::Counter* retrieve_widened_;
   metrics::Histogram* scoring_seconds_;
   metrics::Histogram* phase_user_;
   metrics::Histogram* phase_lookup_;

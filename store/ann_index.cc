@@ -10,6 +10,7 @@
 #include "faiss/IndexFlat.h"
 #include "faiss/IndexIDMap.h"
 #include "faiss/IndexIVFFlat.h"
+#include "faiss/IndexScalarQuantizer.h"
 #include "faiss/clone_index.h"
 
 namespace embsum::store::internal {
@@ -35,6 +36,132 @@ void MergeBest(std::span<const float> distances,
 }  // namespace
 
 AnnIndex::~AnnIndex() = default;
+
+uint64_t AnnIndex::code_rows() const {
+  return codes_ != nullptr ? static_cast<uint64_t>(codes_->ntotal) : 0;
+}
+
+// The per-interest index: all n CPE rows of each item in `rows`, labelled by
+// the item's row. May throw (FAISS errors), like the rest of Build.
+void AnnIndex::BuildCodes(const scoring::ItemArena& arena,
+                          const std::vector<uint32_t>& rows,
+                          const AnnOptions& options, const AnnIndex* trained,
+                          AnnIndex* ann) {
+  const scoring::ArenaLayout& layout = arena.layout();
+  const uint32_t n = layout.item_codes;
+  const uint32_t d = layout.dim;
+  const size_t row_vectors = size_t{n} * d;
+  std::vector<float> keys(layout.has_keys ? row_vectors : 0);
+  // Reads items rows[first, first + count) as n vectors each.
+  auto read_items = [&](size_t first, size_t count, std::vector<float>* out,
+                        std::vector<FaissIdx>* labels) {
+    out->resize(count * row_vectors);
+    if (labels != nullptr) labels->resize(count * n);
+    for (size_t i = 0; i < count; ++i) {
+      const uint32_t row = rows[first + i];
+      arena.ReadRow(
+          row, std::span<float>(out->data() + i * row_vectors, row_vectors),
+          keys);
+      if (labels != nullptr) {
+        std::fill_n(labels->data() + i * n, n, static_cast<FaissIdx>(row));
+      }
+    }
+  };
+  faiss::ScalarQuantizer::QuantizerType qtype = faiss::ScalarQuantizer::QT_8bit;
+  if (options.code_index == AnnOptions::CodeIndex::kFp16) {
+    qtype = faiss::ScalarQuantizer::QT_fp16;
+  }
+  const bool fp32 = options.code_index == AnnOptions::CodeIndex::kFp32;
+  const size_t vectors = rows.size() * n;
+  const size_t bytes_per_vector =
+      fp32 ? 4 * d : (qtype == faiss::ScalarQuantizer::QT_fp16 ? 2 * d : d);
+  std::unique_ptr<faiss::Index> index;
+  if (!ann->ivf_) {
+    // Small catalogue: exact per-code search.
+    std::unique_ptr<faiss::Index> inner;
+    if (fp32) {
+      inner = std::make_unique<faiss::IndexFlatIP>(d);
+    } else {
+      inner = std::make_unique<faiss::IndexScalarQuantizer>(
+          d, qtype, faiss::METRIC_INNER_PRODUCT);
+    }
+    if (!inner->is_trained) {
+      // The scalar quantizer's value ranges, from evenly spaced items.
+      const size_t sample_items =
+          std::min(rows.size(),
+                   std::max<size_t>(1, options.train_sample / std::max(1u, n)));
+      std::vector<float> sample(sample_items * row_vectors);
+      for (size_t i = 0; i < sample_items; ++i) {
+        arena.ReadRow(
+            rows[i * rows.size() / sample_items],
+            std::span<float>(sample.data() + i * row_vectors, row_vectors),
+            keys);
+      }
+      inner->train(static_cast<FaissIdx>(sample_items * n), sample.data());
+    }
+    auto map = std::make_unique<faiss::IndexIDMap>(inner.release());
+    map->own_fields = true;
+    index = std::move(map);
+  } else {
+    std::unique_ptr<faiss::IndexIVF> ivf;
+    if (trained != nullptr && trained->codes_ != nullptr &&
+        trained->codes_ivf_) {
+      ivf.reset(dynamic_cast<faiss::IndexIVF*>(
+          faiss::clone_index(trained->codes_.get())));
+      if (ivf) ivf->reset();
+    }
+    if (!ivf) {
+      size_t lists = options.code_lists;
+      if (lists == 0) lists = static_cast<size_t>(std::sqrt(double(vectors)));
+      // Train on the rows of evenly spaced items, about 64 per list.
+      const size_t sample_vectors = std::clamp<size_t>(
+          64 * lists, n,
+          std::max<size_t>(n, std::min(vectors, options.train_sample)));
+      const size_t sample_items = std::max<size_t>(1, sample_vectors / n);
+      lists = std::clamp<size_t>(lists, 1, sample_items * n);
+      auto* quantizer = new faiss::IndexFlatIP(d);
+      if (fp32) {
+        ivf = std::make_unique<faiss::IndexIVFFlat>(
+            quantizer, d, lists, faiss::METRIC_INNER_PRODUCT);
+      } else {
+        ivf = std::make_unique<faiss::IndexIVFScalarQuantizer>(
+            quantizer, d, lists, qtype, faiss::METRIC_INNER_PRODUCT);
+      }
+      ivf->own_fields = true;
+      ivf->cp.niter = 10;
+      ivf->cp.max_points_per_centroid = 64;
+      ivf->cp.seed = 1234;
+      std::vector<float> sample(sample_items * row_vectors);
+      std::vector<float> one;
+      std::vector<uint32_t> picked(sample_items);
+      for (size_t i = 0; i < sample_items; ++i) {
+        picked[i] = rows[i * rows.size() / sample_items];
+      }
+      for (size_t i = 0; i < sample_items; ++i) {
+        arena.ReadRow(
+            picked[i],
+            std::span<float>(sample.data() + i * row_vectors, row_vectors),
+            keys);
+      }
+      ivf->train(static_cast<FaissIdx>(sample_items * n), sample.data());
+    }
+    ivf->nprobe = std::max<size_t>(1, options.ivf_probes);
+    ann->codes_ivf_ = true;
+    ann->code_lists_ = ivf->nlist;
+    index = std::move(ivf);
+  }
+  constexpr size_t kChunkItems = 512;
+  std::vector<float> chunk;
+  std::vector<FaissIdx> labels;
+  for (size_t first = 0; first < rows.size(); first += kChunkItems) {
+    const size_t count = std::min(kChunkItems, rows.size() - first);
+    read_items(first, count, &chunk, &labels);
+    index->add_with_ids(static_cast<FaissIdx>(count * n), chunk.data(),
+                        labels.data());
+  }
+  ann->code_bytes_ = vectors * (bytes_per_vector + sizeof(FaissIdx));
+  ann->codes_ = std::move(index);
+}
 
 absl::StatusOr<std::shared_ptr<const AnnIndex>> AnnIndex::Build(
     const scoring::ItemArena& arena, uint32_t begin, uint32_t end,
@@ -127,8 +254,13 @@ absl::StatusOr<std::shared_ptr<const AnnIndex>> AnnIndex::Build(
       }
       ivf->nprobe = std::max<size_t>(1, options.ivf_probes);
       ann->lists_ = ivf->nlist;
+      ann->probes_ = std::min(ivf->nprobe, ivf->nlist);
       add_all(ivf.get());
       ann->index_ = std::move(ivf);
+    }
+    if (!force_flat && options.code_index != AnnOptions::CodeIndex::kOff &&
+        !rows.empty()) {
+      BuildCodes(arena, rows, options, trained, ann.get());
     }
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("build ANN index: ", e.what()));
@@ -144,6 +276,40 @@ absl::StatusOr<std::shared_ptr<const AnnIndex>> AnnIndex::Build(
         options.gpu_log);
   }
   return std::shared_ptr<const AnnIndex>(std::move(ann));
+}
+
+absl::Status AnnIndex::SearchRaw(Which which, std::span<const float> queries,
+                                 uint32_t nq, size_t k, size_t nprobe,
+                                 int threads, std::vector<float>* distances,
+                                 std::vector<int64_t>* labels) const {
+  distances->clear();
+  labels->clear();
+  faiss::Index* index = which == Which::kMean ? index_.get() : codes_.get();
+  if (index == nullptr) {
+    return absl::FailedPreconditionError(
+        "ANN search: this index has no per-interest part");
+  }
+  if (index->ntotal == 0 || nq == 0 || k == 0) return absl::OkStatus();
+  k = std::min<size_t>(k, static_cast<size_t>(index->ntotal));
+  distances->resize(size_t{nq} * k);
+  labels->resize(size_t{nq} * k);
+  const bool is_ivf = which == Which::kMean ? ivf_ : codes_ivf_;
+  const size_t lists = which == Which::kMean ? lists_ : code_lists_;
+  const bool own_probes = is_ivf && nprobe > 0;
+  const int previous_threads = omp_get_max_threads();
+  if (threads > 0) omp_set_num_threads(threads);
+  try {
+    faiss::SearchParametersIVF params;
+    if (own_probes) params.nprobe = std::min(nprobe, lists);
+    index->search(nq, queries.data(), static_cast<FaissIdx>(k),
+                  distances->data(), labels->data(),
+                  own_probes ? &params : nullptr);
+  } catch (const std::exception& e) {
+    omp_set_num_threads(previous_threads);
+    return absl::InternalError(absl::StrCat("ANN search: ", e.what()));
+  }
+  omp_set_num_threads(previous_threads);
+  return absl::OkStatus();
 }
 
 absl::Status AnnIndex::Search(
@@ -192,6 +358,14 @@ absl::Status AnnIndex::Search(
 }  // namespace embsum::store::internal
 
 namespace embsum::store {
+
+std::optional<AnnOptions::CodeIndex> ParseAnnCodeIndex(std::string_view text) {
+  if (text == "int8") return AnnOptions::CodeIndex::kInt8;
+  if (text == "fp16") return AnnOptions::CodeIndex::kFp16;
+  if (text == "fp32") return AnnOptions::CodeIndex::kFp32;
+  if (text == "off") return AnnOptions::CodeIndex::kOff;
+  return std::nullopt;
+}
 
 std::optional<AnnOptions::Gpu> ParseAnnGpu(std::string_view text) {
   if (text == "auto") return AnnOptions::Gpu::kAuto;

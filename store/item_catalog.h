@@ -65,16 +65,29 @@ class ItemSnapshot {
   virtual uint64_t size() const = 0;
   // Monotonic snapshot number.
   virtual uint64_t version() const = 0;
-  // ANN candidates for Retrieve: up to `query.k` distinct live rows likely
-  // to score high for `user`, best first. The proxy is the score under
-  // uniform attention, mean_i(a_i) . mean_j(b_j): the user's mean UPE row
-  // searched against each item's mean CPE row (IVF above
-  // AnnOptions::flat_max_items, exact flat below and for recent upserts).
+  // ANN candidates for Retrieve: distinct live rows likely to score high
+  // for `user`. First up to `query.k` rows by the mean-vector proxy, best
+  // first: the score under uniform attention, mean_i(a_i) . mean_j(b_j),
+  // the user's mean UPE row searched against each item's mean CPE row (IVF
+  // above AnnOptions::flat_max_items, exact flat below and for recent
+  // upserts). With query.codes > 0, then the rows of the per-interest lists
+  // (below) and every live row upserted since the main index was built (at
+  // most about AnnOptions::tail_max_rows).
   // query.nprobe > 0 overrides AnnOptions::ivf_probes for this search.
   // Memory: O(query.k) per call.
+  //
+  // Per-interest candidates (query.codes > 0): besides the mean-vector
+  // search, the user's `codes` largest-norm UPE rows (all m when codes >=
+  // m) each search the per-interest index (AnnOptions::code_index) for
+  // their top `per_code` item rows (code_nprobe > 0 overrides its probes);
+  // the union is returned after the mean candidates, each list's rows in
+  // its own order. Memory: O(k + codes * per_code) per call.
   struct AnnQuery {
     uint32_t k = 0;
     uint32_t nprobe = 0;
+    uint32_t codes = 0;
+    uint32_t per_code = 0;
+    uint32_t code_nprobe = 0;
   };
   virtual absl::Status AnnCandidates(const scoring::UserView& user,
                                      const AnnQuery& query,
@@ -83,11 +96,32 @@ class ItemSnapshot {
                              std::vector<uint32_t>* rows) const {
     return AnnCandidates(user, AnnQuery{k, 0}, rows);
   }
+  // The candidate lists behind AnnCandidates, kept apart (for the tuner and
+  // for adaptive depth): `mean` up to query.k live rows by the mean-vector
+  // proxy, best first; `codes[c]` the distinct live rows found by the c-th
+  // user code searched (codes by norm, largest first), best first, up to
+  // query.per_code; `recent` the live rows of the recent-upsert segments
+  // (always candidates). A row may be in several lists.
+  struct AnnLists {
+    std::vector<uint32_t> mean;
+    std::vector<std::vector<uint32_t>> codes;
+    std::vector<uint32_t> recent;
+  };
+  virtual absl::Status AnnCandidateLists(const scoring::UserView& user,
+                                         const AnnQuery& query,
+                                         AnnLists* lists) const = 0;
   // Shape of the main ANN index (for tuning its search parameters).
   struct AnnShape {
     bool ivf = false;
-    size_t lists = 0;    // IVF lists; 0 for flat
-    uint64_t items = 0;  // items in the main index
+    size_t lists = 0;         // IVF lists; 0 for flat
+    size_t probes = 0;        // IVF probes of a search with nprobe 0
+    uint64_t items = 0;       // items in the main index
+    bool code_index = false;  // has a per-interest index
+    bool code_ivf = false;
+    size_t code_lists = 0;    // its IVF lists; 0 for exact
+    size_t code_probes = 0;   // its probes with code_nprobe 0
+    uint64_t code_rows = 0;   // vectors in it (n per item)
+    uint64_t code_bytes = 0;  // its size in memory, approximately
   };
   virtual AnnShape ann_shape() const = 0;
 };
@@ -104,6 +138,17 @@ struct AnnOptions {
   size_t ivf_probes = 16;
   // Items sampled to train IVF.
   size_t train_sample = 100000;
+  // The per-interest index (ItemSnapshot::AnnCandidateLists): every CPE row
+  // of every item (n per item, labelled by the item's row), searched with
+  // the user's individual codes. Its storage: kInt8 (FAISS 8-bit scalar
+  // quantizer, n*d bytes per item), kFp16 (2*n*d), kFp32 (4*n*d), each plus
+  // 8*n bytes of labels; kOff builds none (mean-vector candidates only).
+  // IVF with code_lists lists (0 = sqrt(n * items)) when the mean index is
+  // IVF, else exact. Only the main index has one: recent upserts are
+  // candidates whatever their score.
+  enum class CodeIndex { kOff, kFp32, kFp16, kInt8 };
+  CodeIndex code_index = CodeIndex::kInt8;
+  size_t code_lists = 0;
   // Upserted rows not yet in the main index are searched exactly in a small
   // side index; above this many (or 5% of the items) the main index is
   // rebuilt. Larger: cheaper upserts, slower Retrieve.
@@ -125,6 +170,10 @@ struct AnnOptions {
   // that builds or searches; must be thread-safe.
   std::function<void(std::string_view level, std::string_view message)> gpu_log;
 };
+
+// "int8", "fp16", "fp32" or "off" (the --ann_code_index flag); nullopt for
+// anything else.
+std::optional<AnnOptions::CodeIndex> ParseAnnCodeIndex(std::string_view text);
 
 // "auto" or "off" (the --ann_gpu flag); nullopt for anything else.
 std::optional<AnnOptions::Gpu> ParseAnnGpu(std::string_view text);

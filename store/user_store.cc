@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 #include <numeric>
+#include <random>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
@@ -388,6 +389,31 @@ class RocksDbUserStore : public UserStore {
       ids.push_back(it->key().ToString());
     }
     RETURN_IF_ERROR(FromRocksDb(it->status(), absl::StrCat(path_, ": scan")));
+    return ids;
+  }
+
+  absl::StatusOr<std::vector<std::string>> RandomSampleIds(
+      size_t n, uint64_t seed) const override {
+    // Reservoir sampling (each key kept with probability n / keys seen),
+    // then a shuffle so that the order carries no key order.
+    std::vector<std::string> ids;
+    if (n == 0) return ids;
+    std::mt19937_64 rng(seed);
+    std::unique_ptr<rocksdb::Iterator> it(
+        db_->NewIterator(rocksdb::ReadOptions(), handles_[0]));
+    uint64_t seen = 0;
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      ++seen;
+      if (ids.size() < n) {
+        ids.push_back(it->key().ToString());
+        continue;
+      }
+      const uint64_t slot =
+          std::uniform_int_distribution<uint64_t>(0, seen - 1)(rng);
+      if (slot < n) ids[slot] = it->key().ToString();
+    }
+    RETURN_IF_ERROR(FromRocksDb(it->status(), absl::StrCat(path_, ": scan")));
+    std::shuffle(ids.begin(), ids.end(), rng);
     return ids;
   }
 

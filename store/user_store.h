@@ -109,6 +109,13 @@ class UserStore {
   // (the Retrieve recall tuner), not a uniform one.
   virtual absl::StatusOr<std::vector<std::string>> SampleIds(
       size_t n) const = 0;
+  // Up to `n` user ids drawn uniformly at random without replacement
+  // (every id when there are at most n), in a random order determined by
+  // `seed` and the stored ids: the same seed on the same store draws the
+  // same sample. Reads every key once (O(users) time, O(n) memory); for
+  // tuning, off the request path.
+  virtual absl::StatusOr<std::vector<std::string>> RandomSampleIds(
+      size_t n, uint64_t seed) const = 0;
 };
 
 }  // namespace embsum::store

@@ -53,8 +53,31 @@ class AnnIndex {
   bool is_ivf() const { return ivf_; }
   // IVF lists (0 for a flat index).
   size_t lists() const { return lists_; }
+  // Probes of a search with nprobe 0 (AnnOptions::ivf_probes, capped).
+  size_t default_probes() const { return probes_; }
   // Whether searches go to a GPU copy (false after a GPU search failed).
   bool on_gpu() const { return gpu_ != nullptr && gpu_->usable(); }
+
+  // The per-interest index (AnnOptions::code_index): every CPE row of each
+  // item, labelled by the item's row. Built with the main index only (not
+  // for force_flat segments); CPU only.
+  bool has_codes() const { return codes_ != nullptr; }
+  bool codes_ivf() const { return codes_ivf_; }
+  size_t code_lists() const { return code_lists_; }
+  uint64_t code_rows() const;
+  // Bytes of the per-interest index's vectors and labels (codes and ids;
+  // the coarse centroids and list overhead are not counted).
+  uint64_t code_bytes() const { return code_bytes_; }
+
+  // One search of either index, results left as FAISS gives them: for each
+  // of the nq queries, k (score, label) pairs best first (label -1 where
+  // fewer); labels are arena rows, possibly repeated for the per-interest
+  // index (an item has n rows there). `nprobe` as in Search.
+  enum class Which { kMean, kCodes };
+  absl::Status SearchRaw(Which which, std::span<const float> queries,
+                         uint32_t nq, size_t k, size_t nprobe, int threads,
+                         std::vector<float>* distances,
+                         std::vector<int64_t>* labels) const;
 
   // Searches the `k` nearest vectors of each of the nq queries (nq*d
   // floats) and keeps, per row, the best inner product in `best`.
@@ -70,14 +93,23 @@ class AnnIndex {
 
  private:
   AnnIndex() = default;
+  static void BuildCodes(const scoring::ItemArena& arena,
+                         const std::vector<uint32_t>& rows,
+                         const AnnOptions& options, const AnnIndex* trained,
+                         AnnIndex* ann);
   std::unique_ptr<faiss::Index> index_;  // CPU; source of `trained` clones
   std::unique_ptr<AnnGpuIndex> gpu_;     // null: CPU only
+  std::unique_ptr<faiss::Index> codes_;  // per-interest; null: none
+  bool codes_ivf_ = false;
+  size_t code_lists_ = 0;
+  uint64_t code_bytes_ = 0;
   uint32_t begin_ = 0;
   uint32_t end_ = 0;
   uint64_t items_ = 0;
   uint32_t item_codes_ = 0;
   bool ivf_ = false;
   size_t lists_ = 0;
+  size_t probes_ = 0;
 };
 
 }  // namespace embsum::store::internal

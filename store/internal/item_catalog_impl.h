@@ -81,6 +81,9 @@ class SnapshotImpl final : public ItemSnapshot {
   absl::Status AnnCandidates(const scoring::UserView& user,
                              const AnnQuery& query,
                              std::vector<uint32_t>* rows) const override;
+  absl::Status AnnCandidateLists(const scoring::UserView& user,
+                                 const AnnQuery& query,
+                                 AnnLists* lists) const override;
   AnnShape ann_shape() const override;
 
   // Set by the writer before publication.

@@ -37,7 +37,7 @@ CONTRACT_FLAGS = set(CONTRACT_FLAG_DEFAULTS) | {
 # histogram exposes, plus grpc_server_started_total, the hot-reload series
 # (server/model_loader.h) and Prometheus's `up`.
 HISTOGRAMS = ("grpc_server_handling_seconds", "embsum_rank_candidates",
-               "embsum_scoring_seconds")
+               "embsum_scoring_seconds", "embsum_retrieve_shadow_recall")
 _SCALARS = ("grpc_server_handled_total", "grpc_server_started_total",
             "embsum_unknown_items_total", "embsum_shed_total", "embsum_users",
             "embsum_items", "embsum_model_info", "process_resident_memory_bytes",

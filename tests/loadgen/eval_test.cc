@@ -194,12 +194,19 @@ TEST(EvaluateRetrieval, RecallPerKAndLatencies) {
   EXPECT_DOUBLE_EQ(r->mean_recall[0], 1.0);
   EXPECT_DOUBLE_EQ(r->mean_recall[1], (1.0 + 0.95) / 2);
   EXPECT_DOUBLE_EQ(r->min_recall[1], 0.95);
+  // Two users: the 1st and 5th percentile users are the worse one.
+  EXPECT_DOUBLE_EQ(r->p1_recall[1], 0.95);
+  EXPECT_DOUBLE_EQ(r->p5_recall[1], 0.95);
+  EXPECT_DOUBLE_EQ(r->p1_recall[0], 1.0);
   EXPECT_NEAR(r->exact.mean_seconds, 0.010, 1e-9);
   EXPECT_NEAR(r->approximate.mean_seconds, 0.001, 1e-9);
   EXPECT_DOUBLE_EQ(r->mean_scored_items_exact, 1000);
   EXPECT_DOUBLE_EQ(r->mean_scored_items_approximate, 50);
   EXPECT_EQ(r->certified_approximate, 0u);
-  EXPECT_THAT(RetrievalText(*r), HasSubstr("recall@100: 0.9750"));
+  EXPECT_THAT(RetrievalText(*r),
+              HasSubstr("recall@100: 0.9750 (p1 0.95, p5 0.95, min 0.95)"));
+  EXPECT_THAT(RetrievalText(*r),
+              HasSubstr("latency ratio default/exact: mean 0.100"));
 }
 
 TEST(EvaluateRetrieval, ErrorsAndBadOptions) {

@@ -11,8 +11,10 @@
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "metrics/metrics.h"
 #include "scoring/scorer.h"
 #include "server/ranker_core.h"
+#include "server/server_metrics.h"
 #include "server/serving_model.h"
 #include "store/data_dir.h"
 #include "test_support.h"
@@ -395,10 +397,195 @@ TEST_F(RetrieveTunerTest, UntunedSingleProbeMissesWhatTheTunerFinds) {
   RankerCoreOptions options;
   options.retrieve_recall_target = 0;
   options.ann_oversample = 1;
+  options.retrieve_widen_factor = 1;  // no adaptive depth either
   options.retrieve_scan_fraction = 1.0;
   options.max_concurrent_scans = 0;
   auto core = Core(options);
   EXPECT_LT(MeanRecall(*core, 100), 0.95);
+}
+
+TEST_F(RetrieveTunerTest, AdaptiveDepthWidensWeakCallsAndCountsThem) {
+  // The same weak setting with adaptive depth: calls whose top k came from
+  // the far end of the single probe's list are widened, counted, and
+  // recall rises.
+  metrics::Registry registry;
+  ServerMetrics metrics(&registry, "cpu");
+  RankerCoreOptions options;
+  options.retrieve_recall_target = 0;
+  options.ann_oversample = 1;
+  options.retrieve_scan_fraction = 1.0;
+  options.max_concurrent_scans = 0;
+  options.retrieve_widen_factor = 1;
+  RankerCore narrow(options, slot_.get(), scorer_.get(), &metrics);
+  const double before = MeanRecall(narrow, 100);
+  EXPECT_EQ(metrics.retrieve_widened().value(), 0.0);
+  options.retrieve_widen_factor = 8;
+  options.retrieve_widen_share = 0.3;
+  RankerCore wide(options, slot_.get(), scorer_.get(), &metrics);
+  const double after = MeanRecall(wide, 100);
+  EXPECT_GT(metrics.retrieve_widened().value(), 0.0);
+  EXPECT_GT(after, before);
+}
+
+// Every user code's list is its best item rows: with an fp32 per-interest
+// index searched at every probe, each list is the items ordered by their
+// best row's inner product with that code.
+class PerInterestTest : public RetrieveTest {
+ protected:
+  void SetUp() override {
+    datagen::SyntheticModelOptions shape = embsum::testing::SmallModelOptions();
+    shape.items = 1500;
+    store::DataDirOptions data_options;
+    data_options.items.ann.gpu = store::AnnOptions::Gpu::kOff;
+    data_options.items.ann.flat_max_items = 500;  // IVF
+    data_options.items.ann.code_index = store::AnnOptions::CodeIndex::kFp32;
+    Build(shape, data_options);
+  }
+};
+
+TEST_F(PerInterestTest, ListsAreEachCodesBestRows) {
+  auto snap = data_->items().Current();
+  const store::ItemSnapshot::AnnShape shape = snap->ann_shape();
+  ASSERT_TRUE(shape.code_index);
+  ASSERT_TRUE(shape.code_ivf);
+  EXPECT_EQ(shape.code_rows, 1500u * 3);
+  EXPECT_EQ(shape.code_bytes, 1500u * 3 * (16 * 4 + 8));
+  const uint32_t m = 4, n = 3, d = 16;
+  for (size_t u = 0; u < 5; ++u) {
+    store::UserEmbedding user;
+    ASSERT_TRUE(data_->users().Get(model_.user_ids[u], &user).ok());
+    store::ItemSnapshot::AnnLists lists;
+    ASSERT_TRUE(
+        snap->AnnCandidateLists(
+                user.view(),
+                store::ItemSnapshot::AnnQuery{
+                    .k = 0,
+                    .codes = 2,
+                    .per_code = 5,
+                    .code_nprobe = static_cast<uint32_t>(shape.code_lists)},
+                &lists)
+            .ok());
+    ASSERT_EQ(lists.codes.size(), 2u);
+    EXPECT_TRUE(lists.mean.empty());
+    // The two longest codes, in order.
+    std::vector<std::pair<float, uint32_t>> norms;
+    for (uint32_t i = 0; i < m; ++i) {
+      float sq = 0;
+      for (uint32_t x = 0; x < d; ++x) {
+        sq += user.upe[i * d + x] * user.upe[i * d + x];
+      }
+      norms.push_back({sq, i});
+    }
+    std::stable_sort(norms.begin(), norms.end(),
+                     [](auto a, auto b) { return a.first > b.first; });
+    for (size_t q = 0; q < 2; ++q) {
+      const float* a = user.upe.data() + norms[q].second * d;
+      std::vector<std::pair<float, uint32_t>> best;  // (max_j a.b_j, row)
+      for (uint32_t row = 0; row < snap->rows(); ++row) {
+        const size_t item =
+            std::find(model_.item_ids.begin(), model_.item_ids.end(),
+                      snap->ItemId(row)) -
+            model_.item_ids.begin();
+        ASSERT_LT(item, model_.item_ids.size());
+        const float* b = model_.cpe.row(item).data();
+        float top = -1e30f;
+        for (uint32_t j = 0; j < n; ++j) {
+          float dot = 0;
+          for (uint32_t x = 0; x < d; ++x) dot += a[x] * b[j * d + x];
+          top = std::max(top, dot);
+        }
+        best.push_back({top, row});
+      }
+      std::sort(best.begin(), best.end(),
+                [](auto x, auto y) { return x.first > y.first; });
+      ASSERT_EQ(lists.codes[q].size(), 5u);
+      for (size_t i = 0; i < 5; ++i) {
+        EXPECT_EQ(lists.codes[q][i], best[i].second)
+            << "user " << u << " code " << q << " position " << i;
+      }
+    }
+  }
+}
+
+TEST_F(PerInterestTest, CodesLiftRecallOverTheMeanAloneAtTheSameDepth) {
+  RankerCoreOptions options;
+  options.retrieve_recall_target = 0;
+  options.ann_oversample = 1;
+  options.retrieve_widen_factor = 1;
+  options.retrieve_scan_fraction = 1.0;
+  options.max_concurrent_scans = 0;
+  auto mean_only = Core(options);
+  const double before = MeanRecall(*mean_only, 10);
+  // The tuner's choice on all users, per-interest lists allowed.
+  options.retrieve_recall_target = 0.99;
+  options.retrieve_tail_target = 0.99;
+  options.retrieve_tune_users = 24;
+  options.retrieve_tune_seed = 9;
+  auto tuned_core = Core(options);
+  auto tuned = tuned_core->TuneRetrieve(nullptr);
+  ASSERT_TRUE(tuned.ok()) << tuned.status();
+  EXPECT_TRUE(tuned->met_target);
+  EXPECT_EQ(tuned->seed, 9u);
+  EXPECT_EQ(tuned->users, 24u);
+  EXPECT_GE(tuned->at_10.p1, 0.99);
+  EXPECT_GE(MeanRecall(*tuned_core, 10), before);
+  EXPECT_GE(MeanRecall(*tuned_core, 10), 0.99);
+}
+
+// Shadow scans: sampled default answers are checked against an exact scan
+// off the request path and their recall lands in
+// embsum_retrieve_shadow_recall.
+TEST_F(RetrieveTunerTest, ShadowRecallFallsInMetricsWithAWeakenedSetting) {
+  auto shadow_mean = [&](const RankerCoreOptions& options, double* count) {
+    metrics::Registry registry;
+    ServerMetrics metrics(&registry, "cpu");
+    RankerCore core(options, slot_.get(), scorer_.get(), &metrics);
+    if (options.retrieve_recall_target > 0) {
+      EXPECT_TRUE(core.TuneRetrieve(nullptr).ok());
+    }
+    for (const std::string& user : model_.user_ids) {
+      EXPECT_TRUE(Retrieve(core, user, 20, false).ok());
+      // One at a time: a full shadow queue would skip (and count) calls.
+      core.WaitForShadowScans();
+    }
+    // Read back from the exposition, as Prometheus would.
+    const std::string text = registry.Serialize();
+    auto value = [&](const std::string& name) {
+      const size_t at = text.find("\n" + name + " ");
+      EXPECT_NE(at, std::string::npos) << name << " in\n" << text;
+      if (at == std::string::npos) return -1.0;
+      return std::stod(text.substr(at + name.size() + 2));
+    };
+    *count = value("embsum_retrieve_shadow_recall_count");
+    return value("embsum_retrieve_shadow_recall_sum") / *count;
+  };
+  RankerCoreOptions weak;
+  weak.retrieve_recall_target = 0;  // the deliberately weak setting
+  weak.ann_oversample = 1;
+  weak.retrieve_widen_factor = 1;
+  weak.retrieve_scan_fraction = 1.0;
+  weak.max_concurrent_scans = 0;
+  weak.retrieve_shadow_rate = 1.0;
+  double count = 0;
+  const double weak_recall = shadow_mean(weak, &count);
+  EXPECT_EQ(count, static_cast<double>(model_.user_ids.size()));
+  EXPECT_LT(weak_recall, 0.9);
+  RankerCoreOptions tuned = weak;
+  tuned.retrieve_recall_target = 0.99;
+  tuned.retrieve_tail_target = 0.99;
+  tuned.retrieve_tune_users = 40;
+  const double tuned_recall = shadow_mean(tuned, &count);
+  EXPECT_EQ(count, static_cast<double>(model_.user_ids.size()));
+  EXPECT_GE(tuned_recall, 0.95);
+  // Rate 0: nothing recorded.
+  weak.retrieve_shadow_rate = 0;
+  metrics::Registry registry;
+  ServerMetrics metrics(&registry, "cpu");
+  RankerCore quiet(weak, slot_.get(), scorer_.get(), &metrics);
+  EXPECT_TRUE(Retrieve(quiet, model_.user_ids[0], 20, false).ok());
+  quiet.WaitForShadowScans();
+  EXPECT_NE(registry.Serialize().find("embsum_retrieve_shadow_recall_count 0"),
+            std::string::npos);
 }
 
 }  // namespace

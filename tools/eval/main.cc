@@ -62,19 +62,26 @@ int RunRetrieval(const embsum::loadgen::EvalOptions& o) {
   if (!json_path.empty()) {
     nlohmann::json recall = nlohmann::json::object();
     nlohmann::json min_recall = nlohmann::json::object();
+    nlohmann::json p1_recall = nlohmann::json::object();
+    nlohmann::json p5_recall = nlohmann::json::object();
     for (size_t i = 0; i < result->ks.size(); ++i) {
       recall[std::to_string(result->ks[i])] = result->mean_recall[i];
       min_recall[std::to_string(result->ks[i])] = result->min_recall[i];
+      p1_recall[std::to_string(result->ks[i])] = result->p1_recall[i];
+      p5_recall[std::to_string(result->ks[i])] = result->p5_recall[i];
     }
     auto latency = [](const embsum::loadgen::LatencySummary& l) {
       return nlohmann::json{{"mean", l.mean_seconds},
                             {"p50", l.p50_seconds},
                             {"p90", l.p90_seconds},
+                            {"p99", l.p99_seconds},
                             {"max", l.max_seconds}};
     };
     nlohmann::json j = {
         {"recall", recall},
         {"min_recall", min_recall},
+        {"p1_recall", p1_recall},
+        {"p5_recall", p5_recall},
         {"users", result->users},
         {"skipped_unknown_user", result->skipped_unknown_user},
         {"default_latency_seconds", latency(result->approximate)},

@@ -50,14 +50,33 @@ ABSL_FLAG(uint32_t, max_candidates, 10000, "Largest candidate_ids of a Rank.");
 ABSL_FLAG(uint32_t, max_retrieve_k, 1000,
           "Largest k (and exclude_item_ids) of a Retrieve.");
 ABSL_FLAG(double, retrieve_recall_target, 0.99,
-          "At start-up (and reload) the default Retrieve path's ANN "
-          "parameters (IVF probes, over-fetch) are tuned so that mean "
-          "recall@10 and @100 against exact reach this (tuned on sampled "
-          "users for halfway between this and 1); "
+          "After start-up (and reload), in the background, the default "
+          "Retrieve path's ANN setting (IVF probes, over-fetch, per-interest "
+          "codes and depth) is tuned so that the 1st-percentile sampled "
+          "user's recall@10 and @100 against exact reach this and the mean "
+          "halfway between this and 1; "
           "0 = no tuning (over-fetch --ann_oversample).");
-ABSL_FLAG(uint32_t, retrieve_tune_users, 64,
-          "Users sampled by the Retrieve tuner (each costs one full scan "
-          "at start-up).");
+ABSL_FLAG(uint32_t, retrieve_tune_users, 256,
+          "Users the Retrieve tuner draws at random (all when fewer; each "
+          "costs one full scan, in the background after start-up and "
+          "reload).");
+ABSL_FLAG(double, retrieve_tail_target, 0.95,
+          "The recall@10 and @100 the Retrieve tuner requires of the "
+          "1st-percentile sampled user (at most --retrieve_recall_target; "
+          "0 = that target).");
+ABSL_FLAG(uint64_t, retrieve_tune_seed, 0,
+          "Seed of the Retrieve tuner's user sample; 0 draws one (logged).");
+ABSL_FLAG(double, retrieve_shadow_rate, 0.001,
+          "Fraction of default Retrieve calls re-answered off the request "
+          "path by an exact scan (when a scan slot is free) to record "
+          "embsum_retrieve_shadow_recall; 0 = none.");
+ABSL_FLAG(uint32_t, retrieve_widen_factor, 4,
+          "Adaptive depth: a Retrieve whose top k came mostly from the far "
+          "end of its candidate lists searches them this many times deeper "
+          "once (embsum_retrieve_widened_total); <= 1 = off.");
+ABSL_FLAG(std::string, ann_code_index, "int8",
+          "Storage of the per-interest ANN index over every CPE row, searched "
+          "with each user code: int8, fp16, fp32 or off.");
 ABSL_FLAG(uint32_t, max_concurrent_retrieve_scans, 1,
           "Full-catalogue Retrieve scans (exact=true, or fallbacks) running "
           "at once; more get RESOURCE_EXHAUSTED, so they cannot starve Rank "
@@ -182,6 +201,25 @@ int main(int argc, char** argv) {
     return 1;
   }
   options.ann_gpu = *parsed_ann_gpu;
+  const std::string code_index = absl::GetFlag(FLAGS_ann_code_index);
+  const std::optional<embsum::store::AnnOptions::CodeIndex> parsed_code_index =
+      embsum::store::ParseAnnCodeIndex(code_index);
+  if (!parsed_code_index.has_value()) {
+    embsum::server::LogEvent(
+        "error", "start_failed",
+        {{"message", "--ann_code_index='" + code_index +
+                         "': want int8, fp16, fp32 or off"}});
+    return 1;
+  }
+  options.ann_code_index = *parsed_code_index;
+  const double shadow_rate = absl::GetFlag(FLAGS_retrieve_shadow_rate);
+  if (!(shadow_rate >= 0 && shadow_rate <= 1)) {
+    embsum::server::LogEvent(
+        "error", "start_failed",
+        {{"message", "--retrieve_shadow_rate=" + std::to_string(shadow_rate) +
+                         ": want 0..1"}});
+    return 1;
+  }
   const double recall_target = absl::GetFlag(FLAGS_retrieve_recall_target);
   if (!(recall_target >= 0 && recall_target <= 1)) {
     embsum::server::LogEvent("error", "start_failed",
@@ -240,6 +278,11 @@ int main(int argc, char** argv) {
   server.core.retrieve_recall_target =
       absl::GetFlag(FLAGS_retrieve_recall_target);
   server.core.retrieve_tune_users = absl::GetFlag(FLAGS_retrieve_tune_users);
+  server.core.retrieve_tune_seed = absl::GetFlag(FLAGS_retrieve_tune_seed);
+  server.core.retrieve_tail_target = absl::GetFlag(FLAGS_retrieve_tail_target);
+  server.core.retrieve_shadow_rate = shadow_rate;
+  server.core.retrieve_widen_factor =
+      absl::GetFlag(FLAGS_retrieve_widen_factor);
   server.core.max_concurrent_scans =
       absl::GetFlag(FLAGS_max_concurrent_retrieve_scans);
   return embsum::server::RunApp(options);
