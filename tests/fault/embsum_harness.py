@@ -9,8 +9,11 @@ import json
 import os
 import re
 import signal
+import shutil
 import subprocess
+import tempfile
 import time
+import unittest
 
 import grpc
 import numpy as np
@@ -216,3 +219,43 @@ def item_record(item_id, cpe, keys=None):
     if keys is not None:
         r.keys.extend(np.asarray(keys, np.float32).ravel().tolist())
     return r
+
+
+class ModelTestCase(unittest.TestCase):
+    """A test case over one small ingested model: the class builds it once
+    (MODEL: datagen's arguments) into a temporary root; each test gets a
+    fresh work folder, may copy the pristine data directory with
+    data_copy(), and every Server it appends to self.servers is stopped at
+    the end."""
+
+    PREFIX = "embsum-test-"
+    MODEL = {}
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory(prefix=cls.PREFIX)
+        cls.root = cls.tmp.name
+        cls.model_dir = datagen(os.path.join(cls.root, "model"), **cls.MODEL)
+        cls.model = Model(cls.model_dir)
+        cls.pristine = os.path.join(cls.root, "pristine")
+        r = ingest(cls.model_dir, cls.pristine)
+        assert r.returncode == 0, r.stderr
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def setUp(self):
+        self.work = tempfile.mkdtemp(dir=self.root)
+        self.servers = []
+
+    def tearDown(self):
+        for s in self.servers:
+            s.stop()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    def data_copy(self, name="data"):
+        """A copy of the pristine data directory under this test's folder."""
+        path = os.path.join(self.work, name)
+        shutil.copytree(self.pristine, path)
+        return path

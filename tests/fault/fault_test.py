@@ -13,14 +13,11 @@ a crash. Run by ctest with EMBSUM_SERVER, EMBSUM_INGEST, EMBSUM_DATAGEN and
 PYTHONPATH set.
 """
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import unittest
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -60,37 +57,10 @@ def refused_at_startup(test, server):
     return log
 
 
-class FaultTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.tmp = tempfile.TemporaryDirectory(prefix="embsum-fault-")
-        cls.root = cls.tmp.name
-        # Small model: every test starts from a copy of its data directory.
-        cls.model_dir = h.datagen(os.path.join(cls.root, "model"), users=20,
-                                  items=200, dim=8, seed=1,
-                                  model_version="fault-old")
-        cls.model = h.Model(cls.model_dir)
-        cls.pristine = os.path.join(cls.root, "pristine")
-        r = h.ingest(cls.model_dir, cls.pristine)
-        assert r.returncode == 0, r.stderr
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.tmp.cleanup()
-
-    def setUp(self):
-        self.work = tempfile.mkdtemp(dir=self.root)
-        self.servers = []
-
-    def tearDown(self):
-        for s in self.servers:
-            s.stop()
-        shutil.rmtree(self.work, ignore_errors=True)
-
-    def data_copy(self, name="data"):
-        path = os.path.join(self.work, name)
-        shutil.copytree(self.pristine, path)
-        return path
+class FaultTest(h.ModelTestCase):
+    # Small model: every test starts from a copy of its data directory.
+    PREFIX = "embsum-fault-"
+    MODEL = dict(users=20, items=200, dim=8, seed=1, model_version="fault-old")
 
     def server(self, data_dir, name="server", **kw):
         s = h.Server(data_dir, os.path.join(self.work, name + ".log"), **kw)

@@ -19,8 +19,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
-import unittest
 import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -35,35 +33,13 @@ from embsum.v1 import ranking_pb2
 from embsum.v1 import ranking_pb2_grpc
 
 
-class SecurityTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.tmp = tempfile.TemporaryDirectory(prefix="embsum-security-")
-        cls.root = cls.tmp.name
-        cls.model_dir = h.datagen(os.path.join(cls.root, "model"), users=10,
-                                  items=100, dim=8, seed=4)
-        cls.model = h.Model(cls.model_dir)
-        cls.pristine = os.path.join(cls.root, "pristine")
-        r = h.ingest(cls.model_dir, cls.pristine)
-        assert r.returncode == 0, r.stderr
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.tmp.cleanup()
-
-    def setUp(self):
-        self.work = tempfile.mkdtemp(dir=self.root)
-        self.servers = []
-
-    def tearDown(self):
-        for s in self.servers:
-            s.stop()
-        shutil.rmtree(self.work, ignore_errors=True)
+class SecurityTest(h.ModelTestCase):
+    PREFIX = "embsum-security-"
+    MODEL = dict(users=10, items=100, dim=8, seed=4)
 
     def start(self, extra=(), data=None, **kw):
         if data is None:
-            data = os.path.join(self.work, "data")
-            shutil.copytree(self.pristine, data)
+            data = self.data_copy()
         s = h.Server(data, os.path.join(self.work,
                                         f"server{len(self.servers)}.log"),
                      extra=extra, **kw)
