@@ -311,9 +311,17 @@ RetrieveTuning ChooseSetting(const RankTable& table, const TunerSpace& space) {
           t.code_nprobe = codes > 0 && have_codes ? table.code_probes[cp] : 0;
           if (f_large == 0 || f_small == 0) {
             // Not met: remember the setting with the best tail as the
-            // fallback (largest fetch).
+            // fallback (largest fetch), among those that are no scan even
+            // at the smallest fetch (a fallback that scans would answer
+            // every call with a full scan, one at a time).
             const double tail = std::min(tail_small, tail_large);
-            if (best_cost == std::numeric_limits<double>::infinity() &&
+            RetrieveTuning smallest_fetch = t;
+            smallest_fetch.fetch_factor = kFetchFactors[0];
+            const bool fits =
+                space.scan_items <= 0 ||
+                static_cast<double>(smallest_fetch.MaxCandidates(kLargeK)) <
+                    space.scan_items;
+            if (fits && best_cost == std::numeric_limits<double>::infinity() &&
                 tail > best_tail) {
               best_tail = tail;
               // The deepest fetch that is still no scan.

@@ -140,6 +140,8 @@ TEST(ChooseSetting, ASettingAsLargeAsAScanIsNotChosen) {
   space.scan_items = 1000;
   r = ChooseSetting(t, space);
   EXPECT_FALSE(r.met_target);
+  // Nor is the fallback one that would scan.
+  EXPECT_LT(r.MaxCandidates(100), 1000u);
 }
 
 TEST(ProbeChoices, PowersOfTwoAndTheCap) {
