@@ -86,16 +86,18 @@ void PrintDemoHint(const std::string& root, int port) {
       absl::StrAppend(&items, i ? "," : "", line);
     }
   }
+  const std::string client = absl::StrCat(
+      "PYTHONPATH=", StubsDir(),
+      " /usr/bin/python3 tools/server/rank_client.py --target=127.0.0.1:",
+      port);
   std::printf(
-      "\nembsum-server demo is up. Try:\n"
-      "  PYTHONPATH=%s /usr/bin/python3 "
-      "tools/server/rank_client.py --target=127.0.0.1:%d --user=%s "
-      "--candidates=%s\n"
-      "  grpcurl -plaintext -d '{\"user_id\":\"%s\",\"candidate_ids\":[\"%s\"],"
-      "\"explain\":true}' 127.0.0.1:%d embsum.v1.Ranker/Rank\n"
+      "\nembsum-server demo is up. Try, from the repository root:\n"
+      "  %s rank --user=%s --candidates=%s\n"
+      "  %s retrieve --user=%s --k=10\n"
+      "  %s info\n"
       "Model artifact (ids, behaviors.tsv): %s/model\n\n",
-      StubsDir().c_str(), port, user.c_str(), items.c_str(), user.c_str(),
-      FirstLine(root + "/model/items/ids.txt").c_str(), port, root.c_str());
+      client.c_str(), user.c_str(), items.c_str(), client.c_str(), user.c_str(),
+      client.c_str(), root.c_str());
   std::fflush(stdout);
 }
 
