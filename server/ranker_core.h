@@ -80,8 +80,6 @@ struct RankerCoreOptions {
   // of at most max_candidates rows costs no more than one Rank the server
   // admits anyway, so it is not counted.
   uint32_t max_concurrent_scans = 1;
-  // Tests: called inside each full scan while it holds its slot.
-  std::function<void()> scan_hook;
   // Receives the tuner's log lines (null: none).
   std::function<void(const std::string&)> log;
 };
@@ -96,6 +94,11 @@ class RankerCore {
              const scoring::Scorer* scorer, ServerMetrics* metrics);
   // Stops the background tuner and the shadow thread (waits for the work
   // in hand: at most one user's scan).
+  // Tests only (kept out of RankerCoreOptions): called inside each full
+  // scan while it holds its slot. Set before the first Retrieve.
+  void SetScanHookForTesting(std::function<void()> hook) {
+    scan_hook_for_testing_ = std::move(hook);
+  }
   ~RankerCore();
 
   // Checks that need no store access (run on the gRPC thread before
@@ -237,6 +240,7 @@ class RankerCore {
   const ModelSlot* models_;
   const scoring::Scorer* scorer_;
   ServerMetrics* metrics_;
+  std::function<void()> scan_hook_for_testing_;
 };
 
 // The longest id of docs/design.md section 3, in bytes.

@@ -82,7 +82,7 @@ absl::Status RankerCore::FullScan(const scoring::UserView& user,
     bool counted;
     ~Release() { core->ReleaseScanSlot(counted); }
   } release{this, counted};
-  if (options_.scan_hook) options_.scan_hook();
+  if (scan_hook_for_testing_) scan_hook_for_testing_();
   // The snapshot's own rows (live() has rows() flags): the shared arena may
   // already hold rows of later snapshots. An empty live span would mean
   // "every row", so a snapshot without rows is answered here.

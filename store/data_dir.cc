@@ -132,7 +132,8 @@ absl::Status SwapIn(const fs::path& fresh, const fs::path& target,
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<DataDir>> DataDir::Open(
-    const std::string& path, const DataDirOptions& options) {
+    const std::string& path, const DataDirOptions& options,
+    const DataDirTestingHooks& testing) {
   std::error_code ec;
   if (!fs::is_directory(path, ec)) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -154,12 +155,14 @@ absl::StatusOr<std::unique_ptr<DataDir>> DataDir::Open(
                      internal::ReadFileToString(shard_path));
     ASSIGN_OR_RETURN(dir->shard_, ParseShardSpec(shard_text, shard_path));
   }
-  ASSIGN_OR_RETURN(dir->users_,
-                   UserStore::Open(absl::StrCat(path, "/", kUsersDir),
-                                   dir->manifest_, options.users));
-  ASSIGN_OR_RETURN(dir->items_,
-                   ItemCatalog::Open(absl::StrCat(path, "/", kItemsDir),
-                                     dir->manifest_, options.items));
+  ASSIGN_OR_RETURN(
+      dir->users_,
+      UserStore::Open(absl::StrCat(path, "/", kUsersDir), dir->manifest_,
+                      options.users, testing.users));
+  ASSIGN_OR_RETURN(
+      dir->items_,
+      ItemCatalog::Open(absl::StrCat(path, "/", kItemsDir), dir->manifest_,
+                        options.items, testing.items));
   return dir;
 }
 

@@ -18,6 +18,7 @@
 #include "store/item_catalog.h"
 #include "store/manifest.h"
 #include "store/shard.h"
+#include "store/testing_hooks.h"
 #include "store/user_store.h"
 
 namespace embsum::store {
@@ -33,7 +34,8 @@ class DataDir {
   // Refuses (FailedPrecondition/DataLoss with the file named) a missing,
   // partial or corrupt directory; never crashes on bad files.
   static absl::StatusOr<std::unique_ptr<DataDir>> Open(
-      const std::string& path, const DataDirOptions& options);
+      const std::string& path, const DataDirOptions& options,
+      const DataDirTestingHooks& testing = {});
 
   const ModelManifest& manifest() const { return manifest_; }
   // The users this directory holds: shard() of shards (0 of 1: all).

@@ -74,8 +74,8 @@ size_t CatalogImpl::CapacityFor(size_t rows) const {
 }
 
 absl::Status CatalogImpl::Fault(std::string_view step) const {
-  if (!options_.fault_for_testing) return absl::OkStatus();
-  return options_.fault_for_testing(step);
+  if (!testing_.fault) return absl::OkStatus();
+  return testing_.fault(step);
 }
 
 std::shared_ptr<ArenaState> CatalogImpl::NewArena(size_t capacity) {
@@ -342,9 +342,9 @@ void CatalogImpl::SetListener(Listener listener) {
 
 absl::StatusOr<std::unique_ptr<ItemCatalog>> ItemCatalog::Open(
     const std::string& dir, const ModelManifest& manifest,
-    const ItemCatalogOptions& options) {
+    const ItemCatalogOptions& options, const ItemCatalogTestingHooks& testing) {
   auto catalog =
-      std::make_unique<internal::CatalogImpl>(dir, manifest, options);
+      std::make_unique<internal::CatalogImpl>(dir, manifest, options, testing);
   RETURN_IF_ERROR(catalog->Load());
   return std::unique_ptr<ItemCatalog>(std::move(catalog));
 }

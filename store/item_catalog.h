@@ -20,6 +20,7 @@
 #include "scoring/item_arena.h"
 #include "scoring/user_view.h"
 #include "store/manifest.h"
+#include "store/testing_hooks.h"
 #include "store/write_stamp.h"
 
 namespace embsum::store {
@@ -192,11 +193,6 @@ struct ItemCatalogOptions {
   // smaller = faster start-up, more rewriting.
   size_t checkpoint_min_entries = 4096;
   double checkpoint_fraction = 0.1;
-  // Fault injection for tests: when set, called at each named step of a
-  // write or checkpoint ("upsert:build", "upsert:log", "delete:log",
-  // "checkpoint:write", "checkpoint:trim"); a non-OK status makes that step
-  // fail as a real error there would. Called under the writer's lock.
-  std::function<absl::Status(std::string_view step)> fault_for_testing;
 };
 
 // Thread-safety: Current() is safe to call concurrently with anything;
@@ -223,7 +219,8 @@ class ItemCatalog {
  public:
   static absl::StatusOr<std::unique_ptr<ItemCatalog>> Open(
       const std::string& dir, const ModelManifest& manifest,
-      const ItemCatalogOptions& options);
+      const ItemCatalogOptions& options,
+      const ItemCatalogTestingHooks& testing = {});
   virtual ~ItemCatalog() = default;
 
   virtual std::shared_ptr<const ItemSnapshot> Current() const = 0;

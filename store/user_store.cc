@@ -564,7 +564,7 @@ class RocksDbUserStore : public UserStore {
 
 absl::StatusOr<std::unique_ptr<UserStore>> UserStore::Open(
     const std::string& path, const ModelManifest& manifest,
-    const UserStoreOptions& options) {
+    const UserStoreOptions& options, const UserStoreTestingHooks& testing) {
   std::error_code ec;
   if (!std::filesystem::exists(std::filesystem::path(path) / "CURRENT", ec)) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -643,7 +643,7 @@ absl::StatusOr<std::unique_ptr<UserStore>> UserStore::Open(
   }
   return std::unique_ptr<UserStore>(new RocksDbUserStore(
       path, manifest, std::move(db), std::move(handles), count, dtype,
-      options.between_reads_for_testing, counters[0], counters[1]));
+      testing.between_reads, counters[0], counters[1]));
 }
 
 }  // namespace embsum::store

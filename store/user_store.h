@@ -20,6 +20,7 @@
 #include "scoring/dtype.h"
 #include "scoring/user_view.h"
 #include "store/manifest.h"
+#include "store/testing_hooks.h"
 #include "store/write_stamp.h"
 
 namespace embsum::store {
@@ -50,10 +51,6 @@ struct UserStoreOptions {
   size_t block_cache_bytes = size_t{256} << 20;
   // Bloom filter bits per key: fewer disk reads for unknown users.
   int bloom_bits_per_key = 10;
-  // Tests only: called by GetWithSummary between its embedding read and
-  // its summary read (to write in between and check both reads see the
-  // same moment). Null in production.
-  std::function<void()> between_reads_for_testing;
 };
 
 class UserStore {
@@ -61,7 +58,8 @@ class UserStore {
   // Opens the RocksDB database at `path` (created by Ingest).
   static absl::StatusOr<std::unique_ptr<UserStore>> Open(
       const std::string& path, const ModelManifest& manifest,
-      const UserStoreOptions& options);
+      const UserStoreOptions& options,
+      const UserStoreTestingHooks& testing = {});
   virtual ~UserStore() = default;
 
   // NotFound when the user is unknown.

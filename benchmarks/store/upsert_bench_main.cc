@@ -86,12 +86,14 @@ int main(int argc, char** argv) {
   // separately: O(N) every max(4096, N/10) entries).
   options.items.checkpoint_min_entries = size_t{1} << 40;
   Clock::time_point logged;
-  options.items.fault_for_testing = [&](std::string_view step) {
+  // The store's step hook marks when a write is durable in the item log.
+  DataDirTestingHooks hooks;
+  hooks.items.fault = [&](std::string_view step) {
     if (step == "upsert:log" || step == "delete:log") logged = Clock::now();
     return absl::OkStatus();
   };
   auto start = Clock::now();
-  auto dir = DataDir::Open(io.data_dir, options);
+  auto dir = DataDir::Open(io.data_dir, options, hooks);
   if (!dir.ok()) return Die(std::string(dir.status().message()));
   const double open_s = Since(start);
   ItemCatalog& items = (*dir)->items();

@@ -9,7 +9,8 @@
 #define EMBSUM_STORE_INTERNAL_ITEM_CATALOG_IMPL_H_
 
 #ifndef EMBSUM_STORE_INTERNAL_ACCESS
-#error "store/internal/ is private to embsum::store: include store/'s public headers, or link embsum::store_internal (tests, fuzz, datagen)"
+#error \
+    "store/internal/ is private to embsum::store: include store/'s public headers, or link embsum::store_internal (tests, fuzz, datagen)"
 #endif
 
 #include <atomic>
@@ -107,10 +108,11 @@ class SnapshotImpl final : public ItemSnapshot {
 class CatalogImpl final : public ItemCatalog {
  public:
   CatalogImpl(std::string dir, ModelManifest manifest,
-              ItemCatalogOptions options)
+              ItemCatalogOptions options, ItemCatalogTestingHooks testing)
       : dir_(std::move(dir)),
         manifest_(std::move(manifest)),
-        options_(std::move(options)) {}
+        options_(std::move(options)),
+        testing_(std::move(testing)) {}
   ~CatalogImpl() override;
 
   // Opens the snapshot files and the log and publishes the first snapshot.
@@ -141,7 +143,7 @@ class CatalogImpl final : public ItemCatalog {
                                 options_.dtype, manifest_.item_keys};
   }
   size_t CapacityFor(size_t rows) const;
-  // options_.fault_for_testing at `step`, or OK.
+  // testing_.fault at `step`, or OK.
   absl::Status Fault(std::string_view step) const;
   // Reads every log entry (key order), at `snapshot` when non-null.
   absl::Status ReadLog(
@@ -179,6 +181,7 @@ class CatalogImpl final : public ItemCatalog {
   const std::string dir_;
   const ModelManifest manifest_;
   const ItemCatalogOptions options_;
+  const ItemCatalogTestingHooks testing_;
   std::unique_ptr<rocksdb::DB> log_;
 
   mutable absl::Mutex mu_;  // the writer's lock

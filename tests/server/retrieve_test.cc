@@ -291,13 +291,13 @@ TEST_F(RetrieveTest, FullScansBeyondTheLimitAreRefusedAndRankStillRuns) {
   options.max_concurrent_scans = 1;
   options.max_candidates = 10;  // the catalogue is larger: scans are counted
   bool first = true;
-  options.scan_hook = [&] {
+  auto core = Core(options);
+  core->SetScanHookForTesting([&] {
     if (!first) return;
     first = false;
     in_scan.Notify();
     release.WaitForNotification();
-  };
-  auto core = Core(options);
+  });
   const std::string user = model_.user_ids[1];
   absl::StatusOr<v1::RetrieveResponse> held;
   std::thread scan([&] { held = Retrieve(*core, user, 5, true); });
@@ -326,13 +326,13 @@ TEST_F(RetrieveTest, ScansOfACatalogueNoLargerThanARankAreNotLimited) {
   options.max_concurrent_scans = 1;
   ASSERT_LE(model_.item_ids.size(), options.max_candidates);
   bool first = true;
-  options.scan_hook = [&] {
+  auto core = Core(options);
+  core->SetScanHookForTesting([&] {
     if (!first) return;
     first = false;
     in_scan.Notify();
     release.WaitForNotification();
-  };
-  auto core = Core(options);
+  });
   const std::string user = model_.user_ids[1];
   absl::StatusOr<v1::RetrieveResponse> held;
   std::thread scan([&] { held = Retrieve(*core, user, 5, true); });

@@ -45,7 +45,8 @@ class ItemCatalogTest : public ::testing::Test {
   }
   void Reopen() {
     catalog_.reset();
-    auto c = ItemCatalog::Open(tmp_ / "data/items", manifest_, options_);
+    auto c =
+        ItemCatalog::Open(tmp_ / "data/items", manifest_, options_, testing_);
     ASSERT_TRUE(c.ok()) << c.status();
     catalog_ = std::move(*c);
   }
@@ -84,6 +85,7 @@ class ItemCatalogTest : public ::testing::Test {
   TempDir tmp_;
   ModelManifest manifest_;
   ItemCatalogOptions options_;
+  ItemCatalogTestingHooks testing_;
   std::unique_ptr<ItemCatalog> catalog_;
 };
 
@@ -312,7 +314,7 @@ TEST_F(ItemCatalogTest, FailedAutomaticCheckpointDoesNotFailTheWrite) {
   options_.checkpoint_min_entries = 1;
   options_.checkpoint_fraction = 0;
   bool disk_full = true;
-  options_.fault_for_testing = [&](std::string_view step) {
+  testing_.fault = [&](std::string_view step) {
     return disk_full && step == "checkpoint:write"
                ? absl::ResourceExhaustedError("injected: no space left")
                : absl::OkStatus();
@@ -642,7 +644,7 @@ TEST_F(ItemCatalogTest, SnapshotKeepsItsRowCountWhileTheArenaGrows) {
 // arena's published size alone (a device mirror never copies its rows).
 TEST_F(ItemCatalogTest, WriteThatFailsBeforeItsLogWriteIsNeverApplied) {
   std::string fail_at;
-  options_.fault_for_testing = [&](std::string_view step) {
+  testing_.fault = [&](std::string_view step) {
     return step == fail_at ? absl::UnavailableError(absl::StrCat(
                                  "injected fault at ", std::string(step)))
                            : absl::OkStatus();
@@ -681,7 +683,7 @@ TEST_F(ItemCatalogTest, WriteThatFailsBeforeItsLogWriteIsNeverApplied) {
 // next checkpoint starts from the new snapshot instead of renaming onto it.
 TEST_F(ItemCatalogTest, FailedLogTrimDoesNotBlockTheNextCheckpoint) {
   bool fail_trim = true;
-  options_.fault_for_testing = [&](std::string_view step) {
+  testing_.fault = [&](std::string_view step) {
     if (step == "checkpoint:trim" && fail_trim) {
       return absl::InternalError("injected trim failure");
     }

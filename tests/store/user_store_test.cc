@@ -243,14 +243,14 @@ TEST(UserStoreSnapshotTest, EmbeddingAndSummaryAreReadTogether) {
     u.summary = summary;
     return u;
   };
-  DataDirOptions options;
-  options.users.between_reads_for_testing = [&] {
+  DataDirTestingHooks testing;
+  testing.users.between_reads = [&] {
     if (writes > 0) return;
     ++writes;
     UserUpsert next = make(2.0f, "second");
     ASSERT_TRUE(store->Upsert({&next, 1}).ok());
   };
-  auto dir = DataDir::Open(tmp / "data", options);
+  auto dir = DataDir::Open(tmp / "data", DataDirOptions{}, testing);
   ASSERT_TRUE(dir.ok()) << dir.status();
   store = &(*dir)->users();
   UserUpsert first = make(1.0f, "first");
