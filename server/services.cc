@@ -53,9 +53,10 @@ grpc::Status Refused(ServerMetrics* metrics, const WorkerPool& pool,
   if (why == WorkerPool::Admission::kStopped) {
     return grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down");
   }
-  metrics->shed(why == WorkerPool::Admission::kWaitTooLong
-                    ? ServerMetrics::ShedReason::kPredictedWait
-                    : ServerMetrics::ShedReason::kQueueFull)
+  metrics
+      ->shed(why == WorkerPool::Admission::kWaitTooLong
+                 ? ServerMetrics::ShedReason::kPredictedWait
+                 : ServerMetrics::ShedReason::kQueueFull)
       .Increment();
   if (why == WorkerPool::Admission::kWaitTooLong) {
     return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,

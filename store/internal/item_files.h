@@ -20,7 +20,8 @@
 #define EMBSUM_STORE_INTERNAL_ITEM_FILES_H_
 
 #ifndef EMBSUM_STORE_INTERNAL_ACCESS
-#error "store/internal/ is private to embsum::store: include store/'s public headers, or link embsum::store_internal (tests, fuzz, datagen)"
+#error \
+    "store/internal/ is private to embsum::store: include store/'s public headers, or link embsum::store_internal (tests, fuzz, datagen)"
 #endif
 
 #include <cstdint>

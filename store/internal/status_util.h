@@ -4,7 +4,8 @@
 #define EMBSUM_STORE_INTERNAL_STATUS_UTIL_H_
 
 #ifndef EMBSUM_STORE_INTERNAL_ACCESS
-#error "store/internal/ is private to embsum::store: include store/'s public headers, or link embsum::store_internal (tests, fuzz, datagen)"
+#error \
+    "store/internal/ is private to embsum::store: include store/'s public headers, or link embsum::store_internal (tests, fuzz, datagen)"
 #endif
 
 #include <string_view>
